@@ -1,0 +1,101 @@
+//! What the server examples share: their command line, logging, signals,
+//! and the `listening on ADDR (tcp)` line.
+
+use std::process::ExitCode;
+
+use clap::{value_parser, Arg, ArgAction, Command};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use socketserver::{Handler, Server, Transport};
+
+/// Parses the common flags, builds the server on `--bind` (default
+/// `default_bind`), prints where it listens, and serves until Ctrl-C or
+/// SIGTERM; then prints what the shutdown drained.
+pub fn serve<H: Handler>(
+    name: &'static str,
+    about: &'static str,
+    default_bind: &'static str,
+    handler: H,
+) -> ExitCode {
+    let args = Command::new(name)
+        .about(about)
+        .arg(
+            Arg::new("bind")
+                .long("bind")
+                .value_name("ADDR")
+                .default_value(default_bind)
+                .help("address to listen on, e.g. 0.0.0.0:6789 or [::]:6789"),
+        )
+        .arg(
+            Arg::new("workers")
+                .long("workers")
+                .value_name("N")
+                .value_parser(value_parser!(usize))
+                .help("worker threads [default: number of CPUs]"),
+        )
+        .arg(
+            Arg::new("backlog")
+                .long("backlog")
+                .value_name("N")
+                .value_parser(value_parser!(u32))
+                .default_value("1024")
+                .help("listen(2) backlog"),
+        )
+        .arg(
+            Arg::new("udp")
+                .long("udp")
+                .action(ArgAction::SetTrue)
+                .help("serve UDP datagrams instead of TCP"),
+        )
+        .get_matches();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+
+    let transport = match args.get_flag("udp") {
+        true => Transport::Datagram,
+        false => Transport::Stream,
+    };
+    let bind = args.get_one::<String>("bind").expect("has a default");
+    let mut builder = Server::builder()
+        .bind(bind.as_str())
+        .transport(transport)
+        .backlog(*args.get_one::<u32>("backlog").expect("has a default"));
+    if let Some(&n) = args.get_one::<usize>("workers") {
+        builder = builder.workers(n);
+    }
+    let server = match builder.build(handler) {
+        Ok(server) => server,
+        Err(e) => return fail(name, &e),
+    };
+    // Signals are caught before the address is printed, so that whoever
+    // reads that line may stop the server at once.
+    let stop = server.shutdown_handle();
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => return fail(name, &e),
+    };
+    println!("listening on {} ({})", server.local_addr(), transport);
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            stop.shutdown();
+        }
+    });
+    match server.run() {
+        Ok(report) => {
+            println!("shut down: {report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(name, &e),
+    }
+}
+
+/// Prints an error and its causes to stderr; the exit code is 1.
+pub fn fail(name: &str, err: &dyn std::error::Error) -> ExitCode {
+    let mut msg = format!("{name}: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        msg.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{msg}");
+    ExitCode::FAILURE
+}

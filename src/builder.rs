@@ -1,0 +1,356 @@
+//! `ServerBuilder`: every setting, its default and unit; checked in `build()`.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::accept::open_spare;
+use crate::failure::{default_hook, ErrorHook};
+use crate::settings::{Settings, MAX_UDP_PAYLOAD};
+use crate::shared::Core;
+use crate::socket::{self, SocketOptions};
+use crate::{Addr, Error, Failure, Handler, Server, Transport};
+
+/// Configures a [`Server`]: consuming setters, then [`build`](Self::build).
+///
+/// Every setter's documentation gives its default. Nothing is checked or
+/// opened until `build()`, which returns either a bound server or a typed
+/// [`Error`], never a panic.
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ServerBuilder {
+    /// The address as given, and what it resolved to.
+    addr: Option<(String, io::Result<Vec<SocketAddr>>)>,
+    settings: Settings,
+    on_error: ErrorHook,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("addr", &self.addr.as_ref().map(|a| &a.0))
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// A builder with every setting at its default. Same as [`Server::builder`].
+    pub fn new() -> Self {
+        ServerBuilder {
+            addr: None,
+            settings: Settings::default(),
+            on_error: default_hook(),
+        }
+    }
+
+    /// The address to listen on: anything [`ToSocketAddrs`], such as
+    /// `"[::]:6789"`, `"127.0.0.1:0"`, `"localhost:6789"` or a `SocketAddr`.
+    /// Required; no default.
+    ///
+    /// The address family (IPv4 or IPv6) follows the address. A name that
+    /// resolves to several addresses is bound at the first that works, as
+    /// `TcpListener::bind` does. Port 0 asks the system for a free port:
+    /// read it back with [`Server::local_addr`]. A name that does not
+    /// resolve fails in `build()` with [`Error::Resolve`].
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(mut self, addr: A) -> Self {
+        let shown = format!("{addr:?}");
+        let shown = shown.trim_matches('"').to_string();
+        let resolved = addr.to_socket_addrs().map(|it| it.collect());
+        self.addr = Some((shown, resolved));
+        self
+    }
+
+    /// Stream (TCP) or datagram (UDP). Default: [`Transport::Stream`].
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.settings.transport = transport;
+        self
+    }
+
+    /// Whether an IPv6 socket takes IPv6 only (`true`) or IPv4 too, as
+    /// IPv4-mapped addresses (`false`, dual stack). Default: `false`.
+    ///
+    /// Always set explicitly on IPv6 sockets before binding, so the result
+    /// does not depend on the system's default. `only_v6(true)` with an IPv4
+    /// address is an [`Error::InvalidSetting`]; `only_v6(false)` there is a
+    /// no-op.
+    pub fn only_v6(mut self, only_v6: bool) -> Self {
+        self.settings.only_v6 = Some(only_v6);
+        self
+    }
+
+    /// The `listen(2)` backlog: connections the kernel holds for the server
+    /// before they are accepted. Default: 1024 (Linux caps it at
+    /// `net.core.somaxconn`). Must be at least 1. Stream only.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.settings.backlog = backlog;
+        self
+    }
+
+    /// Worker threads always running: each accepts (or receives) and
+    /// serves one connection (or datagram) at a time. Default: the number
+    /// of CPUs ([`std::thread::available_parallelism`]). Must be at least 1.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.settings.workers = workers;
+        self
+    }
+
+    /// The most worker threads: when all are busy the pool grows, one
+    /// thread at a time, up to this; threads above `workers` retire after
+    /// `worker_idle_timeout` without work. Default: `workers` (a fixed
+    /// pool). Must be at least `workers`.
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.settings.max_workers = Some(max_workers);
+        self
+    }
+
+    /// How long a thread above `workers` waits for work before it retires.
+    /// Default: 60 s.
+    pub fn worker_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.worker_idle_timeout = timeout;
+        self
+    }
+
+    /// Stack size of worker threads, in bytes. Default: Rust's default for
+    /// spawned threads (2 MiB, or `RUST_MIN_STACK`). Must be at least 16 KiB.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.settings.stack_size = Some(bytes);
+        self
+    }
+
+    /// Prefix of thread names: workers are `NAME-0`, `NAME-1`, ...
+    /// Default: `"socketserver"`.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.settings.thread_name = name.into();
+        self
+    }
+
+    /// Accepted connections that may wait in the process for a worker
+    /// (stream only). Default: 0.
+    ///
+    /// With 0, a connection is only accepted by a free worker, which serves
+    /// it at once: when all workers are busy, clients wait in the kernel
+    /// backlog. With `n > 0`, once every worker is busy and the pool is at
+    /// `max_workers`, the run thread accepts up to `n` connections ahead
+    /// into a queue; when it is full, accepting stops and clients wait in
+    /// the backlog again. Memory stays bounded either way.
+    pub fn queue(mut self, n: usize) -> Self {
+        self.settings.queue = n;
+        self
+    }
+
+    /// `SO_REUSEADDR`, so a restarted server can bind while old
+    /// connections are in `TIME_WAIT`. Default: `true` for a stream on
+    /// Unix, `false` for a datagram (on Linux it would let a second server
+    /// bind the same UDP port and silently take part of the traffic).
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.settings.reuse_address = Some(on);
+        self
+    }
+
+    /// `SO_REUSEPORT`: several sockets (and processes) may bind the same
+    /// address and port, and the kernel spreads connections among them.
+    /// Default: `false`.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.settings.reuse_port = on;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted connections: small writes go out at once
+    /// instead of waiting for an acknowledgement. Default: `true`.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.settings.nodelay = on;
+        self
+    }
+
+    /// Timeout of each read on an accepted connection (`SO_RCVTIMEO`); a
+    /// read that waits longer fails with `WouldBlock`. `None`: no limit.
+    /// Default: 60 s. Must not be zero.
+    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.settings.read_timeout = timeout.into();
+        self
+    }
+
+    /// Timeout of each write on an accepted connection (`SO_SNDTIMEO`), so a
+    /// client that stops reading frees its worker. `None`: no limit.
+    /// Default: 60 s. Must not be zero.
+    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.settings.write_timeout = timeout.into();
+        self
+    }
+
+    /// Total lifetime of one connection, however it trickles its bytes: at
+    /// the deadline its socket is shut down, so the handler's next read or
+    /// write fails. `None`: no limit. Default: `None`. Must not be zero.
+    pub fn connection_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.settings.connection_timeout = timeout.into();
+        self
+    }
+
+    /// Largest datagram served, in bytes (datagram only). A larger one is
+    /// detected, dropped without reply and counted in
+    /// [`Stats::dropped_truncated`](crate::Stats), never served cut short.
+    /// Default: 65,507, the most UDP carries over IPv4. Range: 1..=65,507.
+    pub fn max_datagram(mut self, bytes: usize) -> Self {
+        self.settings.max_datagram = bytes;
+        self
+    }
+
+    /// Datagrams from source ports below this are dropped without reply
+    /// and counted (datagram only). Such ports belong to services, and
+    /// answering them lets two services (echo and chargen, say) bounce
+    /// datagrams between each other forever. Default: 1024; 0 serves all.
+    pub fn min_source_port(mut self, port: u16) -> Self {
+        self.settings.min_source_port = port;
+        self
+    }
+
+    /// How long a graceful shutdown waits for running handlers before it
+    /// shuts their sockets down. Default: 5 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The most connections the process holds at once: queued plus being
+    /// served (stream only). At the limit the server stops accepting and
+    /// further clients wait in the kernel backlog, as `tcpserver -c` does.
+    /// Default: no limit beyond `max_workers + queue`. Must be at least 1.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.settings.max_connections = Some(n);
+        self
+    }
+
+    /// The most connections held at once from one client IP address
+    /// (IPv4-mapped IPv6 addresses count as IPv4), as xinetd's
+    /// `per_source`. Further connections are closed at once, after the
+    /// `busy_message` if set, and counted. Default: no limit. Must be at
+    /// least 1. Stream only.
+    pub fn max_per_source(mut self, n: usize) -> Self {
+        self.settings.max_per_source = Some(n);
+        self
+    }
+
+    /// Bytes written to a connection refused by `max_per_source` before it
+    /// is closed. Default: none (closed silently).
+    pub fn busy_message(mut self, message: impl Into<Vec<u8>>) -> Self {
+        self.settings.busy_message = Some(message.into());
+        self
+    }
+
+    /// Called for each handler that returns `Err` or panics, with the
+    /// client's address, on the worker thread. Default: through the `log`
+    /// facade when a logger is installed, otherwise a line on stderr.
+    pub fn on_error<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Failure<'_>) + Send + Sync + 'static,
+    {
+        self.on_error = Arc::new(hook);
+        self
+    }
+
+    /// Checks the settings, creates the socket, sets its options, binds it
+    /// and (for a stream) listens. The returned server is reachable at once;
+    /// [`Server::run`] serves it.
+    pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
+        let settings = self.settings;
+        check(&settings)?;
+        let (shown, resolved) = self.addr.ok_or(Error::NoAddress)?;
+        let addrs = match resolved {
+            Ok(addrs) if addrs.is_empty() => {
+                return Err(Error::Resolve {
+                    addr: shown,
+                    source: io::Error::new(io::ErrorKind::NotFound, "no addresses found"),
+                })
+            }
+            Ok(addrs) => addrs,
+            Err(source) => {
+                return Err(Error::Resolve {
+                    addr: shown,
+                    source,
+                })
+            }
+        };
+        let options = SocketOptions {
+            transport: settings.transport,
+            only_v6: settings.only_v6,
+            backlog: settings.backlog,
+            reuse_address: settings.reuse_address(),
+            reuse_port: settings.reuse_port,
+        };
+        let listener = socket::open(&addrs, &options)?;
+        let bound = listener.local_addr().map_err(|source| Error::Bind {
+            addr: Addr::Inet(addrs[0]),
+            source,
+        })?;
+        let core = Core {
+            wildcard: bound.ip().is_unspecified(),
+            local_addr: Addr::Inet(bound),
+            listener,
+            settings,
+            counters: Default::default(),
+            on_error: self.on_error,
+            stop: AtomicBool::new(false),
+            watchdog_idle: AtomicBool::new(false),
+            pool: Mutex::default(),
+            work: Condvar::new(),
+            control: Condvar::new(),
+            timer: Condvar::new(),
+            slots: Mutex::default(),
+            spare: Mutex::new(open_spare()),
+            accept_log: Mutex::default(),
+            epoch: Instant::now(),
+        };
+        Ok(Server::new(Arc::new(core), handler))
+    }
+}
+
+/// Rejects settings that are out of range or contradict each other.
+fn check(s: &Settings) -> Result<(), Error> {
+    let invalid = |setting, reason: &str| {
+        Err(Error::InvalidSetting {
+            setting,
+            reason: reason.to_string(),
+        })
+    };
+    if s.workers == 0 {
+        return invalid("workers", "must be at least 1");
+    }
+    if s.max_workers.is_some_and(|m| m < s.workers) {
+        return invalid("max_workers", "must be at least workers");
+    }
+    if s.backlog == 0 {
+        return invalid("backlog", "must be at least 1");
+    }
+    if s.max_datagram == 0 || s.max_datagram > MAX_UDP_PAYLOAD {
+        return invalid("max_datagram", "must be between 1 and 65507 bytes");
+    }
+    if s.max_connections == Some(0) {
+        return invalid("max_connections", "must be at least 1");
+    }
+    if s.max_per_source == Some(0) {
+        return invalid("max_per_source", "must be at least 1");
+    }
+    if s.stack_size.is_some_and(|b| b < 16 * 1024) {
+        return invalid("stack_size", "must be at least 16 KiB");
+    }
+    let zero = Some(Duration::ZERO);
+    for (setting, value) in [
+        ("read_timeout", s.read_timeout),
+        ("write_timeout", s.write_timeout),
+        ("connection_timeout", s.connection_timeout),
+    ] {
+        if value == zero {
+            return invalid(setting, "must not be zero; use None for no limit");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! `Connection`: what a handler reads from and writes to, for both transports.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::slot::Slot;
+use crate::{Addr, Transport};
+
+/// One client's connection (stream) or one datagram exchange (datagram).
+///
+/// It is `Read + Write` for both transports:
+///
+/// * **Stream** (TCP): the accepted socket. Reads and writes go to the peer;
+///   the read and write timeouts set on the builder are already applied.
+/// * **Datagram** (UDP): one received datagram. Reading yields its bytes once,
+///   then end of file. Each `write` sends one reply datagram to the sender.
+///
+/// So a handler written once serves TCP and UDP alike. The server owns the
+/// connection and closes it after the handler returns.
+pub struct Connection {
+    kind: Kind,
+    peer: Addr,
+    local: Addr,
+}
+
+enum Kind {
+    Stream(Arc<Slot>),
+    Datagram(Datagram),
+}
+
+/// A received datagram and the socket to answer on.
+pub(crate) struct Datagram {
+    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) peer: SocketAddr,
+    /// The worker's receive buffer, lent for the exchange and given back after.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) len: usize,
+    pos: usize,
+}
+
+impl Datagram {
+    pub(crate) fn new(socket: Arc<UdpSocket>, peer: SocketAddr, buf: Vec<u8>, len: usize) -> Self {
+        Datagram {
+            socket,
+            peer,
+            buf,
+            len,
+            pos: 0,
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) fn stream(slot: Arc<Slot>, peer: Addr, local: Addr) -> Self {
+        Connection {
+            kind: Kind::Stream(slot),
+            peer,
+            local,
+        }
+    }
+
+    pub(crate) fn from_datagram(datagram: Datagram, local: Addr) -> Self {
+        Connection {
+            peer: Addr::Inet(datagram.peer),
+            kind: Kind::Datagram(datagram),
+            local,
+        }
+    }
+
+    /// Gives the receive buffer back to the worker for the next datagram.
+    pub(crate) fn into_buffer(self) -> Option<Vec<u8>> {
+        match self.kind {
+            Kind::Datagram(d) => Some(d.buf),
+            Kind::Stream(_) => None,
+        }
+    }
+
+    /// The client's address, as accepted (stream) or as the datagram's source.
+    pub fn peer_addr(&self) -> Addr {
+        self.peer.clone()
+    }
+
+    /// The server's address that this connection or datagram arrived on.
+    pub fn local_addr(&self) -> Addr {
+        self.local.clone()
+    }
+
+    /// Whether this is a stream connection or a datagram exchange.
+    pub fn transport(&self) -> Transport {
+        match self.kind {
+            Kind::Stream(_) => Transport::Stream,
+            Kind::Datagram(_) => Transport::Datagram,
+        }
+    }
+
+    /// The received datagram's bytes (datagram transport), or `None` for a stream.
+    ///
+    /// This does not consume it: `read` still yields the same bytes.
+    pub fn datagram(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Datagram(d) => Some(&d.buf[..d.len]),
+            Kind::Stream(_) => None,
+        }
+    }
+
+    /// Sends the received datagram back to its sender as one datagram (even
+    /// an empty one, which `write_all` would skip). No effect on a stream.
+    pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
+        match &self.kind {
+            Kind::Datagram(d) => d.socket.send_to(&d.buf[..d.len], d.peer).map(drop),
+            Kind::Stream(_) => Ok(()),
+        }
+    }
+
+    /// Sets the timeout of each read; `None` blocks without limit.
+    ///
+    /// Starts as the builder's `read_timeout`. A read that times out fails with
+    /// `WouldBlock` or `TimedOut`. No effect on a datagram exchange, whose
+    /// read never blocks.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout)),
+            Kind::Datagram(_) => Ok(()),
+        }
+    }
+
+    /// Sets the timeout of each write; `None` blocks without limit.
+    ///
+    /// Starts as the builder's `write_timeout`. No effect on a datagram
+    /// exchange, whose socket is shared by all workers.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout)),
+            Kind::Datagram(_) => Ok(()),
+        }
+    }
+
+    /// The current read timeout (`None` for a datagram exchange).
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.read_timeout()),
+            Kind::Datagram(_) => Ok(None),
+        }
+    }
+
+    /// The current write timeout (`None` for a datagram exchange).
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.write_timeout()),
+            Kind::Datagram(_) => Ok(None),
+        }
+    }
+
+    /// Shuts down the reading, writing or both halves of a stream; for
+    /// example `Shutdown::Write` tells the client that the reply is complete
+    /// while still reading. No effect on a datagram exchange.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.shutdown(how)),
+            Kind::Datagram(_) => Ok(()),
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.kind {
+            Kind::Stream(slot) => slot.with(|mut s| s.read(buf)),
+            Kind::Datagram(d) => {
+                let rest = &d.buf[d.pos..d.len];
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                d.pos += n;
+                Ok(n)
+            }
+        }
+    }
+}
+
+impl Write for Connection {
+    /// Stream: writes to the peer. Datagram: sends `buf` as one datagram to
+    /// the sender (so `write_all` of a large buffer is one datagram, or an
+    /// error if it exceeds what the network can carry).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.kind {
+            Kind::Stream(slot) => slot.with(|mut s| s.write(buf)),
+            Kind::Datagram(d) => d.socket.send_to(buf, d.peer),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match &mut self.kind {
+            Kind::Stream(slot) => slot.with(|mut s| s.write_vectored(bufs)),
+            Kind::Datagram(_) => {
+                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+                self.write(first)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("transport", &self.transport())
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .finish()
+    }
+}

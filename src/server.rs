@@ -1,0 +1,162 @@
+//! `Server<H>`: a bound socket and a handler, ready to serve.
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread;
+
+use crate::shared::{Core, Shared};
+use crate::shutdown::{drain, ShutdownHandle, ShutdownReport};
+use crate::{accept, pool, watchdog, Addr, Error, Handler, ServerBuilder, Stats};
+
+/// A server: its socket is bound (and listening, for a stream) as soon as
+/// [`ServerBuilder::build`] returns; [`run`](Self::run) serves it.
+///
+/// See the [crate documentation](crate) for an example.
+pub struct Server<H> {
+    shared: Arc<Shared<H>>,
+}
+
+impl Server<()> {
+    /// Starts configuring a server; see [`ServerBuilder`] for every setting
+    /// and its default.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+}
+
+impl<H: Handler> Server<H> {
+    pub(crate) fn new(core: Arc<Core>, handler: H) -> Self {
+        Server {
+            shared: Shared::new(core, handler),
+        }
+    }
+
+    /// The address the socket is bound to, with port 0 resolved to the
+    /// port the system chose.
+    pub fn local_addr(&self) -> Addr {
+        self.shared.core.local_addr.clone()
+    }
+
+    /// A handle that stops this server from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            core: Arc::clone(&self.shared.core),
+        }
+    }
+
+    /// A snapshot of the server's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.core.stats()
+    }
+
+    /// Serves on the calling thread until [`ShutdownHandle::shutdown`] is
+    /// called, then drains and returns what the shutdown did.
+    ///
+    /// Starts `workers` threads, which accept (or receive) and serve inline.
+    /// Fails only if those threads cannot be started.
+    pub fn run(self) -> Result<ShutdownReport, Error> {
+        let core = &*self.shared.core;
+        let settings = &core.settings;
+        let started = {
+            let mut st = core.lock();
+            (0..settings.workers).try_for_each(|_| pool::spawn_worker(&self.shared, &mut st))
+        };
+        let watchdog = match (&started, settings.connection_timeout) {
+            (Ok(()), Some(_)) => {
+                let core = Arc::clone(&self.shared.core);
+                let name = format!("{}-deadline", settings.thread_name);
+                let spawned = thread::Builder::new()
+                    .name(name.clone())
+                    .spawn(move || watchdog::run(&core));
+                Some(spawned.map_err(|source| Error::Spawn { name, source }))
+            }
+            _ => None,
+        };
+        if let Err(e) = started.and(watchdog.transpose().map(drop)) {
+            core.begin_shutdown();
+            drain(core);
+            return Err(e);
+        }
+        crate::log_or_eprint(
+            log::Level::Info,
+            &format!(
+                "serving {} ({}) with {} workers",
+                core.local_addr, settings.transport, settings.workers
+            ),
+        );
+        accept::fill_queue(core);
+        let report = drain(core);
+        crate::log_or_eprint(
+            log::Level::Info,
+            &format!("stopped serving {}: {report}", core.local_addr),
+        );
+        Ok(report)
+    }
+
+    /// Runs the server on a thread of its own and returns at once.
+    pub fn spawn(self) -> Result<ServerThread, Error> {
+        let handle = self.shutdown_handle();
+        let local_addr = self.local_addr();
+        let name = format!("{}-run", self.shared.core.settings.thread_name);
+        let thread = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || self.run())
+            .map_err(|source| Error::Spawn { name, source })?;
+        Ok(ServerThread {
+            handle,
+            local_addr,
+            thread,
+        })
+    }
+}
+
+impl<H> fmt::Debug for Server<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.shared.core.local_addr)
+            .field("transport", &self.shared.core.settings.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server running on its own thread, from [`Server::spawn`].
+///
+/// Dropping it leaves the server running; call [`stop`](Self::stop) (or
+/// `shutdown_handle().shutdown()` and [`join`](Self::join)) to end it.
+#[derive(Debug)]
+pub struct ServerThread {
+    handle: ShutdownHandle,
+    local_addr: Addr,
+    thread: thread::JoinHandle<Result<ShutdownReport, Error>>,
+}
+
+impl ServerThread {
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> Addr {
+        self.local_addr.clone()
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// A snapshot of the server's counters.
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Waits for the server to stop (after a shutdown from elsewhere).
+    pub fn join(self) -> Result<ShutdownReport, Error> {
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Shuts the server down and waits for its drain to finish.
+    pub fn stop(self) -> Result<ShutdownReport, Error> {
+        self.handle.shutdown();
+        self.join()
+    }
+}

@@ -1,0 +1,156 @@
+//! The state every thread of one server shares.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::failure::ErrorHook;
+use crate::settings::Settings;
+use crate::slot::Slot;
+use crate::socket::Listener;
+use crate::stats::Counters;
+use crate::{Addr, Handler, Stats};
+
+/// An accepted stream waiting in the queue for a worker.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Who is doing what; guarded by [`Core::pool`].
+#[derive(Debug, Default)]
+pub(crate) struct PoolState {
+    /// Accepted connections not yet started (bounded by `queue`).
+    pub(crate) queue: VecDeque<Accepted>,
+    /// Worker threads alive.
+    pub(crate) threads: usize,
+    /// Workers waiting on `Core::work` for something to do.
+    pub(crate) idle: usize,
+    /// Workers inside `accept()` / `recv_from()`.
+    pub(crate) accepting: usize,
+    /// The run thread is inside `accept()`, filling the queue.
+    pub(crate) dispatcher_accepting: bool,
+    /// Connections held: reserved by an `accept()` under way, queued, or served.
+    pub(crate) held: usize,
+    /// Handlers running.
+    pub(crate) active: usize,
+    /// Held connections per canonical source IP (only with `max_per_source`).
+    pub(crate) per_source: HashMap<IpAddr, usize>,
+    /// Shutdown has begun: take no new work.
+    pub(crate) stopping: bool,
+    /// Serial number for the next worker thread's name.
+    pub(crate) next_thread: usize,
+}
+
+/// What every thread of a server shares, whatever its handler type.
+pub(crate) struct Core {
+    pub(crate) settings: Settings,
+    pub(crate) listener: Listener,
+    pub(crate) local_addr: Addr,
+    /// Bound to a wildcard address: each connection's local address must be asked for.
+    pub(crate) wildcard: bool,
+    pub(crate) counters: Counters,
+    pub(crate) on_error: ErrorHook,
+    pub(crate) stop: AtomicBool,
+    /// The deadline watchdog sleeps with no deadline to wait for: a
+    /// connection that starts must wake it.
+    pub(crate) watchdog_idle: AtomicBool,
+    pub(crate) pool: Mutex<PoolState>,
+    /// Idle workers wait here for queued work or a chance to accept.
+    pub(crate) work: Condvar,
+    /// The run thread waits here: for a chance to fill the queue, and during
+    /// shutdown for handlers to finish and threads to exit.
+    pub(crate) control: Condvar,
+    /// Back-off sleeps and the watchdog wait here; shutdown wakes them.
+    pub(crate) timer: Condvar,
+    /// Every worker's slot, for the watchdog and forced shutdown.
+    pub(crate) slots: Mutex<Vec<Arc<Slot>>>,
+    /// A descriptor kept in reserve, given up to accept-and-close a client
+    /// when descriptors run out.
+    pub(crate) spare: Mutex<Option<File>>,
+    /// When accept errors were last logged, and how many went unlogged since.
+    pub(crate) accept_log: Mutex<(Option<Instant>, u64)>,
+    /// Origin of the slots' millisecond deadlines.
+    pub(crate) epoch: Instant,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("local_addr", &self.local_addr)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server's core together with its handler: what worker threads hold.
+pub(crate) struct Shared<H> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) handler: H,
+}
+
+impl<H: Handler> Shared<H> {
+    pub(crate) fn new(core: Arc<Core>, handler: H) -> Arc<Self> {
+        Arc::new(Shared { core, handler })
+    }
+}
+
+impl Core {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // Only counters and queues change under this lock and no user code
+        // runs under it, so a poisoned lock still holds consistent state.
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let st = self.lock();
+        self.counters
+            .snapshot(st.queue.len() as u64, st.active as u64)
+    }
+
+    /// Milliseconds since the epoch, the unit of slot deadlines (never 0).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Sleeps for `d` unless shutdown begins first; returns whether it did.
+    pub(crate) fn sleep_unless_stopped(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut st = self.lock();
+        while !st.stopping {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .timer
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Begins shutdown: flags it, wakes every waiting and blocked thread.
+    pub(crate) fn begin_shutdown(&self) {
+        if self.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut st = self.lock();
+            st.stopping = true;
+        }
+        self.work.notify_all();
+        self.control.notify_all();
+        self.timer.notify_all();
+        self.listener.wake_all();
+    }
+}

@@ -1,0 +1,97 @@
+//! Counters kept while serving, and the `Stats` snapshot users read.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a server's counters, from [`Server::stats`](crate::Server::stats)
+/// or [`ShutdownHandle::stats`](crate::ShutdownHandle::stats).
+///
+/// All counts are since the server was built. Each counter is read on its
+/// own, so a snapshot taken while serving may be off by the connections in
+/// flight between two reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Stream connections accepted (including those then rejected by a limit).
+    pub accepted: u64,
+    /// Connections or datagrams being served by a handler right now.
+    pub active: u64,
+    /// Accepted connections waiting in the queue for a worker right now.
+    pub queued: u64,
+    /// Handler calls that returned `Ok`.
+    pub completed: u64,
+    /// Handler calls that returned `Err`.
+    pub handler_errors: u64,
+    /// Handler calls that panicked.
+    pub panics: u64,
+    /// Times accepting paused because `max_connections` were held; the
+    /// clients behind waited in the kernel backlog, none was refused.
+    pub max_connections_reached: u64,
+    /// Connections closed at once because their source IP already held
+    /// `max_per_source` connections.
+    pub rejected_per_source: u64,
+    /// Failed `accept()` calls (aborted handshakes, descriptor exhaustion...).
+    pub accept_errors: u64,
+    /// Connections cut at `connection_timeout`.
+    pub timed_out: u64,
+    /// Datagrams received (including those then dropped).
+    pub datagrams_received: u64,
+    /// Datagrams dropped because they were larger than `max_datagram`.
+    pub dropped_truncated: u64,
+    /// Datagrams dropped because their source port was below `min_source_port`.
+    pub dropped_low_port: u64,
+    /// Queued connections closed unstarted by a shutdown.
+    pub dropped_at_shutdown: u64,
+    /// Connections whose handler was still running at the end of
+    /// `shutdown_timeout` and whose socket was then shut down.
+    pub forced_at_shutdown: u64,
+}
+
+/// The live counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) handler_errors: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) max_connections_reached: AtomicU64,
+    pub(crate) rejected_per_source: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) datagrams_received: AtomicU64,
+    pub(crate) dropped_truncated: AtomicU64,
+    pub(crate) dropped_low_port: AtomicU64,
+    pub(crate) dropped_at_shutdown: AtomicU64,
+    pub(crate) forced_at_shutdown: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    add(counter, 1);
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, queued: u64, active: u64) -> Stats {
+        Stats {
+            accepted: self.accepted.load(Relaxed),
+            active,
+            queued,
+            completed: self.completed.load(Relaxed),
+            handler_errors: self.handler_errors.load(Relaxed),
+            panics: self.panics.load(Relaxed),
+            max_connections_reached: self.max_connections_reached.load(Relaxed),
+            rejected_per_source: self.rejected_per_source.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            timed_out: self.timed_out.load(Relaxed),
+            datagrams_received: self.datagrams_received.load(Relaxed),
+            dropped_truncated: self.dropped_truncated.load(Relaxed),
+            dropped_low_port: self.dropped_low_port.load(Relaxed),
+            dropped_at_shutdown: self.dropped_at_shutdown.load(Relaxed),
+            forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),
+        }
+    }
+}

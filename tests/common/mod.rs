@@ -1,0 +1,150 @@
+//! Helpers shared by the integration tests: clients with timeouts, so a bug
+//! fails a test fast instead of hanging it, and servers on port 0.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socketserver::{Addr, Handler, ServerBuilder, ServerThread};
+
+/// How long any client waits for anything before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds `builder` with `handler` and runs it on its own thread.
+pub fn spawn<H: Handler>(builder: ServerBuilder, handler: H) -> ServerThread {
+    builder
+        .build(handler)
+        .expect("build")
+        .spawn()
+        .expect("spawn")
+}
+
+pub fn inet(addr: &Addr) -> SocketAddr {
+    addr.inet().expect("an IP address")
+}
+
+/// A TCP client with read and write timeouts.
+pub fn connect(addr: &Addr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&inet(addr), TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until the server closes.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read to end");
+    out
+}
+
+/// Connects, optionally sends `request` and half-closes, reads to the end.
+pub fn tcp_exchange(addr: &Addr, request: Option<&[u8]>) -> Vec<u8> {
+    let mut stream = connect(addr);
+    if let Some(req) = request {
+        stream.write_all(req).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    read_to_end(&mut stream)
+}
+
+/// A UDP socket of the right family on loopback, with a read timeout.
+pub fn udp_client(addr: &Addr, timeout: Duration) -> UdpSocket {
+    let local = if inet(addr).is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
+    let socket = UdpSocket::bind(local).unwrap();
+    socket.set_read_timeout(Some(timeout)).unwrap();
+    socket
+}
+
+/// Sends one datagram and returns the reply.
+pub fn udp_exchange(addr: &Addr, payload: &[u8]) -> Vec<u8> {
+    let socket = udp_client(addr, TIMEOUT);
+    socket.send_to(payload, inet(addr)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = socket.recv_from(&mut buf).expect("a reply datagram");
+    assert_eq!(from, to_loopback(inet(addr)));
+    buf.truncate(n);
+    buf
+}
+
+/// A wildcard address as a client reaches it on loopback.
+pub fn to_loopback(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        a => a,
+    }
+}
+
+/// A gate handlers wait at until the test opens it, and a channel on which
+/// they say they have started: lets a test know exactly what is running
+/// without sleeping.
+#[derive(Clone)]
+pub struct Gate {
+    open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    started_tx: Arc<Mutex<mpsc::Sender<()>>>,
+}
+
+impl Gate {
+    pub fn new() -> (Gate, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel();
+        let gate = Gate {
+            open: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+            started_tx: Arc::new(Mutex::new(tx)),
+        };
+        (gate, rx)
+    }
+
+    /// Called by a handler: reports that it started, waits for the gate.
+    pub fn arrive(&self) {
+        let _ = self.started_tx.lock().unwrap().send(());
+        let (lock, cv) = &*self.open;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            let (guard, timeout) = cv.wait_timeout(open, Duration::from_secs(30)).unwrap();
+            open = guard;
+            if timeout.timed_out() {
+                break;
+            }
+        }
+    }
+
+    pub fn open(&self) {
+        let (lock, cv) = &*self.open;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+/// Waits up to `TIMEOUT` for `n` handler starts.
+pub fn expect_started(rx: &mpsc::Receiver<()>, n: usize) {
+    for i in 0..n {
+        rx.recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("only {i} of {n} handlers started"));
+    }
+}
+
+/// Polls `cond` (a cheap read of the server's counters) until it holds or
+/// `TIMEOUT` passes. This waits for the server's own work, never for it to
+/// start: `build()` already returned listening.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

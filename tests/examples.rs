@@ -1,0 +1,192 @@
+//! Each example program started as a user would start it, and talked to.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use common::*;
+use socketserver::Addr;
+
+/// `cargo test` builds the examples next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+/// A running example server, stopped with SIGTERM when dropped.
+struct Running {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: Addr,
+}
+
+fn start(name: &str, args: &[&str]) -> Running {
+    let mut child = Command::new(example(name))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let rest = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line {line:?}"));
+    let (addr, proto) = rest.trim_end().rsplit_once(' ').unwrap();
+    let expected = if args.contains(&"--udp") {
+        "(udp)"
+    } else {
+        "(tcp)"
+    };
+    assert_eq!(proto, expected);
+    let addr: SocketAddr = addr.parse().unwrap();
+    assert_ne!(addr.port(), 0);
+    Running {
+        child,
+        stdout,
+        addr: addr.into(),
+    }
+}
+
+impl Running {
+    /// SIGTERM, as Ctrl-C or systemd would stop it: exits 0 after
+    /// printing what the shutdown drained.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.starts_with("shut down: 0 drained, 0 forced"),
+            "{rest:?}"
+        );
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn client(args: &[&str]) -> String {
+    let out = Command::new(example("client")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn assert_seed_time(text: &str) {
+    chrono::NaiveDateTime::parse_from_str(text.trim_end(), "%Y-%m-%d %H:%M:%S%.6f")
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+}
+
+#[test]
+fn time_server_over_tcp_ipv4_ipv6_and_udp() {
+    for args in [
+        &["--bind", "127.0.0.1:0"][..],
+        &["--bind", "[::1]:0", "--workers", "2", "--backlog", "64"][..],
+        &["--bind", "127.0.0.1:0", "--udp"][..],
+    ] {
+        let server = start("time_server", args);
+        let reply = match args.contains(&"--udp") {
+            true => udp_exchange(&server.addr, b"\n"),
+            false => tcp_exchange(&server.addr, None),
+        };
+        assert_seed_time(&String::from_utf8(reply).unwrap());
+        server.stop();
+    }
+}
+
+#[test]
+fn greeting_server_says_connected() {
+    let server = start("greeting_server", &["--bind", "127.0.0.1:0"]);
+    assert_eq!(tcp_exchange(&server.addr, None), b"connected");
+    server.stop();
+}
+
+#[test]
+fn echo_server_echoes_over_tcp_and_udp() {
+    let server = start("echo_server", &["--bind", "127.0.0.1:0"]);
+    assert_eq!(tcp_exchange(&server.addr, Some(b"hello")), b"hello");
+    server.stop();
+    let server = start("echo_server", &["--bind", "[::1]:0", "--udp"]);
+    assert_eq!(udp_exchange(&server.addr, b"hello"), b"hello");
+    server.stop();
+}
+
+#[test]
+fn client_prints_what_the_servers_send() {
+    let time = start("time_server", &["--bind", "127.0.0.1:0"]);
+    assert_seed_time(&client(&["--connect", &time.addr.to_string()]));
+    time.stop();
+    let time = start("time_server", &["--bind", "[::1]:0", "--udp"]);
+    assert_seed_time(&client(&["--udp", "--connect", &time.addr.to_string()]));
+    time.stop();
+    let greeting = start("greeting_server", &["--bind", "127.0.0.1:0"]);
+    assert_eq!(
+        client(&["--connect", &greeting.addr.to_string()]),
+        "connected\n"
+    );
+    greeting.stop();
+}
+
+#[test]
+fn a_bad_flag_or_address_fails_with_a_message() {
+    for args in [
+        &["--workers", "0"][..],
+        &["--bind", "no-such-host.invalid:1"][..],
+        &["--bogus"][..],
+    ] {
+        let out = Command::new(example("time_server"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+    let busy = start("time_server", &["--bind", "127.0.0.1:0"]);
+    let out = Command::new(example("time_server"))
+        .args(["--bind", &busy.addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&busy.addr.to_string()) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    busy.stop();
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let out = Command::new(example("time_server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--bind",
+        "--workers",
+        "--backlog",
+        "--udp",
+        "127.0.0.1:6789",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from {help}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Shutdown: prompt from idle, graceful for running handlers, forced after
+//! `shutdown_timeout`, safe from inside a handler.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+use socketserver::{Connection, Server, Transport};
+
+#[test]
+fn idle_shutdown_is_prompt_on_each_transport() {
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        for transport in [Transport::Stream, Transport::Datagram] {
+            let server = spawn(
+                Server::builder().bind(bind).transport(transport).workers(4),
+                socketserver::handlers::Echo,
+            );
+            // Let the workers reach accept()/recv_from(): serve one exchange.
+            match transport {
+                Transport::Stream => {
+                    assert_eq!(tcp_exchange(&server.local_addr(), Some(b"x")), b"x")
+                }
+                Transport::Datagram => assert_eq!(udp_exchange(&server.local_addr(), b"x"), b"x"),
+            }
+            let t = Instant::now();
+            let report = server.stop().unwrap();
+            let took = t.elapsed();
+            assert!(
+                took < Duration::from_millis(100),
+                "{bind} {transport}: {took:?}"
+            );
+            assert_eq!(report, Default::default());
+        }
+    }
+}
+
+#[test]
+fn graceful_drain_delivers_the_in_flight_reply() {
+    let (gate, started) = Gate::new();
+    let handler = {
+        let gate = gate.clone();
+        move |conn: &mut Connection| {
+            gate.arrive();
+            conn.write_all(b"finished after shutdown began")
+        }
+    };
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(2)
+            .shutdown_timeout(Duration::from_secs(5)),
+        handler,
+    );
+    let mut client = connect(&server.local_addr());
+    expect_started(&started, 1);
+    let handle = server.shutdown_handle();
+    handle.shutdown();
+    assert!(handle.is_shutdown());
+    // New clients are refused once shutdown has begun.
+    let refused = std::net::TcpStream::connect_timeout(&inet(&server.local_addr()), TIMEOUT);
+    assert!(refused.is_err());
+    gate.open();
+    assert_eq!(read_to_end(&mut client), b"finished after shutdown began");
+    let report = server.join().unwrap();
+    assert_eq!((report.drained, report.forced, report.dropped), (1, 0, 0));
+}
+
+#[test]
+fn a_stuck_handler_is_forced_after_the_timeout() {
+    let (gate, started) = Gate::new();
+    let handler = {
+        let gate = gate.clone();
+        move |_conn: &mut Connection| {
+            gate.arrive(); // stuck until the test ends, ignoring its socket
+            Ok(())
+        }
+    };
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(1)
+            .shutdown_timeout(Duration::from_secs(1)),
+        handler,
+    );
+    let mut client = connect(&server.local_addr());
+    expect_started(&started, 1);
+    let t = Instant::now();
+    let report = server.stop().unwrap();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(1200),
+        "{took:?}"
+    );
+    assert_eq!((report.drained, report.forced), (0, 1));
+    // The client sees its connection closed, not a hang.
+    let mut buf = [0u8; 8];
+    assert_eq!(client.read(&mut buf).unwrap(), 0);
+    gate.open();
+}
+
+#[test]
+fn shutdown_from_inside_a_handler_does_not_deadlock() {
+    let handle = std::sync::Arc::new(std::sync::OnceLock::<socketserver::ShutdownHandle>::new());
+    let handler = {
+        let handle = handle.clone();
+        move |conn: &mut Connection| {
+            handle.get().expect("set before serving").shutdown();
+            conn.write_all(b"bye")
+        }
+    };
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .workers(2)
+        .build(handler)
+        .unwrap();
+    handle.set(server.shutdown_handle()).unwrap();
+    let server = server.spawn().unwrap();
+    assert_eq!(tcp_exchange(&server.local_addr(), None), b"bye");
+    let t = Instant::now();
+    let report = server.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_eq!(report.forced, 0);
+}
+
+#[test]
+fn queued_connections_are_closed_at_once_not_drained() {
+    let (gate, started) = Gate::new();
+    let handler = {
+        let gate = gate.clone();
+        move |conn: &mut Connection| {
+            gate.arrive();
+            conn.write_all(b"served")
+        }
+    };
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(1)
+            .queue(3)
+            .shutdown_timeout(Duration::from_secs(5)),
+        handler,
+    );
+    let addr = server.local_addr();
+    let mut first = connect(&addr);
+    expect_started(&started, 1);
+    let mut queued: Vec<_> = (0..3).map(|_| connect(&addr)).collect();
+    wait_until("3 queued", || server.stats().queued == 3);
+    let handle = server.shutdown_handle();
+    handle.shutdown();
+    // Queued clients learn at once, while the running handler still drains.
+    for c in &mut queued {
+        let t = Instant::now();
+        assert_eq!(read_to_end(c), b"");
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+    gate.open();
+    assert_eq!(read_to_end(&mut first), b"served");
+    let report = server.join().unwrap();
+    assert_eq!((report.drained, report.forced, report.dropped), (1, 0, 3));
+    assert_eq!(handle.stats().dropped_at_shutdown, 3);
+}
