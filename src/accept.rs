@@ -21,7 +21,7 @@ use crate::connection::Datagram;
 use crate::pool::{self, Exit};
 use crate::shared::{Accepted, Core, Shared};
 use crate::slot::Slot;
-use crate::socket::Listener;
+use crate::socket::{self, Listener};
 use crate::stats::bump;
 use crate::Handler;
 
@@ -182,7 +182,7 @@ pub(crate) fn datagram_worker<H: Handler>(shared: &Arc<Shared<H>>, _slot: &Arc<S
 fn accept_one(core: &Core, listener: &TcpListener) -> Option<Accepted> {
     let mut backoff = Backoff::default();
     loop {
-        match listener.accept() {
+        match socket::accept(listener) {
             Ok((stream, peer)) => {
                 bump(&core.counters.accepted);
                 return Some(Accepted { stream, peer });
@@ -217,7 +217,7 @@ fn receive_one(core: &Core, socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize
     let mut backoff = Backoff::default();
     loop {
         match socket.recv_from(buf) {
-            // The wake-up of shutdown(2) reads as an empty datagram.
+            // Shutdown wakes receivers with an empty datagram.
             _ if core.stopping() => return None,
             Ok((len, peer)) => {
                 bump(&counters.datagrams_received);
@@ -287,7 +287,7 @@ fn classify(e: &io::Error) -> ErrorClass {
 fn shed_with_spare(core: &Core, listener: &TcpListener) -> Option<Accepted> {
     let mut spare = core.spare.try_lock().ok()?;
     spare.take();
-    let accepted = listener.accept();
+    let accepted = socket::accept(listener);
     *spare = open_spare();
     match accepted {
         Ok((stream, peer)) => {

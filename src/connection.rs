@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::slot::Slot;
 use crate::{Addr, Transport};
@@ -24,6 +24,11 @@ pub struct Connection {
     kind: Kind,
     peer: Addr,
     local: Addr,
+    /// The stream's write timeout, mirrored here to bound stalls (below).
+    write_timeout: Option<Duration>,
+    /// A write already waited out the write timeout without the peer taking
+    /// all of it: the next write fails at once.
+    stalled: bool,
 }
 
 enum Kind {
@@ -54,11 +59,18 @@ impl Datagram {
 }
 
 impl Connection {
-    pub(crate) fn stream(slot: Arc<Slot>, peer: Addr, local: Addr) -> Self {
+    pub(crate) fn stream(
+        slot: Arc<Slot>,
+        peer: Addr,
+        local: Addr,
+        write_timeout: Option<Duration>,
+    ) -> Self {
         Connection {
             kind: Kind::Stream(slot),
             peer,
             local,
+            write_timeout,
+            stalled: false,
         }
     }
 
@@ -67,6 +79,8 @@ impl Connection {
             peer: Addr::Inet(datagram.peer),
             kind: Kind::Datagram(datagram),
             local,
+            write_timeout: None,
+            stalled: false,
         }
     }
 
@@ -133,9 +147,12 @@ impl Connection {
     /// exchange, whose socket is shared by all workers.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout)),
-            Kind::Datagram(_) => Ok(()),
+            Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout))?,
+            Kind::Datagram(_) => return Ok(()),
         }
+        self.write_timeout = timeout;
+        self.stalled = false;
+        Ok(())
     }
 
     /// The current read timeout (`None` for a datagram exchange).
@@ -184,20 +201,33 @@ impl Write for Connection {
     /// Stream: writes to the peer. Datagram: sends `buf` as one datagram to
     /// the sender (so `write_all` of a large buffer is one datagram, or an
     /// error if it exceeds what the network can carry).
+    ///
+    /// The write timeout bounds how long the peer may take no data. The
+    /// socket's own timeout (`SO_SNDTIMEO`) returns a partial count when it
+    /// expires after some bytes went out, and `write_all` would then wait
+    /// the whole timeout again; so a write that waited out the timeout
+    /// marks the connection stalled and the next one fails at once with
+    /// `TimedOut`.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|mut s| s.write(buf)),
-            Kind::Datagram(d) => d.socket.send_to(buf, d.peer),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|mut s| s.write_vectored(bufs)),
-            Kind::Datagram(_) => {
-                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-                self.write(first)
+            Kind::Stream(slot) => {
+                if self.stalled {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer took no data for the write timeout",
+                    ));
+                }
+                let Some(timeout) = self.write_timeout else {
+                    return slot.with(|mut s| s.write(buf));
+                };
+                let start = Instant::now();
+                let n = slot.with(|mut s| s.write(buf))?;
+                if n < buf.len() && start.elapsed() >= timeout {
+                    self.stalled = true;
+                }
+                Ok(n)
             }
+            Kind::Datagram(d) => d.socket.send_to(buf, d.peer),
         }
     }
 

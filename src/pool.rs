@@ -211,7 +211,12 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
         let _st = core.lock();
         core.timer.notify_all();
     }
-    let mut conn = Connection::stream(Arc::clone(slot), Addr::Inet(peer), local);
+    let mut conn = Connection::stream(
+        Arc::clone(slot),
+        Addr::Inet(peer),
+        local,
+        settings.write_timeout,
+    );
     run_handler(shared, &mut conn);
     drop(conn);
     slot.remove();

@@ -42,6 +42,8 @@ pub(crate) struct PoolState {
     pub(crate) per_source: HashMap<IpAddr, usize>,
     /// Shutdown has begun: take no new work.
     pub(crate) stopping: bool,
+    /// Handlers running when shutdown began: what the drain waits for.
+    pub(crate) active_at_stop: usize,
     /// Serial number for the next worker thread's name.
     pub(crate) next_thread: usize,
 }
@@ -144,13 +146,15 @@ impl Core {
         if self.stop.swap(true, Ordering::AcqRel) {
             return;
         }
-        {
+        let receivers = {
             let mut st = self.lock();
             st.stopping = true;
-        }
+            st.active_at_stop = st.active;
+            st.accepting
+        };
         self.work.notify_all();
         self.control.notify_all();
         self.timer.notify_all();
-        self.listener.wake_all();
+        self.listener.wake_all(receivers);
     }
 }

@@ -22,7 +22,8 @@ impl ShutdownHandle {
     /// Begins a graceful shutdown and returns without waiting.
     ///
     /// Threads blocked in `accept()` or `recv_from()` wake at once (by
-    /// `shutdown(2)` on the listening socket, no polling). No new
+    /// `shutdown(2)` on a listening socket, by an empty datagram over
+    /// loopback on a datagram socket; no polling). No new
     /// connection or datagram is taken; connections queued but not started
     /// are closed; running handlers get `shutdown_timeout` to finish, after
     /// which their sockets are shut down. Calling it again does nothing.
@@ -98,7 +99,7 @@ pub(crate) fn drain(core: &Core) -> ShutdownReport {
     for job in &queued {
         crate::pool::release(core, &mut st, job.peer.ip().to_canonical());
     }
-    let in_flight = st.active;
+    let in_flight = st.active_at_stop;
     drop(st);
     let dropped = queued.len();
     drop(queued);

@@ -1,7 +1,8 @@
 //! Socket setup, the crate's only use of socket2: family and type, options,
 //! bind, listen; and the `shutdown(2)` that wakes blocked threads.
 
-use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -27,27 +28,62 @@ pub(crate) enum Listener {
 
 impl Listener {
     /// The bound address, with port 0 resolved to the real port.
-    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Listener::Stream(l) => l.local_addr(),
             Listener::Datagram(s) => s.local_addr(),
         }
     }
 
-    /// Wakes every thread blocked in `accept()` or `recv_from()` on this
-    /// socket, at once, and makes later calls fail or return 0.
+    /// Wakes every thread blocked in `accept()` (stream) or the `receivers`
+    /// threads blocked in `recv_from()` (datagram), at once.
     ///
-    /// Closing the descriptor would not wake them on Linux; `shutdown(2)`
-    /// does. A stream listener needs the read side shut (it then resets
-    /// itself, and `accept` fails with `EINVAL`). A datagram socket gets only
-    /// its read side shut, so that handlers still running can send their
-    /// replies; the call reports `ENOTCONN` on an unconnected socket but
-    /// still wakes the receivers, so its result is ignored.
-    pub(crate) fn wake_all(&self) {
-        let _ = match self {
-            Listener::Stream(l) => SockRef::from(l).shutdown(Shutdown::Both),
-            Listener::Datagram(s) => SockRef::from(&**s).shutdown(Shutdown::Read),
-        };
+    /// Closing the descriptor would not wake them on Linux. For a stream
+    /// listener, `shutdown(2)` does: the listener resets itself and every
+    /// blocked and later `accept` fails with `EINVAL`. For a datagram socket
+    /// `shutdown(2)` wakes receivers too, but they then return an empty read
+    /// with no source address, which std's `recv_from` does not expect; so
+    /// instead each receiver is sent one empty datagram over loopback, and
+    /// the socket stays usable for replies of handlers still running.
+    pub(crate) fn wake_all(&self, receivers: usize) {
+        match self {
+            Listener::Stream(l) => {
+                let _ = SockRef::from(l).shutdown(Shutdown::Both);
+            }
+            Listener::Datagram(s) => {
+                let Ok(mut to) = s.local_addr() else { return };
+                if to.ip().is_unspecified() {
+                    to.set_ip(match to {
+                        SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                let from = match to {
+                    SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+                };
+                if let Ok(waker) = UdpSocket::bind(from) {
+                    for _ in 0..receivers {
+                        let _ = waker.send_to(&[], to);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accepts one connection.
+///
+/// Through socket2 rather than `TcpListener::accept`: std asserts that the
+/// peer address is complete, and a connection reset or a listener shut
+/// down while `accept` runs can leave it empty, which would panic the
+/// worker. Such a connection is closed and reported as `ConnectionAborted`,
+/// an error the accept loop retries at once.
+pub(crate) fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    let (socket, peer) = SockRef::from(listener).accept()?;
+    match peer.as_socket() {
+        Some(peer) => Ok((socket.into(), peer)),
+        None => Err(io::ErrorKind::ConnectionAborted.into()),
     }
 }
 
@@ -78,7 +114,7 @@ fn open_one(addr: SocketAddr, opts: &SocketOptions) -> Result<Listener, Error> {
             source,
         }
     })?;
-    let set = |option: &'static str, r: std::io::Result<()>| {
+    let set = |option: &'static str, r: io::Result<()>| {
         r.map_err(|source| Error::SetOption {
             option,
             addr: at.clone(),

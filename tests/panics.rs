@@ -1,0 +1,62 @@
+//! Panicking handlers cost one connection each, never a worker thread.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use socketserver::{Connection, Failure, Server};
+
+#[test]
+fn panics_on_ten_times_workers_connections_leave_the_pool_whole() {
+    const WORKERS: usize = 3;
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let hook = {
+        let hooked = hooked.clone();
+        move |f: &Failure<'_>| {
+            assert!(
+                matches!(
+                    f,
+                    Failure::Panic {
+                        message: "boom",
+                        ..
+                    }
+                ),
+                "{f}"
+            );
+            hooked.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    // Keep the test's output readable: the panics are expected.
+    std::panic::set_hook(Box::new(|_| {}));
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(WORKERS)
+            .on_error(hook),
+        |conn: &mut Connection| {
+            let mut b = [0u8; 1];
+            conn.read_exact(&mut b)?;
+            match b[0] {
+                b'p' => panic!("boom"),
+                _ => conn.write_all(b"ok"),
+            }
+        },
+    );
+    let addr = server.local_addr();
+    assert_eq!(tcp_exchange(&addr, Some(b"x")), b"ok");
+    let threads = thread_count();
+    for _ in 0..10 * WORKERS {
+        assert_eq!(tcp_exchange(&addr, Some(b"p")), b"");
+    }
+    assert_eq!(tcp_exchange(&addr, Some(b"x")), b"ok");
+    let stats = server.stats();
+    assert_eq!(stats.panics, (10 * WORKERS) as u64);
+    assert_eq!(stats.completed, 2);
+    assert_eq!(hooked.load(Ordering::SeqCst), 10 * WORKERS);
+    assert_eq!(thread_count(), threads, "a worker died or was replaced");
+    let _ = std::panic::take_hook();
+    server.stop().unwrap();
+}
