@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socketserver::{Addr, Handler, ServerBuilder, ServerThread};
+use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThread, Transport};
 
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +20,28 @@ pub fn spawn<H: Handler>(builder: ServerBuilder, handler: H) -> ServerThread {
         .expect("build")
         .spawn()
         .expect("spawn")
+}
+
+/// Serves `handler` over TCP and UDP, on IPv4 and IPv6 loopback, sends
+/// `request` to each (TCP: then half-closes) and checks each reply.
+pub fn over_both<H: Handler>(handler: H, request: &[u8], check: impl Fn(&[u8])) {
+    let handler = Arc::new(handler);
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        for transport in [Transport::Stream, Transport::Datagram] {
+            let shared = Arc::clone(&handler);
+            let server = spawn(
+                Server::builder().bind(bind).transport(transport).workers(2),
+                move |conn: &mut Connection| shared.handle(conn),
+            );
+            let addr = server.local_addr();
+            let reply = match transport {
+                Transport::Stream => tcp_exchange(&addr, Some(request)),
+                Transport::Datagram => udp_exchange(&addr, request),
+            };
+            check(&reply);
+            server.stop().unwrap();
+        }
+    }
 }
 
 pub fn inet(addr: &Addr) -> SocketAddr {
