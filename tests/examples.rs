@@ -4,25 +4,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::*;
 use socketserver::Addr;
-
-/// `cargo test` builds the examples next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path
-}
 
 /// A running example server, stopped with SIGTERM when dropped.
 struct Running {

@@ -13,6 +13,51 @@ use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThrea
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An example program: `cargo test` builds the examples next to the test
+/// binaries.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+/// The RFC 864 chargen pattern from line `line` on, `len` bytes: 72 of
+/// the 95 printing characters per line, each line starting one further
+/// round the ring, and CR LF.
+pub fn chargen_pattern(line: usize, len: usize) -> Vec<u8> {
+    (line..)
+        .flat_map(|n| {
+            let chars = (0..72).map(move |col| b' ' + ((n + col) % 95) as u8);
+            chars.chain(*b"\r\n")
+        })
+        .take(len)
+        .collect()
+}
+
+/// Checks an RFC 867 daytime line as xinetd writes it,
+/// `25 NOV 2026 03:12:09 UTC` and CR LF, and that it is now (local time,
+/// within 2 s).
+pub fn assert_daytime_now(reply: &[u8]) {
+    let line = std::str::from_utf8(reply).unwrap();
+    let text = line.strip_suffix("\r\n").expect("a CR LF line end");
+    assert!(!text.contains(['\r', '\n']), "{line:?}");
+    let (stamp, zone) = text.rsplit_once(' ').unwrap();
+    assert!(zone == "UTC" || zone.starts_with(['+', '-']), "{line:?}");
+    let month = &stamp[3..6];
+    assert_eq!(month, month.to_ascii_uppercase(), "{line:?}");
+    let sent = chrono::NaiveDateTime::parse_from_str(stamp, "%d %b %Y %H:%M:%S")
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let now = chrono::Local::now().naive_local();
+    assert!((now - sent).num_seconds().abs() <= 2, "{sent} vs {now}");
+}
+
 /// Builds `builder` with `handler` and runs it on its own thread.
 pub fn spawn<H: Handler>(builder: ServerBuilder, handler: H) -> ServerThread {
     builder
