@@ -49,11 +49,7 @@ impl Running {
     /// SIGTERM, as Ctrl-C or systemd would stop it: exits 0 after
     /// printing what the shutdown drained.
     fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(&self.child);
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
         assert!(

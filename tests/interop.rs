@@ -134,11 +134,7 @@ impl Inetd {
 
     /// SIGTERM, as Ctrl-C would: every socket drains, and inetd exits 0.
     fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(&self.child);
         let mut lines = Vec::new();
         loop {
             match self.lines.get_mut().unwrap().recv_timeout(TIMEOUT) {
@@ -241,6 +237,10 @@ fn assert_rdate_now(out: &Output) {
     assert!((now - sent).num_seconds().abs() <= 2, "{sent} vs {now}");
 }
 
+fn default_quotes() -> Vec<String> {
+    Qotd::default().quotes().map(String::from).collect()
+}
+
 fn assert_a_quote(out: &[u8], quotes: &[String]) {
     let quote = String::from_utf8_lossy(out);
     assert!(quotes.iter().any(|q| *q == quote), "{quote:?} is no quote");
@@ -277,7 +277,7 @@ fn nc_talks_to_every_service_over_tcp() {
     assert_eq!(nc("discard", b"into the void\n", "-N"), b"");
     // -d: send nothing, just read until the server closes.
     assert_daytime_now(&nc("daytime", b"", "-d"));
-    let quotes: Vec<String> = Qotd::default().quotes().map(String::from).collect();
+    let quotes = default_quotes();
     assert_a_quote(&nc("qotd", b"", "-d"), &quotes);
     // Input the server throws away does not cost the reply.
     assert_a_quote(&nc("qotd", b"ignored\n", "-N"), &quotes);
@@ -327,7 +327,7 @@ fn nc_talks_to_every_service_over_udp() {
 fn socat_talks_to_every_service_over_tcp() {
     let socat_path = require("socat", "socat");
     let inetd = Inetd::start("127.0.0.1", &[]);
-    let quotes: Vec<String> = Qotd::default().quotes().map(String::from).collect();
+    let quotes = default_quotes();
     let both_ways = |service, input: &[u8]| {
         run(&[&socat_path, "-", &inetd.socat(service, "tcp")], input).stdout
     };
@@ -351,7 +351,7 @@ fn socat_talks_to_every_service_over_tcp() {
 fn socat_talks_to_every_service_over_udp() {
     let socat_path = require("socat", "socat");
     let inetd = Inetd::start("127.0.0.1", &[]);
-    let quotes: Vec<String> = Qotd::default().quotes().map(String::from).collect();
+    let quotes = default_quotes();
     // -t1: after stdin's end, wait up to 1 s for the reply.
     let socat = |service, input: &[u8]| {
         run(
