@@ -10,9 +10,11 @@ use crate::Connection;
 /// *reflection amplifier*: an attacker sends small datagrams with a forged
 /// source address, and the service floods that address with replies many
 /// times larger. Chargen (up to 512 bytes for any datagram) and quote of the
-/// day are classic ones. The shipped handlers therefore answer with at most
-/// `max(factor × request, floor)` bytes, and send a shorter reply or none
-/// at all when the full one would be larger.
+/// day are classic ones. So [`Chargen`](super::Chargen), [`Qotd`](super::Qotd)
+/// and [`Daytime`](super::Daytime) answer with at most
+/// `max(factor × request, floor)` bytes, sending a shorter reply or none at
+/// all when the full one would be larger. [`Echo`](super::Echo) never
+/// answers with more than it got, and [`Time`](super::Time) with 4 bytes.
 ///
 /// The default is a factor of 3 (the bound QUIC sets on a server before it
 /// has validated a client's address, RFC 9000 section 8) with a floor of
