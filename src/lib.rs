@@ -43,7 +43,9 @@
 //! A closure is a handler too, and the same handler serves UDP:
 //! `.transport(Transport::Datagram).build(|conn: &mut Connection| conn.write_all(b"hi"))`.
 //!
-//! Ready-made handlers (daytime, greeting, echo) are in [`handlers`].
+//! Ready-made handlers are in [`handlers`]: the standard small services
+//! (echo, discard, chargen, quote of the day, daytime and time, RFC 862-868)
+//! and the seed's greeting.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 

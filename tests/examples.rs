@@ -4,25 +4,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::*;
 use socketserver::Addr;
-
-/// `cargo test` builds the examples next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path
-}
 
 /// A running example server, stopped with SIGTERM when dropped.
 struct Running {
@@ -64,11 +49,7 @@ impl Running {
     /// SIGTERM, as Ctrl-C or systemd would stop it: exits 0 after
     /// printing what the shutdown drained.
     fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(&self.child);
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
         assert!(

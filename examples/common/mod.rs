@@ -1,6 +1,9 @@
 //! What the server examples share: their command line, logging, signals,
 //! and the `listening on ADDR (tcp)` line.
+// Each example uses the parts it needs: `inetd` builds its own servers.
+#![allow(dead_code)]
 
+use std::io;
 use std::process::ExitCode;
 
 use clap::{value_parser, Arg, ArgAction, Command};
@@ -48,7 +51,7 @@ pub fn serve<H: Handler>(
                 .help("serve UDP datagrams instead of TCP"),
         )
         .get_matches();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    init_logging();
 
     let transport = match args.get_flag("udp") {
         true => Transport::Datagram,
@@ -69,7 +72,7 @@ pub fn serve<H: Handler>(
     // Signals are caught before the address is printed, so that whoever
     // reads that line may stop the server at once.
     let stop = server.shutdown_handle();
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match catch_signals() {
         Ok(signals) => signals,
         Err(e) => return fail(name, &e),
     };
@@ -86,6 +89,17 @@ pub fn serve<H: Handler>(
         }
         Err(e) => fail(name, &e),
     }
+}
+
+/// Logs warnings and errors to stderr; `RUST_LOG` asks for more.
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+}
+
+/// Catches Ctrl-C and SIGTERM from now on, instead of dying of them; the
+/// first to arrive is read from the returned `Signals`.
+pub fn catch_signals() -> io::Result<Signals> {
+    Signals::new([SIGINT, SIGTERM])
 }
 
 /// Prints an error and its causes to stderr; the exit code is 1.

@@ -1,12 +1,22 @@
-//! `Echo`: sends back what it receives.
+//! `Echo`: the RFC 862 echo service.
 
 use std::io::{self, Read, Write};
 
 use crate::{Connection, Handler, Transport};
 
-/// Sends back what it receives: over TCP every byte until the client closes
-/// its side, over UDP each datagram as one reply datagram of the same bytes
-/// (an empty datagram gets an empty reply).
+/// Sends back what it receives (RFC 862). Port 7.
+///
+/// RFC 862 over TCP: "Once a connection is established any data received
+/// is sent back. This continues until the calling user terminates the
+/// connection." Over UDP: "When a datagram is received, the data from it
+/// is sent back in an answering datagram."
+///
+/// Over TCP every byte is sent back until the client closes its side; over
+/// UDP each datagram is answered by one datagram of the same bytes (an
+/// empty datagram gets an empty reply). A reply is never larger than its
+/// request, so echo is no amplifier; datagrams from ports below 1024 (such
+/// as another echo or chargen service) are dropped by the server before
+/// they get here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Echo;
 

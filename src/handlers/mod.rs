@@ -1,13 +1,77 @@
 //! Ready-made handlers. Each serves TCP and UDP alike.
 //!
-//! * [`Daytime`]: the local time as text (the seed's time server).
+//! * [`Daytime`]: the local time as text (RFC 867, and the seed's time server).
+//! * [`Time`]: the time as 4 binary bytes (RFC 868, what `rdate` reads).
+//! * [`Echo`]: sends back what it receives (RFC 862).
+//! * [`Discard`]: throws away what it receives (RFC 863).
+//! * [`Chargen`]: an endless stream of text lines (RFC 864).
+//! * [`Qotd`]: a quote (RFC 865).
 //! * [`Greeting`]: fixed bytes (the seed's threaded server says `connected`).
-//! * [`Echo`]: sends back what it receives.
+//!
+//! The six standard services listen on ports 7 (echo), 9 (discard),
+//! 13 (daytime), 17 (qotd), 19 (chargen) and 37 (time); the `inetd`
+//! example serves all of them.
+//!
+//! Over UDP none of them answers a datagram from a source port below 1024:
+//! the server drops those before any handler sees them
+//! ([`min_source_port`](crate::ServerBuilder::min_source_port), default
+//! 1024), so two services can never bounce datagrams between each other.
+//! Nor do they reply with much more than they received: see
+//! [`Amplification`].
 
+use std::io::{self, Write};
+use std::net::Shutdown;
+
+use crate::Connection;
+
+mod amplification;
+mod chargen;
 mod daytime;
+mod discard;
 mod echo;
 mod greeting;
+mod qotd;
+mod time;
 
+pub use amplification::Amplification;
+pub use chargen::Chargen;
 pub use daytime::Daytime;
+pub use discard::Discard;
 pub use echo::Echo;
 pub use greeting::Greeting;
+pub use qotd::Qotd;
+pub use time::Time;
+
+/// Sends `reply` and ends the exchange: over UDP as exactly one datagram
+/// (even an empty one, which `write_all` would skip); over TCP followed by
+/// a FIN, so the reply arrives whole even if the client sent bytes that are
+/// never read (closing with unread input makes the kernel send a reset,
+/// which can destroy the reply before the client reads it).
+pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> {
+    if conn.datagram().is_some() {
+        let sent = conn.write(reply)?;
+        if sent != reply.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("sent {sent} of {} bytes in one datagram", reply.len()),
+            ));
+        }
+        return Ok(());
+    }
+    conn.write_all(reply)?;
+    match conn.shutdown(Shutdown::Write) {
+        Err(e) if !client_gone(e.kind()) && e.kind() != io::ErrorKind::NotConnected => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a stream error means the client has gone: the normal end of a
+/// service that runs until the client closes (chargen, discard).
+pub(crate) fn client_gone(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}

@@ -8,10 +8,64 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socketserver::{Addr, Handler, ServerBuilder, ServerThread};
+use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThread, Transport};
 
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An example program: `cargo test` builds the examples next to the test
+/// binaries.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+/// Sends SIGTERM to a child process, as Ctrl-C or systemd would stop it.
+pub fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The RFC 864 chargen pattern from line `line` on, `len` bytes: 72 of
+/// the 95 printing characters per line, each line starting one further
+/// round the ring, and CR LF.
+pub fn chargen_pattern(line: usize, len: usize) -> Vec<u8> {
+    (line..)
+        .flat_map(|n| {
+            let chars = (0..72).map(move |col| b' ' + ((n + col) % 95) as u8);
+            chars.chain(*b"\r\n")
+        })
+        .take(len)
+        .collect()
+}
+
+/// Checks an RFC 867 daytime line as xinetd writes it,
+/// `25 NOV 2026 03:12:09 UTC` and CR LF, and that it is now (local time,
+/// within 2 s).
+pub fn assert_daytime_now(reply: &[u8]) {
+    let line = std::str::from_utf8(reply).unwrap();
+    let text = line.strip_suffix("\r\n").expect("a CR LF line end");
+    assert!(!text.contains(['\r', '\n']), "{line:?}");
+    let (stamp, zone) = text.rsplit_once(' ').unwrap();
+    assert!(zone == "UTC" || zone.starts_with(['+', '-']), "{line:?}");
+    let month = &stamp[3..6];
+    assert_eq!(month, month.to_ascii_uppercase(), "{line:?}");
+    let sent = chrono::NaiveDateTime::parse_from_str(stamp, "%d %b %Y %H:%M:%S")
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let now = chrono::Local::now().naive_local();
+    assert!((now - sent).num_seconds().abs() <= 2, "{sent} vs {now}");
+}
 
 /// Builds `builder` with `handler` and runs it on its own thread.
 pub fn spawn<H: Handler>(builder: ServerBuilder, handler: H) -> ServerThread {
@@ -20,6 +74,28 @@ pub fn spawn<H: Handler>(builder: ServerBuilder, handler: H) -> ServerThread {
         .expect("build")
         .spawn()
         .expect("spawn")
+}
+
+/// Serves `handler` over TCP and UDP, on IPv4 and IPv6 loopback, sends
+/// `request` to each (TCP: then half-closes) and checks each reply.
+pub fn over_both<H: Handler>(handler: H, request: &[u8], check: impl Fn(&[u8])) {
+    let handler = Arc::new(handler);
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        for transport in [Transport::Stream, Transport::Datagram] {
+            let shared = Arc::clone(&handler);
+            let server = spawn(
+                Server::builder().bind(bind).transport(transport).workers(2),
+                move |conn: &mut Connection| shared.handle(conn),
+            );
+            let addr = server.local_addr();
+            let reply = match transport {
+                Transport::Stream => tcp_exchange(&addr, Some(request)),
+                Transport::Datagram => udp_exchange(&addr, request),
+            };
+            check(&reply);
+            server.stop().unwrap();
+        }
+    }
 }
 
 pub fn inet(addr: &Addr) -> SocketAddr {
@@ -46,7 +122,13 @@ pub fn tcp_exchange(addr: &Addr, request: Option<&[u8]>) -> Vec<u8> {
     let mut stream = connect(addr);
     if let Some(req) = request {
         stream.write_all(req).unwrap();
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // A server that replies without reading may have closed (and, with
+        // the request unread, reset) the connection already; its reply is
+        // still there to read.
+        match stream.shutdown(std::net::Shutdown::Write) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {}
+            result => result.unwrap(),
+        }
     }
     read_to_end(&mut stream)
 }
