@@ -13,25 +13,21 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connection::Datagram;
+use crate::connection::{Datagram, DatagramSocket};
 use crate::pool::{self, Exit};
 use crate::shared::{Accepted, Core, Shared};
 use crate::slot::Slot;
-use crate::socket::{self, Listener};
+use crate::socket::Listener;
 use crate::stats::bump;
-use crate::Handler;
+use crate::{Addr, Handler};
 
 /// The loop of a stream worker: serve queued work first, otherwise accept
 /// and serve inline, otherwise wait.
 pub(crate) fn stream_worker<H: Handler>(shared: &Arc<Shared<H>>, slot: &Arc<Slot>) -> Exit {
     let core = &*shared.core;
-    let Listener::Stream(listener) = &core.listener else {
-        return Exit::Stopped;
-    };
     let max_held = core.settings.max_connections();
     let mut st = core.lock();
     loop {
@@ -58,7 +54,7 @@ pub(crate) fn stream_worker<H: Handler>(shared: &Arc<Shared<H>>, slot: &Arc<Slot
         st.held += 1;
         st.accepting += 1;
         drop(st);
-        let accepted = accept_one(core, listener);
+        let accepted = accept_one(core);
         st = core.lock();
         st.accepting -= 1;
         let Some(job) = accepted else {
@@ -85,7 +81,7 @@ pub(crate) fn stream_worker<H: Handler>(shared: &Arc<Shared<H>>, slot: &Arc<Slot
 pub(crate) fn fill_queue(core: &Core) {
     let settings = &core.settings;
     let mut st = core.lock();
-    let Listener::Stream(listener) = &core.listener else {
+    if let Listener::Datagram(_) = &core.listener {
         while !st.stopping {
             st = core.control.wait(st).unwrap_or_else(|e| e.into_inner());
         }
@@ -108,7 +104,7 @@ pub(crate) fn fill_queue(core: &Core) {
         st.dispatcher_accepting = true;
         st.held += 1;
         drop(st);
-        let accepted = accept_one(core, listener);
+        let accepted = accept_one(core);
         st = core.lock();
         st.dispatcher_accepting = false;
         match accepted {
@@ -167,7 +163,7 @@ pub(crate) fn datagram_worker<H: Handler>(shared: &Arc<Shared<H>>, _slot: &Arc<S
         st.active += 1;
         pool::ensure_acceptor(shared, &mut st);
         drop(st);
-        let datagram = Datagram::new(Arc::clone(socket), peer, buf, len);
+        let datagram = Datagram::new(socket.clone(), peer, buf, len);
         buf = pool::serve_datagram(shared, datagram);
         st = core.lock();
         st.active -= 1;
@@ -179,10 +175,10 @@ pub(crate) fn datagram_worker<H: Handler>(shared: &Arc<Shared<H>>, _slot: &Arc<S
 
 /// Accepts one connection, retrying and backing off on errors as the
 /// module doc says. `None` once shutdown has begun.
-fn accept_one(core: &Core, listener: &TcpListener) -> Option<Accepted> {
+fn accept_one(core: &Core) -> Option<Accepted> {
     let mut backoff = Backoff::default();
     loop {
-        match socket::accept(listener) {
+        match core.listener.accept() {
             Ok((stream, peer)) => {
                 bump(&core.counters.accepted);
                 return Some(Accepted { stream, peer });
@@ -193,7 +189,7 @@ fn accept_one(core: &Core, listener: &TcpListener) -> Option<Accepted> {
                 match classify(&e) {
                     ErrorClass::Retry => continue,
                     ErrorClass::Descriptors => {
-                        if let Some(job) = shed_with_spare(core, listener) {
+                        if let Some(job) = shed_with_spare(core) {
                             return Some(job);
                         }
                     }
@@ -211,7 +207,7 @@ fn accept_one(core: &Core, listener: &TcpListener) -> Option<Accepted> {
 /// Receives one datagram fit to serve: too large ones and those from a
 /// source port below `min_source_port` are counted and dropped here.
 /// `None` once shutdown has begun.
-fn receive_one(core: &Core, socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+fn receive_one(core: &Core, socket: &DatagramSocket, buf: &mut [u8]) -> Option<(usize, Addr)> {
     let max = core.settings.max_datagram;
     let counters = &core.counters;
     let mut backoff = Backoff::default();
@@ -223,7 +219,10 @@ fn receive_one(core: &Core, socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize
                 bump(&counters.datagrams_received);
                 if len > max {
                     bump(&counters.dropped_truncated);
-                } else if peer.port() < core.settings.min_source_port {
+                } else if peer
+                    .port()
+                    .is_some_and(|p| p < core.settings.min_source_port)
+                {
                     bump(&counters.dropped_low_port);
                 } else {
                     return Some((len, peer));
@@ -284,10 +283,10 @@ fn classify(e: &io::Error) -> ErrorClass {
 /// up. Give up the spare descriptor to take one: if descriptors turn out to
 /// be available again it is served, else it is closed at once, so it learns
 /// now. Another thread already doing this means this one just backs off.
-fn shed_with_spare(core: &Core, listener: &TcpListener) -> Option<Accepted> {
+fn shed_with_spare(core: &Core) -> Option<Accepted> {
     let mut spare = core.spare.try_lock().ok()?;
     spare.take();
-    let accepted = socket::accept(listener);
+    let accepted = core.listener.accept();
     *spare = open_spare();
     match accepted {
         Ok((stream, peer)) => {

@@ -4,11 +4,12 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::option;
+use std::path::{Path, PathBuf};
 
 /// A socket address: where a server listens and where a peer connects from.
 ///
-/// `Inet` is the only kind today; the enum is `#[non_exhaustive]` so that
-/// other kinds (Unix-domain sockets) can be added without breaking matches.
+/// IP (`Inet`) or Unix-domain (`Unix`); the enum is `#[non_exhaustive]` so
+/// that other kinds can be added without breaking matches.
 /// It implements [`ToSocketAddrs`], so `TcpStream::connect(server.local_addr())`
 /// works directly.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -16,6 +17,9 @@ use std::option;
 pub enum Addr {
     /// An IPv4 or IPv6 address with a port.
     Inet(SocketAddr),
+    /// A Unix-domain socket: its path, or `None` for an unnamed socket (what
+    /// most clients connect from). Shown as `unix:PATH` or `unix:unnamed`.
+    Unix(Option<PathBuf>),
 }
 
 impl Addr {
@@ -33,7 +37,21 @@ impl Addr {
     pub fn inet(&self) -> Option<SocketAddr> {
         match self {
             Addr::Inet(a) => Some(*a),
+            Addr::Unix(_) => None,
         }
+    }
+
+    /// The path of a Unix-domain socket address, if it has one.
+    pub fn unix_path(&self) -> Option<&Path> {
+        match self {
+            Addr::Unix(path) => path.as_deref(),
+            Addr::Inet(_) => None,
+        }
+    }
+
+    /// Converts a Unix-domain socket address from std.
+    pub(crate) fn from_unix(addr: &std::os::unix::net::SocketAddr) -> Self {
+        Addr::Unix(addr.as_pathname().map(Path::to_path_buf))
     }
 
     /// The IP address with IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`)
@@ -48,6 +66,8 @@ impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Addr::Inet(a) => a.fmt(f),
+            Addr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Addr::Unix(None) => f.write_str("unix:unnamed"),
         }
     }
 }

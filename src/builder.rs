@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +13,18 @@ use crate::failure::{default_hook, ErrorHook};
 use crate::settings::{Settings, MAX_UDP_PAYLOAD};
 use crate::shared::Core;
 use crate::socket::{self, SocketOptions};
-use crate::{Addr, Error, Failure, Handler, Server, Transport};
+use crate::{Addr, Error, Failure, Handler, PassedSocket, Server, Transport};
+
+/// Where a server listens.
+#[derive(Debug)]
+enum Target {
+    /// An IP address as given, and what it resolved to.
+    Inet(String, io::Result<Vec<SocketAddr>>),
+    /// A Unix-domain socket path.
+    Unix(PathBuf),
+    /// A socket opened elsewhere.
+    Passed(PassedSocket),
+}
 
 /// Configures a [`Server`]: consuming setters, then [`build`](Self::build).
 ///
@@ -21,8 +33,8 @@ use crate::{Addr, Error, Failure, Handler, Server, Transport};
 /// [`Error`], never a panic.
 #[must_use = "a builder does nothing until build() is called"]
 pub struct ServerBuilder {
-    /// The address as given, and what it resolved to.
-    addr: Option<(String, io::Result<Vec<SocketAddr>>)>,
+    /// Where to listen: set by `bind`, `bind_unix` or `adopt`.
+    target: Option<Target>,
     settings: Settings,
     on_error: ErrorHook,
 }
@@ -36,7 +48,7 @@ impl Default for ServerBuilder {
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
-            .field("addr", &self.addr.as_ref().map(|a| &a.0))
+            .field("target", &self.target)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -46,7 +58,7 @@ impl ServerBuilder {
     /// A builder with every setting at its default. Same as [`Server::builder`].
     pub fn new() -> Self {
         ServerBuilder {
-            addr: None,
+            target: None,
             settings: Settings::default(),
             on_error: default_hook(),
         }
@@ -65,7 +77,32 @@ impl ServerBuilder {
         let shown = format!("{addr:?}");
         let shown = shown.trim_matches('"').to_string();
         let resolved = addr.to_socket_addrs().map(|it| it.collect());
-        self.addr = Some((shown, resolved));
+        self.target = Some(Target::Inet(shown, resolved));
+        self
+    }
+
+    /// A Unix-domain socket to listen on instead of an IP address: stream
+    /// (`SOCK_STREAM`) or datagram (`SOCK_DGRAM`) by `transport`.
+    ///
+    /// A socket file left behind by a server that is gone is replaced; one
+    /// a live server answers on is [`Error::Bind`] (`AddrInUse`); a path
+    /// that is not a socket is never touched. The file is removed when the
+    /// server stops. Peers show as [`Addr::Unix`]; a datagram reply can only
+    /// go to a client that bound its own socket to a path.
+    pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.target = Some(Target::Unix(path.into()));
+        self
+    }
+
+    /// Serves a socket opened elsewhere instead of binding one: a
+    /// [`PassedSocket`] from systemd's [`listen_fds`](crate::listen_fds), or
+    /// a `TcpListener`, `UdpSocket`, `UnixListener` or `UnixDatagram`.
+    ///
+    /// `build()` checks it fits `transport` and is listening (stream);
+    /// socket options such as `backlog`, `only_v6` and `reuse_port` do not
+    /// apply, since it is already bound.
+    pub fn adopt(mut self, socket: impl Into<PassedSocket>) -> Self {
+        self.target = Some(Target::Passed(socket.into()));
         self
     }
 
@@ -263,22 +300,6 @@ impl ServerBuilder {
     pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
         let settings = self.settings;
         check(&settings)?;
-        let (shown, resolved) = self.addr.ok_or(Error::NoAddress)?;
-        let addrs = match resolved {
-            Ok(addrs) if addrs.is_empty() => {
-                return Err(Error::Resolve {
-                    addr: shown,
-                    source: io::Error::new(io::ErrorKind::NotFound, "no addresses found"),
-                })
-            }
-            Ok(addrs) => addrs,
-            Err(source) => {
-                return Err(Error::Resolve {
-                    addr: shown,
-                    source,
-                })
-            }
-        };
         let options = SocketOptions {
             transport: settings.transport,
             only_v6: settings.only_v6,
@@ -286,14 +307,40 @@ impl ServerBuilder {
             reuse_address: settings.reuse_address(),
             reuse_port: settings.reuse_port,
         };
-        let listener = socket::open(&addrs, &options)?;
-        let bound = listener.local_addr().map_err(|source| Error::Bind {
-            addr: Addr::Inet(addrs[0]),
+        let mut unix_path = None;
+        let listener = match self.target.ok_or(Error::NoAddress)? {
+            Target::Inet(shown, resolved) => {
+                let addrs = match resolved {
+                    Ok(addrs) if addrs.is_empty() => {
+                        return Err(Error::Resolve {
+                            addr: shown,
+                            source: io::Error::new(io::ErrorKind::NotFound, "no addresses found"),
+                        })
+                    }
+                    Ok(addrs) => addrs,
+                    Err(source) => {
+                        return Err(Error::Resolve {
+                            addr: shown,
+                            source,
+                        })
+                    }
+                };
+                socket::open(&addrs, &options)?
+            }
+            Target::Unix(path) => {
+                let listener = socket::open_unix(&path, &options)?;
+                unix_path = Some(path);
+                listener
+            }
+            Target::Passed(passed) => socket::adopt(passed, settings.transport)?,
+        };
+        let bound = listener.local_addr().map_err(|source| Error::Socket {
+            addr: Addr::Unix(unix_path.clone()),
             source,
         })?;
         let core = Core {
-            wildcard: bound.ip().is_unspecified(),
-            local_addr: Addr::Inet(bound),
+            wildcard: bound.ip().is_some_and(|ip| ip.is_unspecified()),
+            local_addr: bound,
             listener,
             settings,
             counters: Default::default(),
@@ -308,6 +355,7 @@ impl ServerBuilder {
             spare: Mutex::new(open_spare()),
             accept_log: Mutex::default(),
             epoch: Instant::now(),
+            unix_path: Mutex::new(unix_path),
         };
         Ok(Server::new(Arc::new(core), handler))
     }

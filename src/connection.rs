@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::net::{Shutdown, UdpSocket};
+use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,9 @@ use crate::{Addr, Transport};
 ///
 /// It is `Read + Write` for both transports:
 ///
-/// * **Stream** (TCP): the accepted socket. Reads and writes go to the peer;
+/// * **Stream** (TCP, or a Unix stream socket): the accepted socket. Reads and writes go to the peer;
 ///   the read and write timeouts set on the builder are already applied.
-/// * **Datagram** (UDP): one received datagram. Reading yields its bytes once,
+/// * **Datagram** (UDP, or a Unix datagram socket): one received datagram. Reading yields its bytes once,
 ///   then end of file. Each `write` sends one reply datagram to the sender.
 ///
 /// So a handler written once serves TCP and UDP alike. The server owns the
@@ -36,10 +37,39 @@ enum Kind {
     Datagram(Datagram),
 }
 
+/// A datagram socket of either family, shared by the workers.
+#[derive(Clone, Debug)]
+pub(crate) enum DatagramSocket {
+    Udp(Arc<UdpSocket>),
+    Unix(Arc<UnixDatagram>),
+}
+
+impl DatagramSocket {
+    /// Receives one datagram into `buf`.
+    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Addr)> {
+        match self {
+            DatagramSocket::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Addr::Inet(a))),
+            DatagramSocket::Unix(s) => s.recv_from(buf).map(|(n, a)| (n, Addr::from_unix(&a))),
+        }
+    }
+
+    /// Sends one datagram to `to`; an unnamed Unix peer cannot be answered.
+    pub(crate) fn send_to(&self, buf: &[u8], to: &Addr) -> io::Result<usize> {
+        match (self, to) {
+            (DatagramSocket::Udp(s), Addr::Inet(a)) => s.send_to(buf, a),
+            (DatagramSocket::Unix(s), Addr::Unix(Some(path))) => s.send_to(buf, path),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("cannot reply to {to}: it has no address to send to"),
+            )),
+        }
+    }
+}
+
 /// A received datagram and the socket to answer on.
 pub(crate) struct Datagram {
-    pub(crate) socket: Arc<UdpSocket>,
-    pub(crate) peer: SocketAddr,
+    pub(crate) socket: DatagramSocket,
+    pub(crate) peer: Addr,
     /// The worker's receive buffer, lent for the exchange and given back after.
     pub(crate) buf: Vec<u8>,
     pub(crate) len: usize,
@@ -47,7 +77,7 @@ pub(crate) struct Datagram {
 }
 
 impl Datagram {
-    pub(crate) fn new(socket: Arc<UdpSocket>, peer: SocketAddr, buf: Vec<u8>, len: usize) -> Self {
+    pub(crate) fn new(socket: DatagramSocket, peer: Addr, buf: Vec<u8>, len: usize) -> Self {
         Datagram {
             socket,
             peer,
@@ -76,7 +106,7 @@ impl Connection {
 
     pub(crate) fn from_datagram(datagram: Datagram, local: Addr) -> Self {
         Connection {
-            peer: Addr::Inet(datagram.peer),
+            peer: datagram.peer.clone(),
             kind: Kind::Datagram(datagram),
             local,
             write_timeout: None,
@@ -124,7 +154,7 @@ impl Connection {
     /// an empty one, which `write_all` would skip). No effect on a stream.
     pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
         match &self.kind {
-            Kind::Datagram(d) => d.socket.send_to(&d.buf[..d.len], d.peer).map(drop),
+            Kind::Datagram(d) => d.socket.send_to(&d.buf[..d.len], &d.peer).map(drop),
             Kind::Stream(_) => Ok(()),
         }
     }
@@ -227,7 +257,7 @@ impl Write for Connection {
                 }
                 Ok(n)
             }
-            Kind::Datagram(d) => d.socket.send_to(buf, d.peer),
+            Kind::Datagram(d) => d.socket.send_to(buf, &d.peer),
         }
     }
 

@@ -81,6 +81,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A socket given to `adopt` (passed by systemd, say) does not fit the
+    /// server: wrong family or type, or a stream socket not listening.
+    #[error("cannot serve socket {socket}: {reason}")]
+    SocketMismatch {
+        /// The socket's name (systemd's `FileDescriptorName=`, or a description).
+        socket: String,
+        /// What does not fit.
+        reason: String,
+    },
+
     /// A worker or server thread could not be started.
     #[error("cannot start thread {name}")]
     Spawn {
@@ -102,7 +112,7 @@ impl Error {
             | Error::Bind { source, .. }
             | Error::Listen { source, .. }
             | Error::Spawn { source, .. } => Some(source),
-            Error::NoAddress | Error::InvalidSetting { .. } => None,
+            Error::NoAddress | Error::InvalidSetting { .. } | Error::SocketMismatch { .. } => None,
         }
     }
 }

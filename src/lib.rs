@@ -47,7 +47,8 @@
 //! (echo, discard, chargen, quote of the day, daytime and time, RFC 862-868)
 //! and the seed's greeting.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![forbid(unsafe_code)]
+// One `unsafe` block, in `passed.rs`: owning the descriptors systemd passes.
+#![deny(unsafe_code)]
 
 mod accept;
 mod addr;
@@ -57,6 +58,7 @@ mod error;
 mod failure;
 mod handler;
 pub mod handlers;
+mod passed;
 mod pool;
 mod server;
 mod settings;
@@ -65,6 +67,7 @@ mod shutdown;
 mod slot;
 mod socket;
 mod stats;
+mod stream;
 mod transport;
 mod watchdog;
 
@@ -74,6 +77,7 @@ pub use connection::Connection;
 pub use error::Error;
 pub use failure::Failure;
 pub use handler::Handler;
+pub use passed::{listen_fds, PassedSocket};
 pub use server::{Server, ServerThread};
 pub use shutdown::{ShutdownHandle, ShutdownReport};
 pub use stats::Stats;

@@ -14,6 +14,7 @@ use crate::failure::{panic_message, Failure};
 use crate::shared::{Accepted, Core, PoolState, Shared};
 use crate::slot::Slot;
 use crate::stats::bump;
+use crate::stream::Stream;
 use crate::{Addr, Error, Handler, Transport};
 
 /// How a worker's loop ended.
@@ -126,10 +127,10 @@ pub(crate) fn admit(core: &Core, st: &mut PoolState, job: &Accepted) -> bool {
     let Some(limit) = core.settings.max_per_source else {
         return true;
     };
-    let count = st
-        .per_source
-        .entry(job.peer.ip().to_canonical())
-        .or_insert(0);
+    let Some(ip) = job.peer.canonical_ip() else {
+        return true; // Unix-domain peers have no address to count by.
+    };
+    let count = st.per_source.entry(ip).or_insert(0);
     if *count >= limit {
         return false;
     }
@@ -138,9 +139,9 @@ pub(crate) fn admit(core: &Core, st: &mut PoolState, job: &Accepted) -> bool {
 }
 
 /// Takes a connection that is no longer held off the books. With the lock held.
-pub(crate) fn release(core: &Core, st: &mut PoolState, ip: IpAddr) {
+pub(crate) fn release(core: &Core, st: &mut PoolState, ip: Option<IpAddr>) {
     st.held -= 1;
-    if core.settings.max_per_source.is_some() {
+    if let (Some(_), Some(ip)) = (core.settings.max_per_source, ip) {
         if let Some(count) = st.per_source.get_mut(&ip) {
             *count -= 1;
             if *count == 0 {
@@ -156,9 +157,8 @@ pub(crate) fn release(core: &Core, st: &mut PoolState, ip: IpAddr) {
 pub(crate) fn reject(core: &Core, job: Accepted) {
     bump(&core.counters.rejected_per_source);
     if let Some(msg) = &core.settings.busy_message {
-        let mut stream = job.stream;
-        if stream.set_nonblocking(true).is_ok() {
-            let _ = stream.write(msg);
+        if job.stream.set_nonblocking(true).is_ok() {
+            let _ = (&job.stream).write(msg);
         }
     }
 }
@@ -176,7 +176,7 @@ pub(crate) fn serve_held<'a, H: Handler>(
     st.active += 1;
     ensure_acceptor(shared, &mut st);
     drop(st);
-    let ip = job.peer.ip().to_canonical();
+    let ip = job.peer.canonical_ip();
     serve_stream(shared, slot, job);
     let mut st = core.lock();
     st.active -= 1;
@@ -197,11 +197,11 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
     }
     let _ = stream.set_read_timeout(settings.read_timeout);
     let _ = stream.set_write_timeout(settings.write_timeout);
-    let local = match core.wildcard {
-        true => stream
+    let local = match (&stream, core.wildcard) {
+        (Stream::Tcp(s), true) => s
             .local_addr()
             .map_or_else(|_| core.local_addr.clone(), Addr::Inet),
-        false => core.local_addr.clone(),
+        _ => core.local_addr.clone(),
     };
     let deadline = settings
         .connection_timeout
@@ -211,12 +211,7 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
         let _st = core.lock();
         core.timer.notify_all();
     }
-    let mut conn = Connection::stream(
-        Arc::clone(slot),
-        Addr::Inet(peer),
-        local,
-        settings.write_timeout,
-    );
+    let mut conn = Connection::stream(Arc::clone(slot), peer, local, settings.write_timeout);
     run_handler(shared, &mut conn);
     drop(conn);
     slot.remove();

@@ -75,6 +75,7 @@ impl<H: Handler> Server<H> {
         if let Err(e) = started.and(watchdog.transpose().map(drop)) {
             core.begin_shutdown();
             drain(core);
+            core.remove_socket_file();
             return Err(e);
         }
         crate::log_or_eprint(
@@ -86,6 +87,7 @@ impl<H: Handler> Server<H> {
         );
         accept::fill_queue(core);
         let report = drain(core);
+        core.remove_socket_file();
         crate::log_or_eprint(
             log::Level::Info,
             &format!("stopped serving {}: {report}", core.local_addr),

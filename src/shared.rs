@@ -2,7 +2,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,13 +13,14 @@ use crate::settings::Settings;
 use crate::slot::Slot;
 use crate::socket::Listener;
 use crate::stats::Counters;
+use crate::stream::Stream;
 use crate::{Addr, Handler, Stats};
 
 /// An accepted stream waiting in the queue for a worker.
 #[derive(Debug)]
 pub(crate) struct Accepted {
-    pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
+    pub(crate) stream: Stream,
+    pub(crate) peer: Addr,
 }
 
 /// Who is doing what; guarded by [`Core::pool`].
@@ -78,6 +80,15 @@ pub(crate) struct Core {
     pub(crate) accept_log: Mutex<(Option<Instant>, u64)>,
     /// Origin of the slots' millisecond deadlines.
     pub(crate) epoch: Instant,
+    /// The Unix socket file this server created, removed when it stops.
+    pub(crate) unix_path: Mutex<Option<PathBuf>>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // A server built but never run still leaves no file behind.
+        self.remove_socket_file();
+    }
 }
 
 impl std::fmt::Debug for Core {
@@ -139,6 +150,18 @@ impl Core {
                 .0;
         }
         true
+    }
+
+    /// Removes the Unix socket file this server created, once.
+    pub(crate) fn remove_socket_file(&self) {
+        let path = self
+            .unix_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(path) = path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Begins shutdown: flags it, wakes every waiting and blocked thread.

@@ -40,6 +40,42 @@ impl ShutdownHandle {
     pub fn stats(&self) -> Stats {
         self.core.stats()
     }
+
+    /// Shuts the server down gracefully on the first SIGINT (Ctrl-C) or
+    /// SIGTERM (what `kill` and systemd send) from now on.
+    ///
+    /// The handlers are installed before this returns, so a signal that
+    /// arrives right after is not lost; a thread named `NAME-signals` waits
+    /// for it. Without this, either signal ends the process at once,
+    /// dropping connections in flight. Requires the `signals` feature (on
+    /// by default).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = socketserver::Server::builder()
+    ///     .bind("127.0.0.1:6789")
+    ///     .build(socketserver::handlers::Echo)?;
+    /// server.shutdown_handle().shutdown_on_signals()?;
+    /// let report = server.run()?; // returns after Ctrl-C, drained
+    /// println!("shut down: {report}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "signals")]
+    pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = self.clone();
+        std::thread::Builder::new()
+            .name(format!("{}-signals", self.core.settings.thread_name))
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    log::info!("signal {signal}: shutting down {}", handle.core.local_addr);
+                    handle.shutdown();
+                }
+            })
+            .map(drop)
+    }
 }
 
 impl fmt::Debug for ShutdownHandle {
@@ -97,7 +133,7 @@ pub(crate) fn drain(core: &Core) -> ShutdownReport {
     let mut st = core.lock();
     let queued: Vec<_> = st.queue.drain(..).collect();
     for job in &queued {
-        crate::pool::release(core, &mut st, job.peer.ip().to_canonical());
+        crate::pool::release(core, &mut st, job.peer.canonical_ip());
     }
     let in_flight = st.active_at_stop;
     drop(st);

@@ -9,26 +9,28 @@
 //! allocates nothing.
 
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::stream::Stream;
 
 /// One worker's current stream, if any, and its deadline.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    stream: RwLock<Option<TcpStream>>,
+    stream: RwLock<Option<Stream>>,
     /// Deadline in milliseconds since the server's epoch; 0 means none.
     deadline_ms: AtomicU64,
 }
 
 impl Slot {
-    pub(crate) fn install(&self, stream: TcpStream, deadline_ms: u64) {
+    pub(crate) fn install(&self, stream: Stream, deadline_ms: u64) {
         *self.write() = Some(stream);
         self.deadline_ms.store(deadline_ms, Ordering::Release);
     }
 
     /// Takes the stream out; dropping it closes the connection.
-    pub(crate) fn remove(&self) -> Option<TcpStream> {
+    pub(crate) fn remove(&self) -> Option<Stream> {
         self.deadline_ms.store(0, Ordering::Release);
         self.write().take()
     }
@@ -53,20 +55,20 @@ impl Slot {
     }
 
     /// Runs `f` on the stream; `NotConnected` if there is none.
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&TcpStream) -> io::Result<T>) -> io::Result<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Stream) -> io::Result<T>) -> io::Result<T> {
         match self.read().as_ref() {
             Some(stream) => f(stream),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Option<TcpStream>> {
+    fn read(&self) -> RwLockReadGuard<'_, Option<Stream>> {
         // A panic never happens while the lock is held (only socket calls
         // run under it), so poisoning carries no meaning here.
         self.stream.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<TcpStream>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Option<Stream>> {
         self.stream.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -2,12 +2,16 @@
 //! bind, listen; and the `shutdown(2)` that wakes blocked threads.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::Path;
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::{Addr, Error, Transport};
+use crate::connection::DatagramSocket;
+use crate::stream::Stream;
+use crate::{Addr, Error, PassedSocket, Transport};
 
 /// The options that shape the listening socket itself.
 #[derive(Clone, Debug)]
@@ -22,16 +26,45 @@ pub(crate) struct SocketOptions {
 /// A bound socket, listening (stream) or ready to receive (datagram).
 #[derive(Debug)]
 pub(crate) enum Listener {
-    Stream(TcpListener),
-    Datagram(Arc<UdpSocket>),
+    Tcp(TcpListener),
+    Unix(UnixListener),
+    Datagram(DatagramSocket),
 }
 
 impl Listener {
     /// The bound address, with port 0 resolved to the real port.
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<Addr> {
         match self {
-            Listener::Stream(l) => l.local_addr(),
-            Listener::Datagram(s) => s.local_addr(),
+            Listener::Tcp(l) => l.local_addr().map(Addr::Inet),
+            Listener::Unix(l) => l.local_addr().map(|a| Addr::from_unix(&a)),
+            Listener::Datagram(DatagramSocket::Udp(s)) => s.local_addr().map(Addr::Inet),
+            Listener::Datagram(DatagramSocket::Unix(s)) => {
+                s.local_addr().map(|a| Addr::from_unix(&a))
+            }
+        }
+    }
+
+    /// Accepts one connection (stream listeners only).
+    ///
+    /// TCP goes through socket2 rather than `TcpListener::accept`: std
+    /// asserts that the peer address is complete, and a connection reset or
+    /// a listener shut down while `accept` runs can leave it empty, which
+    /// would panic the worker. Such a connection is closed and reported as
+    /// `ConnectionAborted`, an error the accept loop retries at once.
+    pub(crate) fn accept(&self) -> io::Result<(Stream, Addr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (socket, peer) = SockRef::from(l).accept()?;
+                match peer.as_socket() {
+                    Some(peer) => Ok((Stream::Tcp(socket.into()), Addr::Inet(peer))),
+                    None => Err(io::ErrorKind::ConnectionAborted.into()),
+                }
+            }
+            Listener::Unix(l) => {
+                let (stream, peer) = l.accept()?;
+                Ok((Stream::Unix(stream), Addr::from_unix(&peer)))
+            }
+            Listener::Datagram(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
@@ -39,51 +72,46 @@ impl Listener {
     /// threads blocked in `recv_from()` (datagram), at once.
     ///
     /// Closing the descriptor would not wake them on Linux. For a stream
-    /// listener, `shutdown(2)` does: the listener resets itself and every
-    /// blocked and later `accept` fails with `EINVAL`. For a datagram socket
-    /// `shutdown(2)` wakes receivers too, but they then return an empty read
-    /// with no source address, which std's `recv_from` does not expect; so
-    /// instead each receiver is sent one empty datagram over loopback, and
-    /// the socket stays usable for replies of handlers still running.
+    /// listener, `shutdown(2)` does: every blocked and later `accept` fails.
+    /// For a datagram socket `shutdown(2)` wakes receivers too, but they
+    /// then return an empty read with no source address, which std's
+    /// `recv_from` does not expect; so instead each receiver is sent one
+    /// empty datagram, and the socket stays usable for the replies of
+    /// handlers still running.
     pub(crate) fn wake_all(&self, receivers: usize) {
-        match self {
-            Listener::Stream(l) => {
-                let _ = SockRef::from(l).shutdown(Shutdown::Both);
-            }
-            Listener::Datagram(s) => {
-                let Ok(mut to) = s.local_addr() else { return };
-                if to.ip().is_unspecified() {
-                    to.set_ip(match to {
-                        SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                        SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-                    });
-                }
-                let from = match to {
-                    SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                    SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
-                };
-                if let Ok(waker) = UdpSocket::bind(from) {
-                    for _ in 0..receivers {
-                        let _ = waker.send_to(&[], to);
-                    }
-                }
-            }
+        let result = match self {
+            Listener::Tcp(l) => SockRef::from(l).shutdown(Shutdown::Both),
+            Listener::Unix(l) => SockRef::from(l).shutdown(Shutdown::Both),
+            Listener::Datagram(s) => self
+                .local_addr()
+                .and_then(|to| wake_receivers(s, &to, receivers)),
+        };
+        if let Err(e) = result {
+            log::debug!("waking the receivers on shutdown: {e}");
         }
     }
 }
 
-/// Accepts one connection.
-///
-/// Through socket2 rather than `TcpListener::accept`: std asserts that the
-/// peer address is complete, and a connection reset or a listener shut
-/// down while `accept` runs can leave it empty, which would panic the
-/// worker. Such a connection is closed and reported as `ConnectionAborted`,
-/// an error the accept loop retries at once.
-pub(crate) fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
-    let (socket, peer) = SockRef::from(listener).accept()?;
-    match peer.as_socket() {
-        Some(peer) => Ok((socket.into(), peer)),
-        None => Err(io::ErrorKind::ConnectionAborted.into()),
+/// Sends `n` empty datagrams to the socket's own address from a fresh socket.
+fn wake_receivers(socket: &DatagramSocket, to: &Addr, n: usize) -> io::Result<()> {
+    match (socket, to) {
+        (DatagramSocket::Udp(_), Addr::Inet(to)) => {
+            let mut to = *to;
+            let loopback: IpAddr = match to {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            };
+            if to.ip().is_unspecified() {
+                to.set_ip(loopback);
+            }
+            let waker = UdpSocket::bind((loopback, 0))?;
+            (0..n).try_for_each(|_| waker.send_to(&[], to).map(drop))
+        }
+        (DatagramSocket::Unix(_), Addr::Unix(Some(path))) => {
+            let waker = UnixDatagram::unbound()?;
+            (0..n).try_for_each(|_| waker.send_to(&[], path).map(drop))
+        }
+        _ => Err(io::ErrorKind::Unsupported.into()),
     }
 }
 
@@ -152,8 +180,126 @@ fn open_one(addr: SocketAddr, opts: &SocketOptions) -> Result<Listener, Error> {
                 backlog: opts.backlog,
                 source,
             })?;
-            Ok(Listener::Stream(socket.into()))
+            Ok(Listener::Tcp(socket.into()))
         }
-        Transport::Datagram => Ok(Listener::Datagram(Arc::new(socket.into()))),
+        Transport::Datagram => Ok(Listener::Datagram(DatagramSocket::Udp(Arc::new(
+            socket.into(),
+        )))),
     }
+}
+
+/// Creates, binds and (for streams) listens on a Unix-domain socket at `path`.
+///
+/// A socket file left by a server that is gone (nothing accepts on it) is
+/// replaced; one that a live server answers on is `AddrInUse`; a file that
+/// is not a socket is never touched (`AlreadyExists`).
+pub(crate) fn open_unix(path: &Path, opts: &SocketOptions) -> Result<Listener, Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let at = Addr::Unix(Some(path.to_path_buf()));
+    let bind_error = |source: io::Error| Error::Bind {
+        addr: at.clone(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(bind_error(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            )));
+        }
+        let probe = match opts.transport {
+            Transport::Stream => UnixStream::connect(path).map(drop),
+            Transport::Datagram => UnixDatagram::unbound().and_then(|s| s.connect(path)),
+        };
+        match probe {
+            Ok(()) => return Err(bind_error(io::ErrorKind::AddrInUse.into())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(bind_error)?;
+            }
+            Err(e) => return Err(bind_error(e)),
+        }
+    }
+    let ty = match opts.transport {
+        Transport::Stream => Type::STREAM,
+        Transport::Datagram => Type::DGRAM,
+    };
+    let socket = Socket::new(Domain::UNIX, ty, None).map_err(|source| Error::Socket {
+        addr: at.clone(),
+        source,
+    })?;
+    let addr = socket2::SockAddr::unix(path).map_err(bind_error)?;
+    socket.bind(&addr).map_err(bind_error)?;
+    match opts.transport {
+        Transport::Stream => {
+            let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
+            socket.listen(backlog).map_err(|source| Error::Listen {
+                addr: at.clone(),
+                backlog: opts.backlog,
+                source,
+            })?;
+            Ok(Listener::Unix(socket.into()))
+        }
+        Transport::Datagram => Ok(Listener::Datagram(DatagramSocket::Unix(Arc::new(
+            socket.into(),
+        )))),
+    }
+}
+
+/// Checks a socket opened elsewhere against the server's transport and
+/// wraps it: its family and type must fit, and a stream socket must be
+/// listening already.
+pub(crate) fn adopt(passed: PassedSocket, transport: Transport) -> Result<Listener, Error> {
+    let mismatch = |reason: String| Error::SocketMismatch {
+        socket: passed.name().to_string(),
+        reason,
+    };
+    let sock = SockRef::from(&passed.fd);
+    let inspect = |what: &str, e: io::Error| mismatch(format!("cannot read its {what}: {e}"));
+    let domain = sock.domain().map_err(|e| inspect("family", e))?;
+    let ty = sock.r#type().map_err(|e| inspect("type", e))?;
+    let unix = domain == Domain::UNIX;
+    if !unix && domain != Domain::IPV4 && domain != Domain::IPV6 {
+        return Err(mismatch(format!(
+            "its family {domain:?} is not IPv4, IPv6 or Unix"
+        )));
+    }
+    let wanted = match transport {
+        Transport::Stream => Type::STREAM,
+        Transport::Datagram => Type::DGRAM,
+    };
+    if ty != wanted {
+        let kind = |t| {
+            if t == Type::STREAM {
+                "a stream"
+            } else if t == Type::DGRAM {
+                "a datagram"
+            } else {
+                "an unsupported"
+            }
+        };
+        return Err(mismatch(format!(
+            "it is {} socket, the server serves {}s",
+            kind(ty),
+            kind(wanted).trim_start_matches("a ")
+        )));
+    }
+    if transport == Transport::Stream && !sock.is_listener().map_err(|e| inspect("state", e))? {
+        return Err(mismatch(
+            "it is a stream socket that is not listening".into(),
+        ));
+    }
+    // Served with blocking calls, whatever the passing program preferred.
+    sock.set_nonblocking(false)
+        .map_err(|e| mismatch(format!("cannot make it blocking: {e}")))?;
+    let fd = passed.fd;
+    Ok(match (transport, unix) {
+        (Transport::Stream, false) => Listener::Tcp(fd.into()),
+        (Transport::Stream, true) => Listener::Unix(fd.into()),
+        (Transport::Datagram, false) => {
+            Listener::Datagram(DatagramSocket::Udp(Arc::new(fd.into())))
+        }
+        (Transport::Datagram, true) => {
+            Listener::Datagram(DatagramSocket::Unix(Arc::new(fd.into())))
+        }
+    })
 }

@@ -9,11 +9,13 @@ use std::process::ExitCode;
 use clap::{value_parser, Arg, ArgAction, Command};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socketserver::{Handler, Server, Transport};
+use socketserver::{Addr, Handler, Server, Transport};
 
-/// Parses the common flags, builds the server on `--bind` (default
-/// `default_bind`), prints where it listens, and serves until Ctrl-C or
-/// SIGTERM; then prints what the shutdown drained.
+/// Parses the common flags, builds the server, prints where it listens,
+/// and serves until Ctrl-C or SIGTERM; then prints what the shutdown drained.
+///
+/// The socket: the one systemd passed (socket activation, `LISTEN_FDS`),
+/// else `--unix PATH`, else `--bind ADDR` (default `default_bind`).
 pub fn serve<H: Handler>(
     name: &'static str,
     about: &'static str,
@@ -28,6 +30,12 @@ pub fn serve<H: Handler>(
                 .value_name("ADDR")
                 .default_value(default_bind)
                 .help("address to listen on, e.g. 0.0.0.0:6789 or [::]:6789"),
+        )
+        .arg(
+            Arg::new("unix")
+                .long("unix")
+                .value_name("PATH")
+                .help("listen on a Unix-domain socket at PATH instead"),
         )
         .arg(
             Arg::new("workers")
@@ -48,7 +56,17 @@ pub fn serve<H: Handler>(
             Arg::new("udp")
                 .long("udp")
                 .action(ArgAction::SetTrue)
-                .help("serve UDP datagrams instead of TCP"),
+                .help("serve datagrams (UDP, or a Unix datagram socket) instead of a stream"),
+        )
+        .arg(
+            Arg::new("reuse-port")
+                .long("reuse-port")
+                .action(ArgAction::SetTrue)
+                .help("SO_REUSEPORT: let several processes serve the same port"),
+        )
+        .after_help(
+            "Started by systemd socket activation (LISTEN_FDS set), it serves the \
+             passed socket and ignores --bind and --unix.",
         )
         .get_matches();
     init_logging();
@@ -57,37 +75,51 @@ pub fn serve<H: Handler>(
         true => Transport::Datagram,
         false => Transport::Stream,
     };
-    let bind = args.get_one::<String>("bind").expect("has a default");
     let mut builder = Server::builder()
-        .bind(bind.as_str())
         .transport(transport)
-        .backlog(*args.get_one::<u32>("backlog").expect("has a default"));
+        .backlog(*args.get_one::<u32>("backlog").expect("has a default"))
+        .reuse_port(args.get_flag("reuse-port"));
     if let Some(&n) = args.get_one::<usize>("workers") {
         builder = builder.workers(n);
     }
+    let passed = match socketserver::listen_fds() {
+        Ok(passed) => passed,
+        Err(e) => return fail(name, &e),
+    };
+    builder = match (passed.into_iter().next(), args.get_one::<String>("unix")) {
+        (Some(socket), _) => builder.adopt(socket),
+        (None, Some(path)) => builder.bind_unix(path),
+        (None, None) => builder.bind(
+            args.get_one::<String>("bind")
+                .expect("has a default")
+                .as_str(),
+        ),
+    };
     let server = match builder.build(handler) {
         Ok(server) => server,
         Err(e) => return fail(name, &e),
     };
     // Signals are caught before the address is printed, so that whoever
     // reads that line may stop the server at once.
-    let stop = server.shutdown_handle();
-    let mut signals = match catch_signals() {
-        Ok(signals) => signals,
-        Err(e) => return fail(name, &e),
-    };
-    println!("listening on {} ({})", server.local_addr(), transport);
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            stop.shutdown();
-        }
-    });
+    if let Err(e) = server.shutdown_handle().shutdown_on_signals() {
+        return fail(name, &e);
+    }
+    println!("listening on {}", describe(&server.local_addr(), transport));
     match server.run() {
         Ok(report) => {
             println!("shut down: {report}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(name, &e),
+    }
+}
+
+/// `ADDR (tcp)`, `ADDR (udp)`, or for a Unix socket `unix:PATH (stream)`.
+pub fn describe(addr: &Addr, transport: Transport) -> String {
+    match (addr, transport) {
+        (Addr::Unix(_), Transport::Stream) => format!("{addr} (stream)"),
+        (Addr::Unix(_), Transport::Datagram) => format!("{addr} (datagram)"),
+        _ => format!("{addr} ({transport})"),
     }
 }
 

@@ -1,0 +1,73 @@
+//! `Stream`: an accepted connection, TCP or Unix-domain.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// An accepted stream socket of either family.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Forwards a call to whichever socket this is.
+macro_rules! both {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Stream::Tcp($s) => $e,
+            Stream::Unix($s) => $e,
+        }
+    };
+}
+
+impl Stream {
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        both!(self, s => s.set_read_timeout(t))
+    }
+
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        both!(self, s => s.set_write_timeout(t))
+    }
+
+    pub(crate) fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        both!(self, s => s.read_timeout())
+    }
+
+    pub(crate) fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        both!(self, s => s.write_timeout())
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        both!(self, s => s.shutdown(how))
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        both!(self, s => s.set_nonblocking(on))
+    }
+
+    /// `TCP_NODELAY`; nothing to do on a Unix socket.
+    pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(on),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        both!(*self, s => (&*s).read(buf))
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        both!(*self, s => (&*s).write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
