@@ -70,11 +70,6 @@ fn client(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn assert_seed_time(text: &str) {
-    chrono::NaiveDateTime::parse_from_str(text.trim_end(), "%Y-%m-%d %H:%M:%S%.6f")
-        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
-}
-
 #[test]
 fn time_server_over_tcp_ipv4_ipv6_and_udp() {
     for args in [
@@ -87,7 +82,7 @@ fn time_server_over_tcp_ipv4_ipv6_and_udp() {
             true => udp_exchange(&server.addr, b"\n"),
             false => tcp_exchange(&server.addr, None),
         };
-        assert_seed_time(&String::from_utf8(reply).unwrap());
+        assert_seed_time(&reply);
         server.stop();
     }
 }
@@ -112,10 +107,10 @@ fn echo_server_echoes_over_tcp_and_udp() {
 #[test]
 fn client_prints_what_the_servers_send() {
     let time = start("time_server", &["--bind", "127.0.0.1:0"]);
-    assert_seed_time(&client(&["--connect", &time.addr.to_string()]));
+    assert_seed_time(client(&["--connect", &time.addr.to_string()]).as_bytes());
     time.stop();
     let time = start("time_server", &["--bind", "[::1]:0", "--udp"]);
-    assert_seed_time(&client(&["--udp", "--connect", &time.addr.to_string()]));
+    assert_seed_time(client(&["--udp", "--connect", &time.addr.to_string()]).as_bytes());
     time.stop();
     let greeting = start("greeting_server", &["--bind", "127.0.0.1:0"]);
     assert_eq!(

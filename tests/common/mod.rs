@@ -273,3 +273,13 @@ fn clock_ticks() -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Asserts `reply` is the seed's daytime text, `YYYY-MM-DD HH:MM:SS.ffffff`
+/// (an optional line end aside), within 5 s of now.
+pub fn assert_seed_time(reply: &[u8]) {
+    let text = std::str::from_utf8(reply).unwrap().trim_end();
+    let sent = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.6f")
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    let now = chrono::Local::now().naive_local();
+    assert!((now - sent).num_seconds().abs() < 5, "{sent} vs {now}");
+}

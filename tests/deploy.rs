@@ -1,0 +1,225 @@
+//! Deployment: systemd socket activation with the real
+//! `systemd-socket-activate`, two processes on one port with SO_REUSEPORT,
+//! logging through the `log` facade.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn activator() -> Command {
+    let path = [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("systemd-socket-activate not found: install Debian's systemd package");
+    Command::new(path)
+}
+
+/// A child process stopped with SIGTERM when dropped; its stdout is kept
+/// open until then, so that it can print its shutdown report.
+struct Running(Child, Option<BufReader<ChildStdout>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        sigterm(&self.0);
+        let _ = self.0.wait();
+    }
+}
+
+fn first_line(out: &mut BufReader<ChildStdout>) -> String {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+/// Retries `attempt` for up to 5 s while the activator starts listening:
+/// it is an outside program with no ready signal of its own.
+fn retry<T>(what: &str, mut attempt: impl FnMut() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match attempt() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn socket_activation_of_a_stream_server() {
+    let port = free_port();
+    let mut child = activator()
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=time"])
+        .arg(example("time_server"))
+        .args(["--bind", "127.0.0.1:1"]) // ignored: the passed socket wins
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out_pipe = child.stdout.take().unwrap();
+    let mut running = Running(child, Some(BufReader::new(out_pipe)));
+    let out = running.1.as_mut().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = retry("connect to the activator", || {
+        TcpStream::connect_timeout(&addr, TIMEOUT)
+    });
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_seed_time(&reply);
+    assert_eq!(
+        first_line(out),
+        format!("listening on 127.0.0.1:{port} (tcp)")
+    );
+    // Served by the passed socket, again and again.
+    assert_seed_time(&tcp_exchange(&addr.into(), None));
+}
+
+#[test]
+fn socket_activation_of_a_datagram_server() {
+    let port = free_port();
+    let mut child = activator()
+        .args(["--datagram", "-l", &format!("127.0.0.1:{port}")])
+        .arg(example("time_server"))
+        .arg("--udp")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out_pipe = child.stdout.take().unwrap();
+    let mut running = Running(child, Some(BufReader::new(out_pipe)));
+    let out = running.1.as_mut().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let n = retry("a reply from the activated server", || {
+        client.send_to(b"\n", addr)?;
+        client.recv_from(&mut buf).map(|(n, _)| n)
+    });
+    assert_seed_time(&buf[..n]);
+    assert_eq!(
+        first_line(out),
+        format!("listening on 127.0.0.1:{port} (udp)")
+    );
+}
+
+#[test]
+fn a_passed_socket_of_the_wrong_type_is_a_clear_error() {
+    let port = free_port();
+    let mut child = activator()
+        .args([
+            "--datagram",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "--fdname=daytime-udp",
+        ])
+        .arg(example("time_server")) // a stream server, given a datagram socket
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // The activator waits for traffic before it starts the server.
+    // (Sent until it does: it may not be listening yet.)
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let status = retry("the server to start and fail", || {
+        client.send_to(b"\n", ("127.0.0.1", port))?;
+        child
+            .try_wait()?
+            .ok_or(std::io::ErrorKind::WouldBlock.into())
+    });
+    let mut msg = String::new();
+    stderr.read_to_string(&mut msg).unwrap();
+    assert!(!status.success());
+    assert!(
+        msg.contains("cannot serve socket daytime-udp") && msg.contains("datagram"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn two_processes_share_a_port_with_reuse_port() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let start = |name| {
+        let mut child = Command::new(example(name))
+            .args(["--bind", &bind, "--reuse-port", "--workers", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        assert_eq!(first_line(&mut out), format!("listening on {bind} (tcp)"));
+        Running(child, Some(out))
+    };
+    let _time = start("time_server");
+    let _greeting = start("greeting_server");
+    let addr: SocketAddr = bind.parse().unwrap();
+    let (mut greetings, mut times) = (0, 0);
+    for _ in 0..64 {
+        match tcp_exchange(&addr.into(), None).as_slice() {
+            b"connected" => greetings += 1,
+            reply => {
+                assert_seed_time(reply);
+                times += 1;
+            }
+        }
+    }
+    println!("{greetings} greetings, {times} times");
+    assert!(
+        greetings > 0 && times > 0,
+        "{greetings} greetings, {times} times"
+    );
+}
+
+#[test]
+fn rust_log_shows_the_library_log_lines() {
+    let mut child = Command::new(example("echo_server"))
+        .args(["--bind", "127.0.0.1:0", "--workers", "3"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let line = first_line(&mut out);
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap()
+        .strip_suffix(" (tcp)")
+        .unwrap()
+        .to_string();
+    let mut stderr = child.stderr.take().unwrap();
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(
+        log.contains(&format!("serving {addr} (tcp) with 3 workers")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("stopped serving {addr}: 0 drained")),
+        "{log}"
+    );
+    assert!(log.contains("signal 15"), "{log}");
+}
