@@ -45,7 +45,8 @@
 //!
 //! Ready-made handlers are in [`handlers`]: the standard small services
 //! (echo, discard, chargen, quote of the day, daytime and time, RFC 862-868)
-//! and the seed's greeting.
+//! and the seed's greeting. A decoder for the PROXY protocol header that
+//! proxies such as HAProxy send is in [`proxy`].
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -58,6 +59,7 @@ mod failure;
 mod handler;
 pub mod handlers;
 mod pool;
+pub mod proxy;
 mod server;
 mod settings;
 mod shared;
