@@ -184,9 +184,32 @@ pub fn read_header<R: Read + ?Sized>(stream: &mut R) -> Result<ProxyHeader, Prox
                 let start = buf.len();
                 buf.resize(start + needed, 0);
                 stream.read_exact(&mut buf[start..])?;
+                if buf.first() == Some(&b'P') {
+                    read_to_line_break(stream, &mut buf)?;
+                }
             }
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// Reads a version 1 line on, one byte at a time, to the first byte that
+/// can change what [`parse`] makes of it: a CR or LF, the byte after a CR,
+/// or the last one the line may have. Any other byte leaves the line
+/// incomplete, so parsing after each would only cost time.
+fn read_to_line_break<R: Read + ?Sized>(stream: &mut R, buf: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        let mut tail = buf.iter().rev();
+        let (last, before) = (tail.next(), tail.next());
+        if matches!(last, None | Some(b'\r' | b'\n'))
+            || before == Some(&b'\r')
+            || buf.len() >= V1_MAX_LEN
+        {
+            return Ok(());
+        }
+        let mut byte = [0];
+        stream.read_exact(&mut byte)?;
+        buf.extend_from_slice(&byte);
     }
 }
 
@@ -829,6 +852,12 @@ mod tests {
             matches!(&err, ProxyError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof),
             "{err:?}"
         );
+        let mut lone_cr = Cursor::new(&b"PROXY TCP4 1.2.3.4\rX5.6.7.8 1 2\r\n"[..]);
+        assert!(matches!(
+            read_header(&mut lone_cr),
+            Err(ProxyError::Malformed(_))
+        ));
+        assert_eq!(lone_cr.position(), 20, "refused on the byte after the CR");
         let mut http = Cursor::new(&b"GET / HTTP/1.1\r\n"[..]);
         assert!(matches!(read_header(&mut http), Err(ProxyError::NotProxy)));
         assert_eq!(http.position(), 1, "refused on its first byte");
