@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThread, Transport};
 
+pub mod haproxy;
+
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
