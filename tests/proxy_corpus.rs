@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Cursor};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use socketserver::proxy::{parse, read_header, ProxyError, ProxyHeader, V2_MAX_PAYLOAD};
@@ -260,19 +260,13 @@ fn random_header(rng: &mut Rng) -> (Vec<u8>, String) {
     let destination_port = random_port(rng);
     let proxied = |s: SocketAddr, d: SocketAddr, t: Transport| format!("proxied {s} {d} {t}");
     match rng.below(7) {
-        0 => {
-            let (s, d) = (random_v4(rng), random_v4(rng));
-            let line = format!("PROXY TCP4 {s} {d} {source_port} {destination_port}\r\n");
-            let expected = proxied(
-                (s, source_port).into(),
-                (d, destination_port).into(),
-                Transport::Stream,
-            );
-            (line.into_bytes(), expected)
-        }
-        1 => {
-            let (s, d) = (random_v6(rng), random_v6(rng));
-            let line = format!("PROXY TCP6 {s} {d} {source_port} {destination_port}\r\n");
+        0 | 1 => {
+            let (family, s, d): (_, IpAddr, IpAddr) = if rng.chance(2) {
+                ("TCP4", random_v4(rng).into(), random_v4(rng).into())
+            } else {
+                ("TCP6", random_v6(rng).into(), random_v6(rng).into())
+            };
+            let line = format!("PROXY {family} {s} {d} {source_port} {destination_port}\r\n");
             let expected = proxied(
                 (s, source_port).into(),
                 (d, destination_port).into(),
@@ -300,30 +294,22 @@ fn random_header(rng: &mut Rng) -> (Vec<u8>, String) {
             } else {
                 Transport::Stream
             };
-            let (mut payload, family, s, d) = if rng.chance(2) {
-                let (s, d) = (random_v4(rng), random_v4(rng));
-                let block = [&s.octets()[..], &d.octets()].concat();
-                (
-                    block,
-                    0x10,
-                    SocketAddr::from((s, source_port)),
-                    SocketAddr::from((d, destination_port)),
-                )
+            let (family, s, d): (u8, IpAddr, IpAddr) = if rng.chance(2) {
+                (0x10, random_v4(rng).into(), random_v4(rng).into())
             } else {
-                let (s, d) = (random_v6(rng), random_v6(rng));
-                let block = [&s.octets()[..], &d.octets()].concat();
-                (
-                    block,
-                    0x20,
-                    SocketAddr::from((s, source_port)),
-                    SocketAddr::from((d, destination_port)),
-                )
+                (0x20, random_v6(rng).into(), random_v6(rng).into())
             };
+            let octets = |ip: IpAddr| match ip {
+                IpAddr::V4(ip) => ip.octets().to_vec(),
+                IpAddr::V6(ip) => ip.octets().to_vec(),
+            };
+            let mut payload = [octets(s), octets(d)].concat();
             payload.extend_from_slice(&source_port.to_be_bytes());
             payload.extend_from_slice(&destination_port.to_be_bytes());
             let room = V2_MAX_PAYLOAD - payload.len();
             payload.extend(random_tlvs(rng, room));
             let header = v2_header(1, family | if datagram { 2 } else { 1 }, &payload);
+            let (s, d) = ((s, source_port).into(), (d, destination_port).into());
             (header, proxied(s, d, transport))
         }
         5 => {
