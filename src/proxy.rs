@@ -81,7 +81,8 @@ pub enum ProxyHeader {
         transport: Transport,
     },
     /// Version 2 `LOCAL`: the proxy opened this connection on its own behalf,
-    /// typically a health check. The connection's real addresses apply.
+    /// typically a health check. The connection's real addresses apply; the
+    /// header's address block and family are ignored.
     Local,
     /// Version 1 `UNKNOWN`, or version 2 `PROXY` with an unspecified or
     /// unsupported family or transport (such as a Unix socket): a valid
@@ -361,10 +362,11 @@ fn parse_v2(bytes: &[u8]) -> Result<(ProxyHeader, usize), ProxyError> {
     let &family_transport = bytes.get(13).ok_or_else(incomplete)?;
     let family = family_transport >> 4;
     let transport = family_transport & 0x0f;
-    if family > 3 {
+    // LOCAL ignores the family, as HAProxy does; PROXY must name a known one.
+    if !local && family > 3 {
         return Err(ProxyError::Malformed("unknown address family"));
     }
-    if transport > 2 {
+    if !local && transport > 2 {
         return Err(ProxyError::Malformed("unknown transport protocol"));
     }
     let (&high, &low) = bytes.get(14).zip(bytes.get(15)).ok_or_else(incomplete)?;
@@ -702,6 +704,7 @@ mod tests {
         assert_eq!(parsed(&v2(0x20, 0x00, &[])), ProxyHeader::Local);
         assert_eq!(parsed(&v2(0x20, 0x11, &INET_BLOCK)), ProxyHeader::Local);
         assert_eq!(parsed(&v2(0x20, 0x11, &[1, 2, 3])), ProxyHeader::Local);
+        assert_eq!(parsed(&v2(0x20, 0xff, &[])), ProxyHeader::Local);
     }
 
     #[test]
