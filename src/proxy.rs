@@ -181,36 +181,32 @@ pub fn read_header<R: Read + ?Sized>(stream: &mut R) -> Result<ProxyHeader, Prox
                 debug_assert_eq!(consumed, buf.len(), "read past the header");
                 return Ok(header);
             }
+            Err(ProxyError::Incomplete { needed }) if needed == 1 && buf.starts_with(V1_PREFIX) => {
+                read_line_on(stream, &mut buf)?;
+            }
             Err(ProxyError::Incomplete { needed }) => {
                 let start = buf.len();
                 buf.resize(start + needed, 0);
                 stream.read_exact(&mut buf[start..])?;
-                if buf.first() == Some(&b'P') {
-                    read_to_line_break(stream, &mut buf)?;
-                }
             }
             Err(err) => return Err(err),
         }
     }
 }
 
-/// Reads a version 1 line on, one byte at a time, to the first byte that
-/// can change what [`parse`] makes of it: a CR or LF, the byte after a CR,
-/// or the last one the line may have. Any other byte leaves the line
-/// incomplete, so parsing after each would only cost time.
-fn read_to_line_break<R: Read + ?Sized>(stream: &mut R, buf: &mut Vec<u8>) -> io::Result<()> {
+/// Reads more of a version 1 line, one byte at a time, up to the first
+/// byte that can change what [`parse`] makes of it: a CR or LF, the byte
+/// after a CR, or the last one the line may have. Any other byte leaves the
+/// line incomplete, so parsing after each would only cost time.
+fn read_line_on<R: Read + ?Sized>(stream: &mut R, buf: &mut Vec<u8>) -> io::Result<()> {
     loop {
-        let mut tail = buf.iter().rev();
-        let (last, before) = (tail.next(), tail.next());
-        if matches!(last, None | Some(b'\r' | b'\n'))
-            || before == Some(&b'\r')
-            || buf.len() >= V1_MAX_LEN
-        {
-            return Ok(());
-        }
+        let after_cr = buf.last() == Some(&b'\r');
         let mut byte = [0];
         stream.read_exact(&mut byte)?;
         buf.extend_from_slice(&byte);
+        if after_cr || matches!(byte, [b'\r' | b'\n']) || buf.len() >= V1_MAX_LEN {
+            return Ok(());
+        }
     }
 }
 
@@ -854,6 +850,9 @@ mod tests {
         let mut http = Cursor::new(&b"GET / HTTP/1.1\r\n"[..]);
         assert!(matches!(read_header(&mut http), Err(ProxyError::NotProxy)));
         assert_eq!(http.position(), 1, "refused on its first byte");
+        let mut post = Cursor::new(&b"POST /form HTTP/1.1\r\nHost: example.com\r\n\r\n"[..]);
+        assert!(matches!(read_header(&mut post), Err(ProxyError::NotProxy)));
+        assert_eq!(post.position(), 15, "refused with the first 15 bytes");
 
         let io_err = io::Error::from(ProxyError::TooLong);
         assert_eq!(io_err.kind(), io::ErrorKind::InvalidData);

@@ -118,10 +118,31 @@ fn check(input: &[u8]) -> String {
             {
                 fail(format!("parse: {p:?}, read_header: {r:?}"));
             }
+            // Refused early: no further than the shortest refused prefix,
+            // or than the 16 bytes read at once to tell the version.
+            let refused_at = shortest_decided_prefix(input);
+            if pos > refused_at.max(16) {
+                fail(format!("read {pos} bytes, refusable after {refused_at}"));
+            }
         }
         (p, r) => fail(format!("parse: {p:?}, read_header: {r:?}")),
     }
     describe(&parsed)
+}
+
+/// The length of the shortest prefix of `input` that `parse` decides on
+/// (a header or an error), or `input.len()`. Prefixes are incomplete up to
+/// some length and decided from there on, so a binary search finds it.
+fn shortest_decided_prefix(input: &[u8]) -> usize {
+    let (mut undecided, mut decided) = (0, input.len());
+    while undecided + 1 < decided {
+        let mid = (undecided + decided) / 2;
+        match parse(&input[..mid]) {
+            Err(ProxyError::Incomplete { .. }) => undecided = mid,
+            _ => decided = mid,
+        }
+    }
+    decided
 }
 
 /// Every strict prefix of a whole header is incomplete and asks for no byte

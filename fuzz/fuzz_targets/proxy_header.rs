@@ -1,6 +1,6 @@
-//! The PROXY protocol decoder on arbitrary bytes: no panic, and `parse` and
+//! The PROXY protocol decoder on arbitrary bytes: no panic; `parse` and
 //! `read_header` agree on whether a header is there, what it says and how
-//! long it is.
+//! long it is; `read_header` stops reading once the bytes are refused.
 #![no_main]
 
 use std::io::Cursor;
@@ -24,6 +24,22 @@ fuzz_target!(|data: &[u8]| {
         (Err(err), Ok(ok)) => panic!("parse: {err:?}, read_header: {ok:?}"),
         (Err(ProxyError::Incomplete { needed }), Err(_)) => assert!(needed > 0),
         (Err(_), Err(ProxyError::Incomplete { .. })) => panic!("read_header reported Incomplete"),
-        (Err(_), Err(_)) => {}
+        (Err(_), Err(ProxyError::Io(_))) => {}
+        (Err(_), Err(_)) => {
+            // Refused no further than the shortest refused prefix, or than
+            // the 16 bytes read at once to tell the version.
+            let (mut undecided, mut decided) = (0, data.len());
+            while undecided + 1 < decided {
+                let mid = (undecided + decided) / 2;
+                match parse(&data[..mid]) {
+                    Err(ProxyError::Incomplete { .. }) => undecided = mid,
+                    _ => decided = mid,
+                }
+            }
+            assert!(
+                pos <= decided.max(16),
+                "read {pos}, refusable after {decided}"
+            );
+        }
     }
 });
