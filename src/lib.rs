@@ -45,7 +45,8 @@
 //!
 //! Ready-made handlers are in [`handlers`]: the standard small services
 //! (echo, discard, chargen, quote of the day, daytime and time, RFC 862-868)
-//! and the seed's greeting.
+//! and the seed's greeting. A decoder for the PROXY protocol header that
+//! proxies such as HAProxy send is in [`proxy`].
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 // One `unsafe` block, in `passed.rs`: owning the descriptors systemd passes.
 #![deny(unsafe_code)]
@@ -60,6 +61,7 @@ mod handler;
 pub mod handlers;
 mod passed;
 mod pool;
+pub mod proxy;
 mod server;
 mod settings;
 mod shared;

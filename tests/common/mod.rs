@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThread, Transport};
 
+pub mod haproxy;
+pub mod proxy_check;
+
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
