@@ -14,7 +14,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -69,7 +69,8 @@ fn bare_tcp(serve: fn(TcpStream)) -> SocketAddr {
 }
 
 fn bare_daytime(mut stream: TcpStream) {
-    let d = Daytime::new();
+    static DAYTIME: OnceLock<Daytime> = OnceLock::new();
+    let d = DAYTIME.get_or_init(Daytime::new);
     let _ = stream.write_all(d.render(Local::now()).as_bytes());
 }
 

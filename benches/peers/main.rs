@@ -18,8 +18,9 @@
 //! per operation is the server process's user + system time over the
 //! round's operations.
 //!
-//! Options (after `--`): `--rounds N` (5), `--secs S` per round (1.5),
-//! `--only ABCDE` (all), `--clients N` for A (4).
+//! Options (after `--`): `--rounds N` (10), `--secs S` per round (1),
+//! `--only ABCDE` (all), `--clients N` for A (4), `--servers a,b` (all of
+//! socketserver, tokio, std, bare, python).
 
 mod load;
 mod procfs;
@@ -38,6 +39,8 @@ struct Args {
     window: Duration,
     only: String,
     clients: usize,
+    /// The servers to run (`--servers a,b`); all by default.
+    servers: Vec<Kind>,
 }
 
 fn main() {
@@ -80,10 +83,11 @@ fn main() {
 
 fn parse_args(argv: &[String]) -> Args {
     let mut args = Args {
-        rounds: 5,
-        window: Duration::from_millis(1500),
+        rounds: 10,
+        window: Duration::from_millis(1000),
         only: "ABCDE".into(),
         clients: 4,
+        servers: Kind::ALL.to_vec(),
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
@@ -91,11 +95,14 @@ fn parse_args(argv: &[String]) -> Args {
         match a.as_str() {
             "--rounds" => args.rounds = value().parse().unwrap_or(args.rounds).max(1),
             "--secs" => {
-                let secs: f64 = value().parse().unwrap_or(1.5);
+                let secs: f64 = value().parse().unwrap_or(1.0);
                 args.window = Duration::from_secs_f64(secs.clamp(0.1, 30.0));
             }
             "--only" => args.only = value().to_uppercase(),
             "--clients" => args.clients = value().parse().unwrap_or(4).clamp(1, 64),
+            "--servers" => {
+                args.servers = value().split(',').filter_map(Kind::parse).collect();
+            }
             // cargo bench passes --bench; a filter word is not used here.
             _ => {}
         }
@@ -286,11 +293,12 @@ fn rotated<T: Copy>(items: &[T], r: usize) -> Vec<T> {
     v
 }
 
-/// The kinds that can run here (python only with python3).
-fn available(kinds: &[Kind], python: Option<&Path>) -> Vec<Kind> {
+/// The kinds asked for that can run here (python only with python3).
+fn available(kinds: &[Kind], args: &Args, python: Option<&Path>) -> Vec<Kind> {
     kinds
         .iter()
         .copied()
+        .filter(|k| args.servers.contains(k))
         .filter(|&k| k != Kind::Python || python.is_some())
         .collect()
 }
@@ -306,7 +314,10 @@ fn ratio(samples: &[Vec<f64>], a: usize, b: usize) -> f64 {
 }
 
 fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>) -> Vec<String> {
-    let kinds = available(spec.kinds, python);
+    let kinds = available(spec.kinds, args, python);
+    if kinds.is_empty() {
+        return Vec::new();
+    }
     let clients = spec.clients.unwrap_or(args.clients);
     // Every server of the workload stays up through its rounds, idle
     // while the others take their turn.
@@ -360,13 +371,14 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
     };
     let rates = column(&|s| s.rate);
     let p99s = column(&|s| s.p99.unwrap_or(f64::NAN));
+    let cpus = column(&|s| s.cpu_us_per_op);
     let tokio = kinds.iter().position(|&k| k == Kind::Tokio);
     let per_kind =
         |i: usize, f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(|r| f(&r[i])).collect());
 
     println!("### {}\n", spec.title);
     println!(
-        "{} client {}, {} rounds of {:.1} s; medians over rounds\n",
+        "{} client {}, {} rounds of {:.1} s; medians over rounds; CPU × tokio is the same-round ratio of CPU time per operation (below 1: cheaper than tokio)\n",
         clients,
         if spec.workload == Workload::Daytime || spec.workload == Workload::UdpEcho {
             "threads"
@@ -378,33 +390,34 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
     );
     if spec.latency {
         println!(
-            "| server | {} | × tokio | p50 µs | p99 µs | server CPU µs/op | errors |",
+            "| server | {} | × tokio | p50 µs | p99 µs | server CPU µs/op | CPU × tokio | errors |",
             spec.unit
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     } else {
         println!(
-            "| server | {} | × tokio | server CPU µs/op | errors |",
+            "| server | {} | × tokio | server CPU µs/op | CPU × tokio | errors |",
             spec.unit
         );
-        println!("|---|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|");
     }
     for (i, kind) in kinds.iter().enumerate() {
         let rate = per_kind(i, &|s| s.rate);
         let vs = tokio.map_or(f64::NAN, |t| ratio(&rates, i, t));
         let cpu = per_kind(i, &|s| s.cpu_us_per_op);
+        let cpu_vs = tokio.map_or(f64::NAN, |t| ratio(&cpus, i, t));
         let errors: u64 = samples.iter().map(|r| r[i].errors).sum();
         let name = server_name(*kind, spec.workload);
         if spec.latency {
             let p50 = per_kind(i, &|s| s.p50.unwrap_or(f64::NAN));
             let p99 = per_kind(i, &|s| s.p99.unwrap_or(f64::NAN));
             println!(
-                "| {name} | {} | {vs:.2} | {p50:.1} | {p99:.1} | {cpu:.1} | {errors} |",
+                "| {name} | {} | {vs:.2} | {p50:.1} | {p99:.1} | {cpu:.1} | {cpu_vs:.2} | {errors} |",
                 thousands(rate)
             );
         } else {
             println!(
-                "| {name} | {} | {vs:.2} | {cpu:.1} | {errors} |",
+                "| {name} | {} | {vs:.2} | {cpu:.1} | {cpu_vs:.2} | {errors} |",
                 thousands(rate)
             );
         }
@@ -426,6 +439,11 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
     match letter {
         'A' => {
             verdicts.push(target("short connections, × tokio", vs_tokio, 1.6));
+            let cpus = column(&|s| s.cpu_us_per_op);
+            verdicts.push(format!(
+                "A. (not a target) server CPU per connection, tokio's / ours: {:.2}",
+                ratio(&cpus, t, me)
+            ));
             if let Some(b) = kinds.iter().position(|&k| k == Kind::Bare) {
                 verdicts.push(target(
                     "short connections, × bare loop",
@@ -466,8 +484,12 @@ struct MemorySample {
 fn run_memory(args: &Args, python: Option<&Path>) -> Vec<String> {
     let kinds = available(
         &[Kind::Socketserver, Kind::Tokio, Kind::Std, Kind::Python],
+        args,
         python,
     );
+    if kinds.is_empty() {
+        return Vec::new();
+    }
     let rounds = args.rounds.min(3);
     let settle = Duration::from_millis(500);
     let mut samples: Vec<Vec<Option<MemorySample>>> = Vec::new();
