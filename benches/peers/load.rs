@@ -79,10 +79,14 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 /// Runs `clients` threads: each prepares (`setup`), all are released at
 /// once after `on_start`, and each runs `step` until `window` is over.
 /// Returns the merged outcome.
-fn run_clients<S, F, G>(clients: usize, window: Duration, on_start: F, setup: G) -> Outcome
+fn run_clients<S, G>(
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+    setup: G,
+) -> Outcome
 where
     S: FnMut() -> io::Result<Option<u32>> + Send + 'static,
-    F: FnOnce(),
     G: Fn() -> io::Result<S>,
 {
     let barrier = Arc::new(Barrier::new(clients + 1));
@@ -143,7 +147,7 @@ pub fn short_connections(
     addr: SocketAddr,
     clients: usize,
     window: Duration,
-    on_start: impl FnOnce(),
+    on_start: &mut dyn FnMut(),
 ) -> Outcome {
     run_clients(clients, window, on_start, || {
         let mut reply = Vec::with_capacity(64);
@@ -168,7 +172,7 @@ pub fn echo(
     addr: SocketAddr,
     connections: usize,
     window: Duration,
-    on_start: impl FnOnce(),
+    on_start: &mut dyn FnMut(),
 ) -> Outcome {
     run_clients(connections, window, on_start, || {
         let mut stream = connect(addr)?;
@@ -194,7 +198,7 @@ pub fn udp_echo(
     addr: SocketAddr,
     clients: usize,
     window: Duration,
-    on_start: impl FnOnce(),
+    on_start: &mut dyn FnMut(),
 ) -> Outcome {
     run_clients(clients, window, on_start, || {
         let socket = UdpSocket::bind("127.0.0.1:0")?;

@@ -231,7 +231,7 @@ const SPECS: [Spec; 4] = [
         kinds: &Kind::ALL,
         unit: "conns/s",
         clients: None,
-        load: |a, n, w, s| load::short_connections(a, n, w, s),
+        load: load::short_connections,
         latency: false,
     },
     Spec {
@@ -240,7 +240,7 @@ const SPECS: [Spec; 4] = [
         kinds: &[Kind::Socketserver, Kind::Tokio, Kind::Std, Kind::Python],
         unit: "round trips/s",
         clients: Some(4),
-        load: |a, n, w, s| load::echo(a, n, w, s),
+        load: load::echo,
         latency: true,
     },
     Spec {
@@ -249,7 +249,7 @@ const SPECS: [Spec; 4] = [
         kinds: &[Kind::Socketserver, Kind::Tokio, Kind::Std, Kind::Python],
         unit: "round trips/s",
         clients: Some(64),
-        load: |a, n, w, s| load::echo(a, n, w, s),
+        load: load::echo,
         latency: true,
     },
     Spec {
@@ -258,7 +258,7 @@ const SPECS: [Spec; 4] = [
         kinds: &Kind::ALL,
         unit: "round trips/s",
         clients: Some(4),
-        load: |a, n, w, s| load::udp_echo(a, n, w, s),
+        load: load::udp_echo,
         latency: true,
     },
 ];
