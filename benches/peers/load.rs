@@ -1,0 +1,264 @@
+//! The client load, written once and run unchanged against every server.
+//!
+//! Every loop is bounded in time (the round's window) and in count, and
+//! every socket has a timeout, so a server that stops answering costs a
+//! round its errors, never a hang.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+/// How long any client waits for the server before counting an error.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a UDP client waits for a reply before counting it lost.
+const UDP_TIMEOUT: Duration = Duration::from_millis(200);
+/// The most operations one client thread does in one round.
+const MAX_OPS_PER_CLIENT: u64 = 5_000_000;
+/// A client thread gives up its round after this many errors.
+const MAX_ERRORS_PER_CLIENT: u64 = 1_000;
+/// Bytes per echo message.
+pub const MESSAGE: usize = 64;
+
+/// What one round of load did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub ops: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// From the clients' release to the last one's stop.
+    pub elapsed: Duration,
+    /// Round-trip times in nanoseconds (echo workloads only).
+    pub latencies: Vec<u32>,
+}
+
+impl Outcome {
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `p`th percentile of the round-trip times, in microseconds.
+    pub fn percentile_us(&mut self, p: usize) -> Option<f64> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        self.latencies.sort_unstable();
+        let i = (self.latencies.len() * p / 100).min(self.latencies.len() - 1);
+        Some(self.latencies[i] as f64 / 1000.0)
+    }
+
+    fn error(&mut self, e: impl ToString) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
+    }
+
+    fn merge(&mut self, other: Outcome) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed = self.elapsed.max(other.elapsed);
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// A TCP connection with read and write timeouts; the write timeout also
+/// bounds the blocking `connect` (Linux honours `SO_SNDTIMEO` there).
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_read_timeout(Some(TIMEOUT))?;
+    socket.set_write_timeout(Some(TIMEOUT))?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Runs `clients` threads: each prepares (`setup`), all are released at
+/// once after `on_start`, and each runs `step` until `window` is over.
+/// Returns the merged outcome.
+fn run_clients<S, G>(
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+    setup: G,
+) -> Outcome
+where
+    S: FnMut() -> io::Result<Option<u32>> + Send + 'static,
+    G: Fn() -> io::Result<S>,
+{
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let prepared = setup();
+            let barrier = Arc::clone(&barrier);
+            let started = Arc::clone(&started);
+            thread::spawn(move || {
+                let mut out = Outcome::default();
+                let mut step = match prepared {
+                    Ok(step) => Some(step),
+                    Err(e) => {
+                        out.error(format!("setup: {e}"));
+                        None
+                    }
+                };
+                barrier.wait();
+                let start = *started.get().expect("set before release");
+                let deadline = start + window;
+                if let Some(step) = step.as_mut() {
+                    while out.ops < MAX_OPS_PER_CLIENT && out.errors < MAX_ERRORS_PER_CLIENT {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        match step() {
+                            Ok(latency) => {
+                                out.ops += 1;
+                                out.latencies.extend(latency);
+                            }
+                            Err(e) => out.error(e),
+                        }
+                    }
+                }
+                out.elapsed = start.elapsed();
+                out
+            })
+        })
+        .collect();
+    on_start();
+    started.set(Instant::now()).expect("set once");
+    barrier.wait();
+    let mut total = Outcome::default();
+    for h in handles {
+        match h.join() {
+            Ok(out) => total.merge(out),
+            Err(_) => total.error("client thread panicked"),
+        }
+    }
+    total
+}
+
+/// Workload A: each client connects, reads the daytime reply to the end,
+/// closes, and again. The server closes first, so TIME_WAIT stays on its
+/// side and the clients' ports are free again at once.
+pub fn short_connections(
+    addr: SocketAddr,
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    run_clients(clients, window, on_start, || {
+        let mut reply = Vec::with_capacity(64);
+        Ok(move || {
+            let mut stream = connect(addr)?;
+            reply.clear();
+            stream.read_to_end(&mut reply)?;
+            if reply.len() < 19 {
+                return Err(io::Error::other(format!(
+                    "short reply: {} bytes",
+                    reply.len()
+                )));
+            }
+            Ok(None)
+        })
+    })
+}
+
+/// Workloads B and C: `connections` persistent connections, one client
+/// thread each, sending a 64-byte message and reading it back.
+pub fn echo(
+    addr: SocketAddr,
+    connections: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    run_clients(connections, window, on_start, || {
+        let mut stream = connect(addr)?;
+        stream.set_nodelay(true)?;
+        let message = [b'x'; MESSAGE];
+        let mut reply = [0u8; MESSAGE];
+        let mut exchange = move || -> io::Result<Option<u32>> {
+            let t0 = Instant::now();
+            stream.write_all(&message)?;
+            stream.read_exact(&mut reply)?;
+            Ok(Some(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32))
+        };
+        // One exchange before the window: the server has accepted and is
+        // serving this connection when the clock starts.
+        exchange()?;
+        Ok(exchange)
+    })
+}
+
+/// Workload D: `clients` UDP clients, each sending a 64-byte datagram and
+/// waiting for it back. A reply not back in 200 ms counts as an error (lost).
+pub fn udp_echo(
+    addr: SocketAddr,
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    run_clients(clients, window, on_start, || {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.connect(addr)?;
+        socket.set_read_timeout(Some(UDP_TIMEOUT))?;
+        let mut seq = 0u64;
+        let mut message = [b'x'; MESSAGE];
+        let mut reply = [0u8; MESSAGE + 1];
+        let mut exchange = move || -> io::Result<Option<u32>> {
+            seq += 1;
+            message[..8].copy_from_slice(&seq.to_le_bytes());
+            let t0 = Instant::now();
+            socket.send(&message)?;
+            // A late reply to an earlier, timed-out datagram is skipped.
+            loop {
+                let n = socket.recv(&mut reply)?;
+                if n == MESSAGE && reply[..8] == message[..8] {
+                    return Ok(Some(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32));
+                }
+                if t0.elapsed() > UDP_TIMEOUT {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+        };
+        let mut warm = Err(io::Error::other("no reply"));
+        for _ in 0..10 {
+            warm = exchange();
+            if warm.is_ok() {
+                break;
+            }
+        }
+        warm?;
+        Ok(exchange)
+    })
+}
+
+/// Workload E: opens `n` connections to an echo server, one exchange on
+/// each so the server is serving every one, and returns them open and idle.
+pub fn hold(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, Outcome) {
+    let mut held = Vec::with_capacity(n);
+    let mut out = Outcome::default();
+    let start = Instant::now();
+    for _ in 0..n {
+        let opened = connect(addr).and_then(|mut s| {
+            let mut reply = [0u8; MESSAGE];
+            s.write_all(&[b'x'; MESSAGE])?;
+            s.read_exact(&mut reply)?;
+            Ok(s)
+        });
+        match opened {
+            Ok(s) => {
+                out.ops += 1;
+                held.push(s);
+            }
+            Err(e) => out.error(e),
+        }
+        if out.errors >= MAX_ERRORS_PER_CLIENT {
+            break;
+        }
+    }
+    out.elapsed = start.elapsed();
+    (held, out)
+}
