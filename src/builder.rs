@@ -13,7 +13,7 @@ use crate::failure::{default_hook, ErrorHook};
 use crate::settings::{Settings, MAX_UDP_PAYLOAD};
 use crate::shared::Core;
 use crate::socket::{self, SocketOptions};
-use crate::{Addr, Error, Failure, Handler, PassedSocket, Server, Transport};
+use crate::{Addr, Error, Failure, Handler, PassedSocket, ProxyProtocol, Server, Transport};
 
 /// Where a server listens.
 #[derive(Debug)]
@@ -283,6 +283,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Expects a PROXY protocol header (v1 or v2) from trusted proxies
+    /// such as HAProxy on every connection, and serves the client it names
+    /// (stream only); see [`ProxyProtocol`]. Default: off.
+    pub fn proxy_protocol(mut self, proxy_protocol: ProxyProtocol) -> Self {
+        self.settings.proxy_protocol = Some(proxy_protocol);
+        self
+    }
+
     /// Called for each handler that returns `Err` or panics, with the
     /// client's address, on the worker thread. Default: through the `log`
     /// facade when a logger is installed, otherwise a line on stderr.
@@ -389,6 +397,14 @@ fn check(s: &Settings) -> Result<(), Error> {
     }
     if s.stack_size.is_some_and(|b| b < 16 * 1024) {
         return invalid("stack_size", "must be at least 16 KiB");
+    }
+    if let Some(pp) = &s.proxy_protocol {
+        if s.transport == Transport::Datagram {
+            return invalid("proxy_protocol", "applies to stream servers only");
+        }
+        if pp.has_zero_timeout() {
+            return invalid("proxy_protocol", "the header timeout must not be zero");
+        }
     }
     let zero = Some(Duration::ZERO);
     for (setting, value) in [

@@ -30,6 +30,8 @@ pub struct Connection {
     /// A write already waited out the write timeout without the peer taking
     /// all of it: the next write fails at once.
     stalled: bool,
+    /// The proxy that passed the connection on (PROXY protocol).
+    proxy: Option<Addr>,
 }
 
 enum Kind {
@@ -101,6 +103,7 @@ impl Connection {
             local,
             write_timeout,
             stalled: false,
+            proxy: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl Connection {
             local,
             write_timeout: None,
             stalled: false,
+            proxy: None,
         }
     }
 
@@ -125,6 +129,18 @@ impl Connection {
     /// The client's address, as accepted (stream) or as the datagram's source.
     pub fn peer_addr(&self) -> Addr {
         self.peer.clone()
+    }
+
+    pub(crate) fn set_proxy(&mut self, proxy: Option<Addr>) {
+        self.proxy = proxy;
+    }
+
+    /// The proxy's own address, when the connection came through a proxy
+    /// speaking the PROXY protocol (see
+    /// [`ServerBuilder::proxy_protocol`](crate::ServerBuilder::proxy_protocol));
+    /// [`peer_addr`](Self::peer_addr) is then the client the proxy named.
+    pub fn proxy_addr(&self) -> Option<Addr> {
+        self.proxy.clone()
     }
 
     /// The server's address that this connection or datagram arrived on.

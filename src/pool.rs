@@ -15,7 +15,7 @@ use crate::shared::{Accepted, Core, PoolState, Shared};
 use crate::slot::Slot;
 use crate::stats::bump;
 use crate::stream::Stream;
-use crate::{Addr, Error, Handler, Transport};
+use crate::{Addr, Error, Handler, ProxyProtocol, Transport};
 
 /// How a worker's loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,6 +127,9 @@ pub(crate) fn admit(core: &Core, st: &mut PoolState, job: &Accepted) -> bool {
     let Some(limit) = core.settings.max_per_source else {
         return true;
     };
+    if core.settings.proxy_protocol.is_some() {
+        return true; // counted once the PROXY header names the client
+    }
     let Some(ip) = job.peer.canonical_ip() else {
         return true; // Unix-domain peers have no address to count by.
     };
@@ -156,9 +159,14 @@ pub(crate) fn release(core: &Core, st: &mut PoolState, ip: Option<IpAddr>) {
 /// fits in the socket's send buffer, as it always does on a new connection.
 pub(crate) fn reject(core: &Core, job: Accepted) {
     bump(&core.counters.rejected_per_source);
+    write_busy(core, &job.stream);
+}
+
+/// Writes the busy message, if any, without blocking.
+fn write_busy(core: &Core, stream: &Stream) {
     if let Some(msg) = &core.settings.busy_message {
-        if job.stream.set_nonblocking(true).is_ok() {
-            let _ = (&job.stream).write(msg);
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = { stream }.write(msg);
         }
     }
 }
@@ -176,18 +184,26 @@ pub(crate) fn serve_held<'a, H: Handler>(
     st.active += 1;
     ensure_acceptor(shared, &mut st);
     drop(st);
-    let ip = job.peer.canonical_ip();
-    serve_stream(shared, slot, job);
+    // Counted per source at accept, unless the real source comes later,
+    // in a PROXY header.
+    let counted_at_accept = match core.settings.proxy_protocol {
+        None => job.peer.canonical_ip(),
+        Some(_) => None,
+    };
+    let counted_here = serve_stream(shared, slot, job);
     let mut st = core.lock();
     st.active -= 1;
-    release(core, &mut st, ip);
+    release(core, &mut st, counted_at_accept.or(counted_here));
     if st.stopping && st.active == 0 {
         core.control.notify_all();
     }
     st
 }
 
-fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted) {
+/// Serves one connection: options, the PROXY header if expected, the
+/// handler. Returns the source IP it counted against `max_per_source`
+/// itself (only with the PROXY protocol, where the source is known late).
+fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted) -> Option<IpAddr> {
     let core = &shared.core;
     let settings = &core.settings;
     let Accepted { stream, peer } = job;
@@ -195,8 +211,17 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
     if settings.nodelay {
         let _ = stream.set_nodelay(true);
     }
-    let _ = stream.set_read_timeout(settings.read_timeout);
     let _ = stream.set_write_timeout(settings.write_timeout);
+    let (peer, proxy, counted) = match &settings.proxy_protocol {
+        None => {
+            let _ = stream.set_read_timeout(settings.read_timeout);
+            (peer, None, None)
+        }
+        Some(pp) => {
+            let (client, counted) = proxied_client(core, pp, &stream, &peer)?;
+            (client, Some(peer), counted)
+        }
+    };
     let local = match (&stream, core.wildcard) {
         (Stream::Tcp(s), true) => s
             .local_addr()
@@ -212,9 +237,54 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
         core.timer.notify_all();
     }
     let mut conn = Connection::stream(Arc::clone(slot), peer, local, settings.write_timeout);
+    conn.set_proxy(proxy);
     run_handler(shared, &mut conn);
     drop(conn);
     slot.remove();
+    counted
+}
+
+/// Checks that a connection comes from a trusted proxy and reads its PROXY
+/// header: the client it speaks for, and the source IP counted against
+/// `max_per_source`. `None` when the connection must be closed unserved
+/// (it is counted, and closed when the caller drops it).
+fn proxied_client(
+    core: &Core,
+    pp: &ProxyProtocol,
+    stream: &Stream,
+    proxy: &Addr,
+) -> Option<(Addr, Option<IpAddr>)> {
+    let counters = &core.counters;
+    if !proxy.ip().is_some_and(|ip| pp.trusts(ip)) {
+        bump(&counters.proxy_refused);
+        log::debug!("refused {proxy}: not a trusted proxy");
+        return None;
+    }
+    let header = match pp.read(stream, core.settings.read_timeout) {
+        Ok(header) => header,
+        Err(e) => {
+            bump(&counters.proxy_errors);
+            log::debug!("closed {proxy}: bad PROXY header: {e}");
+            return None;
+        }
+    };
+    let client = header.source().map_or_else(|| proxy.clone(), Addr::Inet);
+    let Some(limit) = core.settings.max_per_source else {
+        return Some((client, None));
+    };
+    let Some(ip) = client.canonical_ip() else {
+        return Some((client, None));
+    };
+    let mut st = core.lock();
+    let count = st.per_source.entry(ip).or_insert(0);
+    if *count >= limit {
+        drop(st);
+        bump(&counters.rejected_per_source);
+        write_busy(core, stream);
+        return None;
+    }
+    *count += 1;
+    Some((client, Some(ip)))
 }
 
 /// Runs the handler for one received datagram; gives the buffer back.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Transport;
+use crate::{ProxyProtocol, Transport};
 
 /// Every tunable, with its default; the builder fills it in, `build()`
 /// checks it, the server reads it.
@@ -29,6 +29,7 @@ pub(crate) struct Settings {
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_per_source: Option<usize>,
     pub(crate) busy_message: Option<Vec<u8>>,
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// Default listen backlog. std's 128 overflows on a burst of connects and
@@ -61,6 +62,7 @@ impl Default for Settings {
             max_connections: None,
             max_per_source: None,
             busy_message: None,
+            proxy_protocol: None,
         }
     }
 }

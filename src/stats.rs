@@ -33,6 +33,12 @@ pub struct Stats {
     pub accept_errors: u64,
     /// Connections cut at `connection_timeout`.
     pub timed_out: u64,
+    /// Connections closed unserved because they did not come from a
+    /// trusted proxy (PROXY protocol only).
+    pub proxy_refused: u64,
+    /// Connections closed unserved because their PROXY header was missing,
+    /// malformed, too long or too slow.
+    pub proxy_errors: u64,
     /// Datagrams received (including those then dropped).
     pub datagrams_received: u64,
     /// Datagrams dropped because they were larger than `max_datagram`.
@@ -57,6 +63,8 @@ pub(crate) struct Counters {
     pub(crate) rejected_per_source: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) timed_out: AtomicU64,
+    pub(crate) proxy_refused: AtomicU64,
+    pub(crate) proxy_errors: AtomicU64,
     pub(crate) datagrams_received: AtomicU64,
     pub(crate) dropped_truncated: AtomicU64,
     pub(crate) dropped_low_port: AtomicU64,
@@ -87,6 +95,8 @@ impl Counters {
             rejected_per_source: self.rejected_per_source.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
+            proxy_refused: self.proxy_refused.load(Relaxed),
+            proxy_errors: self.proxy_errors.load(Relaxed),
             datagrams_received: self.datagrams_received.load(Relaxed),
             dropped_truncated: self.dropped_truncated.load(Relaxed),
             dropped_low_port: self.dropped_low_port.load(Relaxed),

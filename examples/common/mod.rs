@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{value_parser, Arg, ArgAction, Command};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socketserver::{Addr, Handler, Server, Transport};
+use socketserver::{Addr, Handler, ProxyProtocol, Server, Transport};
 
 /// Parses the common flags, builds the server, prints where it listens,
 /// and serves until Ctrl-C or SIGTERM; then prints what the shutdown drained.
@@ -64,6 +64,12 @@ pub fn serve<H: Handler>(
                 .action(ArgAction::SetTrue)
                 .help("SO_REUSEPORT: let several processes serve the same port"),
         )
+        .arg(
+            Arg::new("proxy-protocol")
+                .long("proxy-protocol")
+                .action(ArgAction::SetTrue)
+                .help("expect a PROXY protocol header (v1 or v2) from proxies on loopback, such as HAProxy's send-proxy"),
+        )
         .after_help(
             "Started by systemd socket activation (LISTEN_FDS set), it serves the \
              passed socket and ignores --bind and --unix.",
@@ -81,6 +87,9 @@ pub fn serve<H: Handler>(
         .reuse_port(args.get_flag("reuse-port"));
     if let Some(&n) = args.get_one::<usize>("workers") {
         builder = builder.workers(n);
+    }
+    if args.get_flag("proxy-protocol") {
+        builder = builder.proxy_protocol(ProxyProtocol::new().trust_loopback());
     }
     let passed = match socketserver::listen_fds() {
         Ok(passed) => passed,
