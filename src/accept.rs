@@ -184,6 +184,8 @@ fn accept_one(core: &Core) -> Option<Accepted> {
                 return Some(Accepted { stream, peer });
             }
             Err(_) if core.stopping() => return None,
+            // The listener's inherited read timeout expired: nothing came.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 bump(&core.counters.accept_errors);
                 match classify(&e) {

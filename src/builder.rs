@@ -342,12 +342,13 @@ impl ServerBuilder {
             }
             Target::Passed(passed) => socket::adopt(passed, settings.transport)?,
         };
+        let inherits_options = socket::set_inherited_options(&listener, &settings);
         let bound = listener.local_addr().map_err(|source| Error::Socket {
             addr: Addr::Unix(unix_path.clone()),
             source,
         })?;
         let core = Core {
-            wildcard: bound.ip().is_some_and(|ip| ip.is_unspecified()),
+            inherits_options,
             local_addr: bound,
             listener,
             settings,

@@ -24,6 +24,8 @@ use crate::{Addr, Transport};
 pub struct Connection {
     kind: Kind,
     peer: Addr,
+    /// The listening address; when it is a wildcard (`0.0.0.0`, `[::]`) the
+    /// address the client reached is asked of the socket, on demand.
     local: Addr,
     /// The stream's write timeout, mirrored here to bound stalls (below).
     write_timeout: Option<Duration>,
@@ -144,8 +146,18 @@ impl Connection {
     }
 
     /// The server's address that this connection or datagram arrived on.
+    ///
+    /// For a stream on a wildcard address (`0.0.0.0`, `[::]`) this is the
+    /// address the client actually reached; for a datagram it is the bound
+    /// address.
     pub fn local_addr(&self) -> Addr {
-        self.local.clone()
+        let wildcard = self.local.ip().is_some_and(|ip| ip.is_unspecified());
+        match &self.kind {
+            Kind::Stream(slot) if wildcard => slot
+                .with(|s| s.local_inet())
+                .map_or_else(|_| self.local.clone(), Addr::Inet),
+            _ => self.local.clone(),
+        }
     }
 
     /// Whether this is a stream connection or a datagram exchange.

@@ -208,25 +208,23 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
     let settings = &core.settings;
     let Accepted { stream, peer } = job;
     // Failures here mean the peer is already gone; the handler will see it.
-    if settings.nodelay {
-        let _ = stream.set_nodelay(true);
+    if !core.inherits_options {
+        if settings.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let _ = stream.set_write_timeout(settings.write_timeout);
     }
-    let _ = stream.set_write_timeout(settings.write_timeout);
     let (peer, proxy, counted) = match &settings.proxy_protocol {
         None => {
-            let _ = stream.set_read_timeout(settings.read_timeout);
+            if !core.inherits_options {
+                let _ = stream.set_read_timeout(settings.read_timeout);
+            }
             (peer, None, None)
         }
         Some(pp) => {
             let (client, counted) = proxied_client(core, pp, &stream, &peer)?;
             (client, Some(peer), counted)
         }
-    };
-    let local = match (&stream, core.wildcard) {
-        (Stream::Tcp(s), true) => s
-            .local_addr()
-            .map_or_else(|_| core.local_addr.clone(), Addr::Inet),
-        _ => core.local_addr.clone(),
     };
     let deadline = settings
         .connection_timeout
@@ -236,6 +234,7 @@ fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted)
         let _st = core.lock();
         core.timer.notify_all();
     }
+    let local = core.local_addr.clone();
     let mut conn = Connection::stream(Arc::clone(slot), peer, local, settings.write_timeout);
     conn.set_proxy(proxy);
     run_handler(shared, &mut conn);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::connection::DatagramSocket;
+use crate::settings::Settings;
 use crate::stream::Stream;
 use crate::{Addr, Error, PassedSocket, Transport};
 
@@ -90,6 +91,24 @@ impl Listener {
             log::debug!("waking the receivers on shutdown: {e}");
         }
     }
+}
+
+/// Sets the options every accepted connection needs on a TCP listener,
+/// once: Linux copies `TCP_NODELAY`, `SO_RCVTIMEO` and `SO_SNDTIMEO` into
+/// each accepted socket. Returns whether that was done; if not, they are
+/// set on each connection. (The listener's own `accept` then also times
+/// out after the read timeout, which the accept loop simply retries.)
+pub(crate) fn set_inherited_options(listener: &Listener, settings: &Settings) -> bool {
+    let Listener::Tcp(l) = listener else {
+        return false;
+    };
+    if !cfg!(target_os = "linux") || settings.proxy_protocol.is_some() {
+        return false;
+    }
+    let sock = SockRef::from(l);
+    sock.set_tcp_nodelay(settings.nodelay).is_ok()
+        && sock.set_read_timeout(settings.read_timeout).is_ok()
+        && sock.set_write_timeout(settings.write_timeout).is_ok()
 }
 
 /// Sends `n` empty datagrams to the socket's own address from a fresh socket.

@@ -47,6 +47,14 @@ impl Stream {
         both!(self, s => s.set_nonblocking(on))
     }
 
+    /// The local IP address of a TCP stream.
+    pub(crate) fn local_inet(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr(),
+            Stream::Unix(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
     /// `TCP_NODELAY`; nothing to do on a Unix socket.
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {

@@ -320,3 +320,23 @@ fn an_oversized_datagram_is_dropped_and_counted() {
     assert_eq!((stats.datagrams_received, stats.dropped_truncated), (2, 1));
     server.stop().unwrap();
 }
+
+#[test]
+fn accepted_connections_carry_the_configured_timeouts() {
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(1)
+            .read_timeout(Duration::from_millis(1500))
+            .write_timeout(Duration::from_millis(2500)),
+        |conn: &mut Connection| {
+            let (r, w) = (conn.read_timeout()?, conn.write_timeout()?);
+            conn.write_all(format!("{:?} {:?}", r, w).as_bytes())
+        },
+    );
+    for _ in 0..2 {
+        let reply = tcp_exchange(&server.local_addr(), None);
+        assert_eq!(String::from_utf8(reply).unwrap(), "Some(1.5s) Some(2.5s)");
+    }
+    server.stop().unwrap();
+}

@@ -25,7 +25,10 @@ impl Handler for Echo {
         if conn.transport() == Transport::Datagram {
             return conn.echo_datagram();
         }
-        let mut buf = [0u8; 8192];
+        // Small on purpose: a connection idling in read() holds its worker's
+        // stack, and each 4 KiB page of buffer touched is resident memory
+        // for every such connection. Echo is about round trips, not bulk.
+        let mut buf = [0u8; 1024];
         loop {
             let n = match conn.read(&mut buf) {
                 Ok(0) => return Ok(()),
