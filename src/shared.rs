@@ -128,7 +128,7 @@ impl Core {
     pub(crate) fn stats(&self) -> Stats {
         let st = self.lock();
         self.counters
-            .snapshot(st.queue.len() as u64, st.active as u64)
+            .snapshot(st.queue.len() as u64, st.active as u64, st.threads as u64)
     }
 
     /// Milliseconds since the epoch, the unit of slot deadlines (never 0).

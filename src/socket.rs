@@ -191,20 +191,29 @@ fn open_one(addr: SocketAddr, opts: &SocketOptions) -> Result<Listener, Error> {
         addr: at.clone(),
         source,
     })?;
-    match opts.transport {
-        Transport::Stream => {
-            let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
-            socket.listen(backlog).map_err(|source| Error::Listen {
-                addr: at.clone(),
-                backlog: opts.backlog,
-                source,
-            })?;
-            Ok(Listener::Tcp(socket.into()))
-        }
-        Transport::Datagram => Ok(Listener::Datagram(DatagramSocket::Udp(Arc::new(
-            socket.into(),
-        )))),
+    listen(socket, at, opts)
+}
+
+/// Listens on a bound socket (stream) and wraps it as its family and
+/// transport say.
+fn listen(socket: Socket, at: Addr, opts: &SocketOptions) -> Result<Listener, Error> {
+    let unix = matches!(at, Addr::Unix(_));
+    if opts.transport == Transport::Datagram {
+        return Ok(Listener::Datagram(match unix {
+            true => DatagramSocket::Unix(Arc::new(socket.into())),
+            false => DatagramSocket::Udp(Arc::new(socket.into())),
+        }));
     }
+    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(|source| Error::Listen {
+        addr: at,
+        backlog: opts.backlog,
+        source,
+    })?;
+    Ok(match unix {
+        true => Listener::Unix(socket.into()),
+        false => Listener::Tcp(socket.into()),
+    })
 }
 
 /// Creates, binds and (for streams) listens on a Unix-domain socket at `path`.
@@ -248,20 +257,7 @@ pub(crate) fn open_unix(path: &Path, opts: &SocketOptions) -> Result<Listener, E
     })?;
     let addr = socket2::SockAddr::unix(path).map_err(bind_error)?;
     socket.bind(&addr).map_err(bind_error)?;
-    match opts.transport {
-        Transport::Stream => {
-            let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
-            socket.listen(backlog).map_err(|source| Error::Listen {
-                addr: at.clone(),
-                backlog: opts.backlog,
-                source,
-            })?;
-            Ok(Listener::Unix(socket.into()))
-        }
-        Transport::Datagram => Ok(Listener::Datagram(DatagramSocket::Unix(Arc::new(
-            socket.into(),
-        )))),
-    }
+    listen(socket, at, opts)
 }
 
 /// Checks a socket opened elsewhere against the server's transport and

@@ -17,6 +17,8 @@ pub struct Stats {
     pub active: u64,
     /// Accepted connections waiting in the queue for a worker right now.
     pub queued: u64,
+    /// Worker threads alive right now (between `workers` and `max_workers`).
+    pub workers: u64,
     /// Handler calls that returned `Ok`.
     pub completed: u64,
     /// Handler calls that returned `Err`.
@@ -83,10 +85,11 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, queued: u64, active: u64) -> Stats {
+    pub(crate) fn snapshot(&self, queued: u64, active: u64, workers: u64) -> Stats {
         Stats {
             accepted: self.accepted.load(Relaxed),
             active,
+            workers,
             queued,
             completed: self.completed.load(Relaxed),
             handler_errors: self.handler_errors.load(Relaxed),

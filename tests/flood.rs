@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::*;
-use socketserver::{Connection, Server};
+use socketserver::Server;
 
 const WORKERS: usize = 2;
 const QUEUE: usize = 4;
@@ -18,13 +17,7 @@ const EXTRA: usize = 20;
 #[test]
 fn a_flood_is_held_to_max_connections_and_then_served() {
     let (gate, started) = Gate::new();
-    let handler = {
-        let gate = gate.clone();
-        move |conn: &mut Connection| {
-            gate.arrive();
-            conn.write_all(b"done")
-        }
-    };
+    let handler = gate.handler(b"done");
     let max_connections = WORKERS + QUEUE;
     let server = spawn(
         Server::builder()

@@ -11,18 +11,12 @@ use std::time::Duration;
 use common::*;
 use socketserver::{Addr, Connection, Handler, Server, Transport};
 
-/// A user's own handler type: replies with the peer address it sees.
+/// A user's own handler type: replies with what it sees (see `whoami`).
 struct WhoAmI;
 
 impl Handler for WhoAmI {
     fn handle(&self, conn: &mut Connection) -> io::Result<()> {
-        let text = format!(
-            "{} {} {}",
-            conn.transport(),
-            conn.peer_addr(),
-            conn.local_addr()
-        );
-        conn.write_all(text.as_bytes())
+        whoami(conn)
     }
 }
 
@@ -226,13 +220,7 @@ fn exactly_workers_handlers_run_at_once() {
 fn the_queue_bound_holds() {
     const QUEUE: usize = 2;
     let (gate, started) = Gate::new();
-    let handler = {
-        let gate = gate.clone();
-        move |conn: &mut Connection| {
-            gate.arrive();
-            conn.write_all(b"done")
-        }
-    };
+    let handler = gate.handler(b"done");
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")

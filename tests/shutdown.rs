@@ -40,13 +40,7 @@ fn idle_shutdown_is_prompt_on_each_transport() {
 #[test]
 fn graceful_drain_delivers_the_in_flight_reply() {
     let (gate, started) = Gate::new();
-    let handler = {
-        let gate = gate.clone();
-        move |conn: &mut Connection| {
-            gate.arrive();
-            conn.write_all(b"finished after shutdown began")
-        }
-    };
+    let handler = gate.handler(b"finished after shutdown began");
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
@@ -127,13 +121,7 @@ fn shutdown_from_inside_a_handler_does_not_deadlock() {
 #[test]
 fn queued_connections_are_closed_at_once_not_drained() {
     let (gate, started) = Gate::new();
-    let handler = {
-        let gate = gate.clone();
-        move |conn: &mut Connection| {
-            gate.arrive();
-            conn.write_all(b"served")
-        }
-    };
+    let handler = gate.handler(b"served");
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use socketserver::handlers::Echo;
-use socketserver::{Addr, Connection, Error, Server, Transport};
+use socketserver::{Addr, Error, Server, Transport};
 
 /// A fresh path in a directory of this test's own.
 fn socket_path(name: &str) -> PathBuf {
@@ -23,16 +23,6 @@ fn socket_path(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
-}
-
-fn whoami(conn: &mut Connection) -> std::io::Result<()> {
-    let text = format!(
-        "{} {} {}",
-        conn.transport(),
-        conn.peer_addr(),
-        conn.local_addr()
-    );
-    conn.write_all(text.as_bytes())
 }
 
 #[test]

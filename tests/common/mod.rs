@@ -205,6 +205,18 @@ impl Gate {
         }
     }
 
+    /// A handler that arrives at this gate, then writes `reply`.
+    pub fn handler(
+        &self,
+        reply: &'static [u8],
+    ) -> impl Fn(&mut Connection) -> std::io::Result<()> + Send + Sync + 'static {
+        let gate = self.clone();
+        move |conn: &mut Connection| {
+            gate.arrive();
+            conn.write_all(reply)
+        }
+    }
+
     pub fn open(&self) {
         let (lock, cv) = &*self.open;
         *lock.lock().unwrap() = true;
@@ -285,4 +297,15 @@ pub fn assert_seed_time(reply: &[u8]) {
         .unwrap_or_else(|e| panic!("{text:?}: {e}"));
     let now = chrono::Local::now().naive_local();
     assert!((now - sent).num_seconds().abs() < 5, "{sent} vs {now}");
+}
+
+/// A handler that replies `TRANSPORT PEER LOCAL`, as it sees them.
+pub fn whoami(conn: &mut Connection) -> std::io::Result<()> {
+    let text = format!(
+        "{} {} {}",
+        conn.transport(),
+        conn.peer_addr(),
+        conn.local_addr()
+    );
+    conn.write_all(text.as_bytes())
 }
