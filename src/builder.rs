@@ -101,6 +101,11 @@ impl ServerBuilder {
     /// `build()` checks it fits `transport` and is listening (stream);
     /// socket options such as `backlog`, `only_v6` and `reuse_port` do not
     /// apply, since it is already bound.
+    ///
+    /// Shutdown leaves the socket listening, for whoever else holds it:
+    /// systemd keeps it open across a restart, and clients that arrive
+    /// meanwhile wait in its backlog for the next server. (Accepting
+    /// threads notice the shutdown within 100 ms, rather than at once.)
     pub fn adopt(mut self, socket: impl Into<PassedSocket>) -> Self {
         self.target = Some(Target::Passed(socket.into()));
         self
@@ -316,7 +321,9 @@ impl ServerBuilder {
             reuse_port: settings.reuse_port,
         };
         let mut unix_path = None;
-        let listener = match self.target.ok_or(Error::NoAddress)? {
+        let target = self.target.ok_or(Error::NoAddress)?;
+        let passed = matches!(target, Target::Passed(_));
+        let listener = match target {
             Target::Inet(shown, resolved) => {
                 let addrs = match resolved {
                     Ok(addrs) if addrs.is_empty() => {
@@ -342,13 +349,24 @@ impl ServerBuilder {
             }
             Target::Passed(passed) => socket::adopt(passed, settings.transport)?,
         };
-        let inherits_options = socket::set_inherited_options(&listener, &settings);
         let bound = listener.local_addr().map_err(|source| Error::Socket {
             addr: Addr::Unix(unix_path.clone()),
             source,
         })?;
+        let inherits_options = match passed {
+            true => {
+                socket::set_accept_tick(&listener).map_err(|source| Error::SetOption {
+                    option: "SO_RCVTIMEO",
+                    addr: bound.clone(),
+                    source,
+                })?;
+                false
+            }
+            false => socket::set_inherited_options(&listener, &settings),
+        };
         let core = Core {
             inherits_options,
+            passed,
             local_addr: bound,
             listener,
             settings,

@@ -59,6 +59,9 @@ pub(crate) struct Core {
     /// timeouts from the listener, where they were set once (TCP on Linux),
     /// sparing three system calls per connection.
     pub(crate) inherits_options: bool,
+    /// The listener was passed in (`adopt`): others may hold it too, so
+    /// shutdown must leave it listening.
+    pub(crate) passed: bool,
     pub(crate) counters: Counters,
     pub(crate) on_error: ErrorHook,
     pub(crate) stop: AtomicBool,
@@ -180,6 +183,6 @@ impl Core {
         self.work.notify_all();
         self.control.notify_all();
         self.timer.notify_all();
-        self.listener.wake_all(receivers);
+        self.listener.wake_all(receivers, self.passed);
     }
 }

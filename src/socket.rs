@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Ud
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -79,8 +80,16 @@ impl Listener {
     /// `recv_from` does not expect; so instead each receiver is sent one
     /// empty datagram, and the socket stays usable for the replies of
     /// handlers still running.
-    pub(crate) fn wake_all(&self, receivers: usize) {
+    ///
+    /// A stream listener that was passed in (`passed`) is not shut down:
+    /// `shutdown(2)` acts on the socket, not on this process's descriptor,
+    /// so it would stop the listening of whoever passed it too (systemd,
+    /// which keeps it open across restarts) and reset the clients waiting
+    /// in its backlog for the next process. Its accepting threads wake on
+    /// their own within [`PASSED_ACCEPT_TICK`] instead.
+    pub(crate) fn wake_all(&self, receivers: usize, passed: bool) {
         let result = match self {
+            Listener::Tcp(_) | Listener::Unix(_) if passed => Ok(()),
             Listener::Tcp(l) => SockRef::from(l).shutdown(Shutdown::Both),
             Listener::Unix(l) => SockRef::from(l).shutdown(Shutdown::Both),
             Listener::Datagram(s) => self
@@ -109,6 +118,24 @@ pub(crate) fn set_inherited_options(listener: &Listener, settings: &Settings) ->
     sock.set_tcp_nodelay(settings.nodelay).is_ok()
         && sock.set_read_timeout(settings.read_timeout).is_ok()
         && sock.set_write_timeout(settings.write_timeout).is_ok()
+}
+
+/// How long a thread blocked in `accept()` on a passed stream listener
+/// waits before it looks whether shutdown has begun.
+pub(crate) const PASSED_ACCEPT_TICK: Duration = Duration::from_millis(100);
+
+/// Makes `accept()` on a passed stream listener time out every
+/// [`PASSED_ACCEPT_TICK`] (`SO_RCVTIMEO`, which Linux applies to `accept`),
+/// since shutdown may not wake it with `shutdown(2)` (see
+/// [`Listener::wake_all`]). Accepted sockets would inherit the timeout, so
+/// their options are then set on each connection. Nothing to do for a
+/// datagram socket.
+pub(crate) fn set_accept_tick(listener: &Listener) -> io::Result<()> {
+    match listener {
+        Listener::Tcp(l) => SockRef::from(l).set_read_timeout(Some(PASSED_ACCEPT_TICK)),
+        Listener::Unix(l) => SockRef::from(l).set_read_timeout(Some(PASSED_ACCEPT_TICK)),
+        Listener::Datagram(_) => Ok(()),
+    }
 }
 
 /// Sends `n` empty datagrams to the socket's own address from a fresh socket.

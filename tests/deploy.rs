@@ -223,3 +223,73 @@ fn rust_log_shows_the_library_log_lines() {
     );
     assert!(log.contains("signal 15"), "{log}");
 }
+
+/// What systemd does across `systemctl restart`: it keeps the listening
+/// socket open while the service stops and starts again, so clients that
+/// arrive meanwhile wait in the backlog. A server that served a passed
+/// socket must leave it listening when it shuts down.
+#[test]
+fn a_passed_listener_keeps_listening_after_shutdown() {
+    use socketserver::{handlers::Daytime, Server};
+
+    let held = TcpListener::bind("127.0.0.1:0").unwrap(); // systemd's copy
+    let addr = held.local_addr().unwrap();
+    let serve = || {
+        Server::builder()
+            .adopt(held.try_clone().unwrap())
+            .workers(2)
+            .build(Daytime::new())
+            .unwrap()
+            .spawn()
+            .unwrap()
+    };
+    let first = serve();
+    assert_seed_time(&tcp_exchange(&addr.into(), None));
+    let stopping = Instant::now();
+    // (The handler may still be leaving when the client has read its
+    // reply, and so count as drained.)
+    assert_eq!(first.stop().unwrap().forced, 0);
+    assert!(stopping.elapsed() < Duration::from_secs(2), "{stopping:?}");
+    assert!(socket2::SockRef::from(&held).is_listener().unwrap());
+    // A client arriving between the two servers waits in the backlog...
+    let mut waiting = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    waiting.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let second = serve();
+    // ... and the next server serves it.
+    let mut reply = Vec::new();
+    waiting.read_to_end(&mut reply).unwrap();
+    assert_seed_time(&reply);
+    second.stop().unwrap();
+}
+
+#[test]
+fn a_passed_unix_listener_keeps_listening_after_shutdown() {
+    use socketserver::{handlers::Daytime, Server};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    let path = std::env::temp_dir().join(format!("socketserver-passed-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let held = UnixListener::bind(&path).unwrap();
+    let serve = || {
+        Server::builder()
+            .adopt(held.try_clone().unwrap())
+            .workers(1)
+            .build(Daytime::new())
+            .unwrap()
+            .spawn()
+            .unwrap()
+    };
+    serve().stop().unwrap();
+    let mut waiting = UnixStream::connect(&path).unwrap();
+    waiting.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let second = serve();
+    let mut reply = Vec::new();
+    waiting.read_to_end(&mut reply).unwrap();
+    assert_seed_time(&reply);
+    second.stop().unwrap();
+    assert!(
+        path.exists(),
+        "a passed socket's file is not the server's to remove"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
