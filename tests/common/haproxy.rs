@@ -273,7 +273,7 @@ pub fn version() -> String {
 
 /// `haproxy` on PATH, or in the sbin directories Debian installs it to,
 /// which are not on every user's PATH.
-fn find_haproxy() -> PathBuf {
+pub fn find_haproxy() -> PathBuf {
     let path = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
