@@ -82,7 +82,12 @@ impl<H: Handler> Server<H> {
             log::Level::Info,
             &format!(
                 "serving {} ({}) with {} workers",
-                core.local_addr, settings.transport, settings.workers
+                core.local_addr,
+                match core.local_addr {
+                    Addr::Unix(_) => format!("unix {:?}", settings.transport).to_lowercase(),
+                    _ => settings.transport.to_string(),
+                },
+                settings.workers
             ),
         );
         accept::fill_queue(core);
