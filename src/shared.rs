@@ -141,20 +141,30 @@ impl Core {
 
     /// Sleeps for `d` unless shutdown begins first; returns whether it did.
     pub(crate) fn sleep_unless_stopped(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+        self.wait_until(&self.timer, Instant::now() + d, |st| st.stopping)
+            .stopping
+    }
+
+    /// Waits on `cv` until `done` holds or `deadline` passes; returns the
+    /// lock, for the caller to see which.
+    pub(crate) fn wait_until(
+        &self,
+        cv: &Condvar,
+        deadline: Instant,
+        done: impl Fn(&PoolState) -> bool,
+    ) -> MutexGuard<'_, PoolState> {
         let mut st = self.lock();
-        while !st.stopping {
+        while !done(&st) {
             let now = Instant::now();
             if now >= deadline {
-                return false;
+                break;
             }
-            st = self
-                .timer
+            st = cv
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        true
+        st
     }
 
     /// Removes the Unix socket file this server created, once.

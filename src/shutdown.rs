@@ -142,20 +142,9 @@ pub(crate) fn drain(core: &Core) -> ShutdownReport {
     add(&core.counters.dropped_at_shutdown, dropped as u64);
 
     let deadline = Instant::now() + core.settings.shutdown_timeout;
-    let mut st = core.lock();
-    while st.active > 0 {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        st = core
-            .control
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-    }
-    let forced = st.active;
-    drop(st);
+    let forced = core
+        .wait_until(&core.control, deadline, |st| st.active == 0)
+        .active;
     if forced > 0 {
         for slot in core.slots.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             slot.cut();
@@ -164,18 +153,7 @@ pub(crate) fn drain(core: &Core) -> ShutdownReport {
     }
 
     let leave_by = Instant::now().max(deadline) + EXIT_GRACE;
-    let mut st = core.lock();
-    while st.threads > 0 {
-        let now = Instant::now();
-        if now >= leave_by {
-            break;
-        }
-        st = core
-            .control
-            .wait_timeout(st, leave_by - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-    }
+    drop(core.wait_until(&core.control, leave_by, |st| st.threads == 0));
     ShutdownReport {
         drained: in_flight.saturating_sub(forced),
         forced,
