@@ -84,9 +84,10 @@ pub(crate) fn ensure_acceptor<H: Handler>(shared: &Arc<Shared<H>>, st: &mut Pool
     } else if st.threads < settings.max_workers() {
         if let Err(e) = spawn_worker(shared, st) {
             // The pool keeps serving with the threads it has.
-            log::warn!(
-                "cannot grow the worker pool: {e}: {}",
-                e.io_error().map_or(String::new(), |s| s.to_string())
+            let cause = e.io_error().map_or(String::new(), |s| format!(": {s}"));
+            crate::log_or_eprint(
+                log::Level::Warn,
+                &format!("cannot grow the worker pool: {e}{cause}"),
             );
         }
     } else if settings.queue > 0 && st.queue.len() < settings.queue {
