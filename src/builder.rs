@@ -105,7 +105,9 @@ impl ServerBuilder {
     /// Shutdown leaves the socket listening, for whoever else holds it:
     /// systemd keeps it open across a restart, and clients that arrive
     /// meanwhile wait in its backlog for the next server. (Accepting
-    /// threads notice the shutdown within 100 ms, rather than at once.)
+    /// threads notice the shutdown within 100 ms, rather than at once: a
+    /// stream socket gets a 100 ms `SO_RCVTIMEO`, which `accept` obeys and
+    /// which stays with the socket.)
     pub fn adopt(mut self, socket: impl Into<PassedSocket>) -> Self {
         self.target = Some(Target::Passed(socket.into()));
         self
