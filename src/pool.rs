@@ -125,21 +125,25 @@ pub(crate) fn wait_for_work<'a>(
 /// Checks a newly accepted connection against `max_per_source`, counting it
 /// in when admitted. With the lock held.
 pub(crate) fn admit(core: &Core, st: &mut PoolState, job: &Accepted) -> bool {
-    let Some(limit) = core.settings.max_per_source else {
-        return true;
-    };
     if core.settings.proxy_protocol.is_some() {
         return true; // counted once the PROXY header names the client
     }
-    let Some(ip) = job.peer.canonical_ip() else {
-        return true; // Unix-domain peers have no address to count by.
+    count_source(core, st, &job.peer).is_ok()
+}
+
+/// Counts a connection from `peer` against `max_per_source`: the IP it was
+/// counted under (`None` when there is no limit, or no IP to count by, as
+/// for Unix-domain peers), or `Err` when that source is at its limit.
+fn count_source(core: &Core, st: &mut PoolState, peer: &Addr) -> Result<Option<IpAddr>, ()> {
+    let (Some(limit), Some(ip)) = (core.settings.max_per_source, peer.canonical_ip()) else {
+        return Ok(None);
     };
     let count = st.per_source.entry(ip).or_insert(0);
     if *count >= limit {
-        return false;
+        return Err(());
     }
     *count += 1;
-    true
+    Ok(Some(ip))
 }
 
 /// Takes a connection that is no longer held off the books. With the lock held.
@@ -269,22 +273,15 @@ fn proxied_client(
         }
     };
     let client = header.source().map_or_else(|| proxy.clone(), Addr::Inet);
-    let Some(limit) = core.settings.max_per_source else {
-        return Some((client, None));
-    };
-    let Some(ip) = client.canonical_ip() else {
-        return Some((client, None));
-    };
-    let mut st = core.lock();
-    let count = st.per_source.entry(ip).or_insert(0);
-    if *count >= limit {
-        drop(st);
-        bump(&counters.rejected_per_source);
-        write_busy(core, stream);
-        return None;
+    let counted = count_source(core, &mut core.lock(), &client);
+    match counted {
+        Ok(ip) => Some((client, ip)),
+        Err(()) => {
+            bump(&counters.rejected_per_source);
+            write_busy(core, stream);
+            None
+        }
     }
-    *count += 1;
-    Some((client, Some(ip)))
 }
 
 /// Runs the handler for one received datagram; gives the buffer back.
