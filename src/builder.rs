@@ -4,15 +4,16 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::accept::open_spare;
-use crate::failure::{default_hook, ErrorHook};
-use crate::settings::{Settings, MAX_UDP_PAYLOAD};
-use crate::shared::Core;
-use crate::socket::{self, SocketOptions};
+use crate::core::{Bound, Core};
+use crate::net::socket::{self, SocketOptions};
+use crate::report::{default_hook, ErrorHook};
+use crate::settings::Settings;
+use crate::sys::wake;
+use crate::unix_path;
 use crate::{Addr, Error, Failure, Handler, PassedSocket, ProxyProtocol, Server, Transport};
 
 /// Where a server listens.
@@ -84,11 +85,31 @@ impl ServerBuilder {
     /// A Unix-domain socket to listen on instead of an IP address: stream
     /// (`SOCK_STREAM`) or datagram (`SOCK_DGRAM`) by `transport`.
     ///
-    /// A socket file left behind by a server that is gone is replaced; one
-    /// a live server answers on is [`Error::Bind`] (`AddrInUse`); a path
-    /// that is not a socket is never touched. The file is removed when the
-    /// server stops. Peers show as [`Addr::Unix`]; a datagram reply can only
-    /// go to a client that bound its own socket to a path.
+    /// A socket file left behind by a server that is gone (connecting to it
+    /// is refused) is replaced; one a live server answers on is
+    /// [`Error::Bind`] (`AddrInUse`), found without waiting even when that
+    /// server's backlog is full; a path that is not a socket is never
+    /// touched (`AlreadyExists`). When the server stops, the file is removed
+    /// only if it is still the one this server bound (same device and
+    /// inode): a server that took the path over meanwhile keeps its file.
+    /// A stream server refuses connections as soon as its shutdown begins,
+    /// so its successor can bind the path while it drains (a graceful
+    /// restart); a datagram server holds the path until it has stopped.
+    ///
+    /// Servers on one path take turns through an advisory lock
+    /// (`flock(2)`) on a companion file, the path with `.lock` appended
+    /// (`/run/app.sock.lock` for `/run/app.sock`, mode `0666` less the
+    /// umask), to check, replace and bind the path, and to check and remove
+    /// the file at stop. The lock is held only for those few system calls,
+    /// never while serving. If another process holds it for 2 s, `build()`
+    /// fails with [`Error::Bind`] (`TimedOut`), and a stopping server
+    /// leaves its file for the next one to replace. The lock file stays as
+    /// long as the socket file does and is removed with it; one left by a
+    /// crashed server is reused. The lock orders only the programs that
+    /// take it: this crate's servers, and any other that does the same.
+    ///
+    /// Peers show as [`Addr::Unix`]; a datagram reply can only go to a
+    /// client that bound its own socket to a path.
     pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
         self.target = Some(Target::Unix(path.into()));
         self
@@ -141,16 +162,26 @@ impl ServerBuilder {
 
     /// Worker threads always running: each accepts (or receives) and
     /// serves one connection (or datagram) at a time. Default: the number
-    /// of CPUs ([`std::thread::available_parallelism`]). Must be at least 1.
+    /// of CPUs ([`std::thread::available_parallelism`]), at most
+    /// `max_workers`. Range: 1..=1,048,576.
+    ///
+    /// A connection being served holds its worker thread until it closes:
+    /// a client that stays connected holds one thread all that time, and
+    /// the pool grows (up to `max_workers`) so that others are served too.
     pub fn workers(mut self, workers: usize) -> Self {
-        self.settings.workers = workers;
+        self.settings.workers = Some(workers);
         self
     }
 
     /// The most worker threads: when all are busy the pool grows, one
     /// thread at a time, up to this; threads above `workers` retire after
-    /// `worker_idle_timeout` without work. Default: `workers` (a fixed
-    /// pool). Must be at least `workers`.
+    /// `worker_idle_timeout` without work. Default: 1024 (or `workers`, if
+    /// that is set higher), so that a few hundred persistent clients are
+    /// all served with no setting changed. When every one is busy, new
+    /// clients wait in the listen backlog; the server then logs a warning
+    /// (at most once a second) and counts it in
+    /// [`Stats::pool_exhausted`](crate::Stats). Must be at least `workers`
+    /// when both are set. Range: 1..=1,048,576.
     pub fn max_workers(mut self, max_workers: usize) -> Self {
         self.settings.max_workers = Some(max_workers);
         self
@@ -164,14 +195,15 @@ impl ServerBuilder {
     }
 
     /// Stack size of worker threads, in bytes. Default: Rust's default for
-    /// spawned threads (2 MiB, or `RUST_MIN_STACK`). Must be at least 16 KiB.
+    /// spawned threads (2 MiB, or `RUST_MIN_STACK`). Range: 16 KiB..=1 GiB.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.settings.stack_size = Some(bytes);
         self
     }
 
     /// Prefix of thread names: workers are `NAME-0`, `NAME-1`, ...
-    /// Default: `"socketserver"`.
+    /// Default: `"socketserver"`. Must not contain a NUL byte (Linux shows
+    /// the first 15 bytes of a thread's name).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.settings.thread_name = name.into();
         self
@@ -258,7 +290,10 @@ impl ServerBuilder {
     }
 
     /// How long a graceful shutdown waits for running handlers before it
-    /// shuts their sockets down. Default: 5 s.
+    /// shuts their sockets down. Default: 5 s. Connections that are only
+    /// waiting for the client's next request are not waited for: they get
+    /// end of file as soon as shutdown begins. `Duration::MAX` waits
+    /// without limit.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.settings.shutdown_timeout = timeout;
         self
@@ -314,7 +349,7 @@ impl ServerBuilder {
     /// [`Server::run`] serves it.
     pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
         let settings = self.settings;
-        check(&settings)?;
+        settings.validate()?;
         let options = SocketOptions {
             transport: settings.transport,
             only_v6: settings.only_v6,
@@ -323,6 +358,7 @@ impl ServerBuilder {
             reuse_port: settings.reuse_port,
         };
         let mut unix_path = None;
+        let mut socket_file = None;
         let target = self.target.ok_or(Error::NoAddress)?;
         let passed = matches!(target, Target::Passed(_));
         let listener = match target {
@@ -345,8 +381,11 @@ impl ServerBuilder {
                 socket::open(&addrs, &options)?
             }
             Target::Unix(path) => {
-                let listener = socket::open_unix(&path, &options)?;
+                let (listener, file) = unix_path::bind(&path, settings.transport, || {
+                    socket::open_unix(&path, &options)
+                })?;
                 unix_path = Some(path);
+                socket_file = file;
                 listener
             }
             Target::Passed(passed) => socket::adopt(passed, settings.transport)?,
@@ -357,85 +396,23 @@ impl ServerBuilder {
         })?;
         let inherits_options = match passed {
             true => {
-                socket::set_accept_tick(&listener).map_err(|source| Error::SetOption {
+                wake::set_passed_tick(&listener).map_err(|source| Error::SetOption {
                     option: "SO_RCVTIMEO",
                     addr: bound.clone(),
                     source,
                 })?;
                 false
             }
-            false => socket::set_inherited_options(&listener, &settings),
+            false => wake::set_inherited_options(&listener, &settings),
         };
-        let core = Core {
-            inherits_options,
-            passed,
-            local_addr: bound,
+        let bound = Bound {
             listener,
-            settings,
-            counters: Default::default(),
-            on_error: self.on_error,
-            stop: AtomicBool::new(false),
-            watchdog_idle: AtomicBool::new(false),
-            pool: Mutex::default(),
-            work: Condvar::new(),
-            control: Condvar::new(),
-            timer: Condvar::new(),
-            slots: Mutex::default(),
-            spare: Mutex::new(open_spare()),
-            accept_log: Mutex::default(),
-            epoch: Instant::now(),
-            unix_path: Mutex::new(unix_path),
+            local_addr: bound,
+            passed,
+            inherits_options,
+            socket_file,
         };
+        let core = Core::new(settings, bound, self.on_error, open_spare());
         Ok(Server::new(Arc::new(core), handler))
     }
-}
-
-/// Rejects settings that are out of range or contradict each other.
-fn check(s: &Settings) -> Result<(), Error> {
-    let invalid = |setting, reason: &str| {
-        Err(Error::InvalidSetting {
-            setting,
-            reason: reason.to_string(),
-        })
-    };
-    if s.workers == 0 {
-        return invalid("workers", "must be at least 1");
-    }
-    if s.max_workers.is_some_and(|m| m < s.workers) {
-        return invalid("max_workers", "must be at least workers");
-    }
-    if s.backlog == 0 {
-        return invalid("backlog", "must be at least 1");
-    }
-    if s.max_datagram == 0 || s.max_datagram > MAX_UDP_PAYLOAD {
-        return invalid("max_datagram", "must be between 1 and 65507 bytes");
-    }
-    if s.max_connections == Some(0) {
-        return invalid("max_connections", "must be at least 1");
-    }
-    if s.max_per_source == Some(0) {
-        return invalid("max_per_source", "must be at least 1");
-    }
-    if s.stack_size.is_some_and(|b| b < 16 * 1024) {
-        return invalid("stack_size", "must be at least 16 KiB");
-    }
-    if let Some(pp) = &s.proxy_protocol {
-        if s.transport == Transport::Datagram {
-            return invalid("proxy_protocol", "applies to stream servers only");
-        }
-        if pp.has_zero_timeout() {
-            return invalid("proxy_protocol", "the header timeout must not be zero");
-        }
-    }
-    let zero = Some(Duration::ZERO);
-    for (setting, value) in [
-        ("read_timeout", s.read_timeout),
-        ("write_timeout", s.write_timeout),
-        ("connection_timeout", s.connection_timeout),
-    ] {
-        if value == zero {
-            return invalid(setting, "must not be zero; use None for no limit");
-        }
-    }
-    Ok(())
 }

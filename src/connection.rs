@@ -2,11 +2,11 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, UdpSocket};
-use std::os::unix::net::UnixDatagram;
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::net::datagram::DatagramSocket;
 use crate::slot::Slot;
 use crate::{Addr, Transport};
 
@@ -27,6 +27,10 @@ pub struct Connection {
     /// The listening address; when it is a wildcard (`0.0.0.0`, `[::]`) the
     /// address the client reached is asked of the socket, on demand.
     local: Addr,
+    /// The stream's read timeout, mirrored here to word its expiry.
+    read_timeout: Option<Duration>,
+    /// A read failed because the client sent nothing for the read timeout.
+    read_timed_out: bool,
     /// The stream's write timeout, mirrored here to bound stalls (below).
     write_timeout: Option<Duration>,
     /// A write already waited out the write timeout without the peer taking
@@ -39,35 +43,6 @@ pub struct Connection {
 enum Kind {
     Stream(Arc<Slot>),
     Datagram(Datagram),
-}
-
-/// A datagram socket of either family, shared by the workers.
-#[derive(Clone, Debug)]
-pub(crate) enum DatagramSocket {
-    Udp(Arc<UdpSocket>),
-    Unix(Arc<UnixDatagram>),
-}
-
-impl DatagramSocket {
-    /// Receives one datagram into `buf`.
-    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Addr)> {
-        match self {
-            DatagramSocket::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Addr::Inet(a))),
-            DatagramSocket::Unix(s) => s.recv_from(buf).map(|(n, a)| (n, Addr::from_unix(&a))),
-        }
-    }
-
-    /// Sends one datagram to `to`; an unnamed Unix peer cannot be answered.
-    pub(crate) fn send_to(&self, buf: &[u8], to: &Addr) -> io::Result<usize> {
-        match (self, to) {
-            (DatagramSocket::Udp(s), Addr::Inet(a)) => s.send_to(buf, a),
-            (DatagramSocket::Unix(s), Addr::Unix(Some(path))) => s.send_to(buf, path),
-            _ => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                format!("cannot reply to {to}: it has no address to send to"),
-            )),
-        }
-    }
 }
 
 /// A received datagram and the socket to answer on.
@@ -97,13 +72,15 @@ impl Connection {
         slot: Arc<Slot>,
         peer: Addr,
         local: Addr,
-        write_timeout: Option<Duration>,
+        timeouts: (Option<Duration>, Option<Duration>),
     ) -> Self {
         Connection {
             kind: Kind::Stream(slot),
             peer,
             local,
-            write_timeout,
+            read_timeout: timeouts.0,
+            read_timed_out: false,
+            write_timeout: timeouts.1,
             stalled: false,
             proxy: None,
         }
@@ -114,6 +91,8 @@ impl Connection {
             peer: datagram.peer.clone(),
             kind: Kind::Datagram(datagram),
             local,
+            read_timeout: None,
+            read_timed_out: false,
             write_timeout: None,
             stalled: false,
             proxy: None,
@@ -135,6 +114,11 @@ impl Connection {
 
     pub(crate) fn set_proxy(&mut self, proxy: Option<Addr>) {
         self.proxy = proxy;
+    }
+
+    /// The read timeout that expired, if the last failed read was one.
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        self.read_timeout.filter(|_| self.read_timed_out)
     }
 
     /// The proxy's own address, when the connection came through a proxy
@@ -189,14 +173,16 @@ impl Connection {
 
     /// Sets the timeout of each read; `None` blocks without limit.
     ///
-    /// Starts as the builder's `read_timeout`. A read that times out fails with
-    /// `WouldBlock` or `TimedOut`. No effect on a datagram exchange, whose
-    /// read never blocks.
+    /// Starts as the builder's `read_timeout`. A read that times out fails
+    /// with [`io::ErrorKind::TimedOut`] ("the client sent nothing for ...").
+    /// No effect on a datagram exchange, whose read never blocks.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout)),
-            Kind::Datagram(_) => Ok(()),
+            Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout))?,
+            Kind::Datagram(_) => return Ok(()),
         }
+        self.read_timeout = timeout;
+        Ok(())
     }
 
     /// Sets the timeout of each write; `None` blocks without limit.
@@ -243,7 +229,24 @@ impl Connection {
 impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|mut s| s.read(buf)),
+            Kind::Stream(slot) => match slot.read(buf) {
+                // A blocking socket's SO_RCVTIMEO expiring reads as
+                // EAGAIN; say what it means.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_timed_out = true;
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        match self.read_timeout {
+                            Some(t) => format!("the client sent nothing for {t:?} (read timeout)"),
+                            None => "the client sent nothing for the read timeout".into(),
+                        },
+                    ))
+                }
+                result => {
+                    self.read_timed_out = false;
+                    result
+                }
+            },
             Kind::Datagram(d) => {
                 let rest = &d.buf[d.pos..d.len];
                 let n = rest.len().min(buf.len());
@@ -276,10 +279,10 @@ impl Write for Connection {
                     ));
                 }
                 let Some(timeout) = self.write_timeout else {
-                    return slot.with(|mut s| s.write(buf));
+                    return slot.write(buf);
                 };
                 let start = Instant::now();
-                let n = slot.with(|mut s| s.write(buf))?;
+                let n = slot.write(buf)?;
                 if n < buf.len() && start.elapsed() >= timeout {
                     self.stalled = true;
                 }

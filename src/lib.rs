@@ -48,55 +48,52 @@
 //! and the seed's greeting. A decoder for the PROXY protocol header that
 //! proxies such as HAProxy send is in [`proxy`].
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-// One `unsafe` block, in `passed.rs`: owning the descriptors systemd passes.
+// Every `unsafe` block is in `sys`, the calls into the operating system
+// that std does not wrap, each with a SAFETY comment.
 #![deny(unsafe_code)]
 
+// The path of one connection, top down: server -> worker -> accept /
+// admission / serve / pool -> core. See CONCURRENCY.md for the locks.
 mod accept;
 mod addr;
+mod admission;
 mod builder;
 mod connection;
+mod core;
+mod deadline;
 mod error;
-mod failure;
 mod handler;
 pub mod handlers;
+mod net;
 mod passed;
 mod pool;
 pub mod proxy;
-mod proxy_protocol;
+mod report;
+mod serve;
 mod server;
 mod settings;
-mod shared;
 mod shutdown;
 mod slot;
-mod socket;
 mod stats;
-mod stream;
+#[allow(unsafe_code)]
+mod sys;
 mod transport;
+mod unix_path;
 mod watchdog;
+mod worker;
 
 pub use addr::Addr;
 pub use builder::ServerBuilder;
 pub use connection::Connection;
 pub use error::Error;
-pub use failure::Failure;
 pub use handler::Handler;
 pub use passed::{listen_fds, PassedSocket};
-pub use proxy_protocol::ProxyProtocol;
+pub use proxy::trust::ProxyProtocol;
+pub use report::Failure;
 pub use server::{Server, ServerThread};
 pub use shutdown::{ShutdownHandle, ShutdownReport};
 pub use stats::Stats;
 pub use transport::Transport;
-
-/// Logs through the `log` facade when a logger is installed; otherwise
-/// warnings and errors go to stderr so they are never lost, and lower
-/// levels are dropped.
-pub(crate) fn log_or_eprint(level: log::Level, msg: &str) {
-    if log::max_level() != log::LevelFilter::Off {
-        log::log!(level, "{msg}");
-    } else if level <= log::Level::Warn {
-        eprintln!("socketserver: {msg}");
-    }
-}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

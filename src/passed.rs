@@ -5,7 +5,6 @@ use std::fmt;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixDatagram, UnixListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Error;
 
@@ -64,70 +63,40 @@ passed_from!(
     UnixDatagram => "a Unix datagram socket"
 );
 
-/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
-const FIRST_FD: i32 = 3;
-
-/// Whether this process has already taken the passed descriptors.
-static TAKEN: AtomicBool = AtomicBool::new(false);
-
 /// Takes the sockets systemd passed to this process by socket activation
-/// (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`), as `sd_listen_fds(3)` does.
+/// (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`), as `sd_listen_fds(3)`
+/// does, named by `LISTEN_FDNAMES` (a missing name is `"fd 3"` and so on).
 ///
 /// Returns an empty list when none were passed to this process (the
 /// variables are unset, or `LISTEN_PID` names another process, as in a
-/// child that inherited them), and on any call after the first, so a
-/// descriptor is never owned twice. Each socket is marked close-on-exec.
-/// Malformed variables are an [`Error::InvalidSetting`].
+/// child that inherited them), and on any call after one that took them,
+/// so a descriptor is never owned twice.
+///
+/// Before it takes any, it checks each descriptor `LISTEN_FDS` announces
+/// (3, 4, ...): that it is open, that it is a socket, and that the socket
+/// is a stream or datagram one. If one is not, none is taken and the
+/// variables are left as they are: a descriptor that is not open, or not a
+/// socket (a file the program opened itself, say, while the variables
+/// were set by mistake), is an [`Error::InvalidSetting`] for `LISTEN_FDS`,
+/// such as `descriptor 3 is not a socket (a regular file)`; a socket of
+/// another type (sequential-packet, say) is an [`Error::SocketMismatch`]
+/// naming it. Malformed variables are an [`Error::InvalidSetting`] too.
+/// (So a unit that also passes FIFOs or other files, with `ListenFIFO=`
+/// or `ListenSpecial=`, cannot use this function.)
+///
+/// Once they are taken, each socket is marked close-on-exec, and
+/// `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are removed from the
+/// environment (as `sd_listen_fds` does when asked to unset them), so
+/// that programs this one starts do not see them.
+///
+/// Call it early in `main`, before starting threads and before opening
+/// sockets: changing the environment is not thread-safe for code that
+/// reads it with C's `getenv`, and while the checks catch a descriptor
+/// that is closed or a file, they cannot tell a socket systemd passed
+/// from one the program opened itself at the same number.
 pub fn listen_fds() -> Result<Vec<PassedSocket>, Error> {
-    let var = |name| std::env::var(name).ok();
-    let (Some(pid), Some(count)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else {
-        return Ok(Vec::new());
-    };
-    let invalid = |reason: String| Error::InvalidSetting {
-        setting: "LISTEN_FDS",
-        reason,
-    };
-    let pid: u32 = pid
-        .trim()
-        .parse()
-        .map_err(|_| invalid(format!("LISTEN_PID={pid:?} is not a process id")))?;
-    if pid != std::process::id() {
-        return Ok(Vec::new());
-    }
-    let count: i32 = count
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| (0..=1024).contains(n))
-        .ok_or_else(|| {
-            invalid(format!(
-                "LISTEN_FDS={count:?} is not a count of descriptors"
-            ))
-        })?;
-    if TAKEN.swap(true, Ordering::SeqCst) {
-        return Ok(Vec::new());
-    }
-    let names = var("LISTEN_FDNAMES").unwrap_or_default();
-    let mut names = names.split(':');
-    Ok((FIRST_FD..FIRST_FD + count)
-        .map(|fd| {
-            let name = names
-                .next()
-                .filter(|n| !n.is_empty())
-                .map_or_else(|| format!("fd {fd}"), str::to_string);
-            let fd = take_fd(fd);
-            let _ = socket2::SockRef::from(&fd).set_cloexec(true);
-            PassedSocket { fd, name }
-        })
+    Ok(crate::sys::activation::take()?
+        .into_iter()
+        .map(|(fd, name)| PassedSocket { fd, name })
         .collect())
-}
-
-/// Owns a descriptor that systemd passed to this process.
-#[allow(unsafe_code)]
-fn take_fd(fd: i32) -> OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: systemd's protocol hands descriptors FIRST_FD..FIRST_FD+LISTEN_FDS
-    // to the process named by LISTEN_PID, which we checked is this one, and
-    // TAKEN ensures they are taken (and so owned and closed) only once.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }

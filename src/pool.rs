@@ -1,362 +1,357 @@
-//! The worker pool: named threads that grow and retire, the hand-off queue's
-//! bookkeeping, admission limits, and panic isolation around the handler.
+//! The pool policy: when a worker accepts, waits, grows the pool or
+//! retires. A pure state machine: it counts and decides, and the worker
+//! (`worker.rs`) acts on its decisions (spawns, notifies, logs)
+//! after releasing the lock. It knows nothing of threads or sockets, so
+//! every decision is unit-tested below.
+//!
+//! The counts live under the server's one state lock; see
+//! `CONCURRENCY.md` beside this file for who waits where and who wakes
+//! whom.
 
-use std::io::Write;
-use std::net::IpAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
-use std::thread;
+/// The limits the policy works within, from the settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Limits {
+    /// Threads always running; also the most that accept at once.
+    pub(crate) workers: usize,
+    /// The pool's ceiling.
+    pub(crate) max_workers: usize,
+    /// Accepted connections that may wait for a worker (0: none).
+    pub(crate) queue: usize,
+}
 
-use crate::accept;
-use crate::connection::{Connection, Datagram};
-use crate::failure::{panic_message, Failure};
-use crate::shared::{Accepted, Core, PoolState, Shared};
-use crate::slot::Slot;
-use crate::stats::bump;
-use crate::stream::Stream;
-use crate::{Addr, Error, Handler, ProxyProtocol, Transport};
+/// Who is doing what.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    limits: Limits,
+    /// Worker threads alive, or spawned and about to run.
+    threads: usize,
+    /// Workers waiting for work and not yet claimed by a wake-up.
+    idle: usize,
+    /// Wake-ups sent to waiting workers that have not yet left their
+    /// wait. A waiter that finds one takes it, whether or not its own
+    /// wait timed out: so a worker whose timed wait expires just as it is
+    /// woken does not retire with the wake-up meant for it.
+    wakeups: usize,
+    /// Workers inside `accept()` / `recv_from()`.
+    pub(crate) accepting: usize,
+    /// The run thread is inside `accept()`, filling the queue.
+    pub(crate) run_accepting: bool,
+    /// Connections (or datagrams) being served.
+    pub(crate) active: usize,
+    /// The last spawn failed: until a thread starts or leaves, the pool
+    /// is as large as it can get.
+    cannot_grow: bool,
+    /// Shutdown has begun: take no new work.
+    pub(crate) stopping: bool,
+    /// Serial number for the next worker thread's name.
+    next_id: usize,
+}
 
-/// How a worker's loop ended.
+/// What a free worker does next.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// Shutdown began.
-    Stopped,
-    /// A thread above `workers` was idle for `worker_idle_timeout`; it has
-    /// already taken itself off the thread count.
-    Retired,
+pub(crate) enum Step {
+    /// Shutdown began: leave.
+    Stop,
+    /// Serve the connection at the head of the queue.
+    TakeQueued,
+    /// Accept (or receive) one and serve it.
+    Accept,
+    /// Wait for one of the above.
+    Wait,
 }
 
-/// Starts one worker thread. Counted in `st.threads` before it runs, so
-/// that two threads deciding to grow the pool at once cannot overshoot.
-pub(crate) fn spawn_worker<H: Handler>(
-    shared: &Arc<Shared<H>>,
-    st: &mut PoolState,
-) -> Result<(), Error> {
-    let core = &shared.core;
-    let name = format!("{}-{}", core.settings.thread_name, st.next_thread);
-    st.next_thread += 1;
-    let slot = Arc::new(Slot::default());
-    let mut builder = thread::Builder::new().name(name.clone());
-    if let Some(size) = core.settings.stack_size {
-        builder = builder.stack_size(size);
-    }
-    let worker = Arc::clone(shared);
-    let worker_slot = Arc::clone(&slot);
-    st.threads += 1;
-    core.slots
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(slot);
-    let spawned = builder.spawn(move || {
-        let mut guard = ThreadGuard {
-            core: &worker.core,
-            slot: &worker_slot,
-            counted: true,
-        };
-        let exit = match worker.core.settings.transport {
-            Transport::Stream => accept::stream_worker(&worker, &worker_slot),
-            Transport::Datagram => accept::datagram_worker(&worker, &worker_slot),
-        };
-        guard.counted = exit != Exit::Retired;
-    });
-    spawned.map(drop).map_err(|source| {
-        st.threads -= 1;
-        forget_slot(core, None);
-        Error::Spawn { name, source }
-    })
+/// What must happen so that someone takes the next connection, decided
+/// when a worker has just become busy.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Grow {
+    /// Someone is accepting already, or accepting is paused on purpose.
+    Nothing,
+    /// Wake one idle worker (already claimed: notify `work` once).
+    WakeIdle,
+    /// Start a thread with this serial number (already counted).
+    Spawn(usize),
+    /// Every worker is busy at `max_workers`: wake the run thread to
+    /// accept ahead into the queue.
+    WakeRunThread,
+    /// Every worker is busy at `max_workers` and the queue is full or off:
+    /// new clients wait in the listen backlog. Worth a warning.
+    Exhausted,
 }
 
-/// Grows the pool when the last free worker has just taken work and nobody
-/// is left accepting; wakes an idle worker or the queue-filling run thread
-/// otherwise. Called with the lock held, whenever a worker becomes busy.
-pub(crate) fn ensure_acceptor<H: Handler>(shared: &Arc<Shared<H>>, st: &mut PoolState) {
-    let core = &shared.core;
-    let settings = &core.settings;
-    if st.stopping || st.accepting > 0 || st.dispatcher_accepting {
-        return;
-    }
-    if st.held >= settings.max_connections() && settings.transport == Transport::Stream {
-        return;
-    }
-    if st.idle > 0 {
-        core.work.notify_one();
-    } else if st.threads < settings.max_workers() {
-        if let Err(e) = spawn_worker(shared, st) {
-            // The pool keeps serving with the threads it has.
-            let cause = e.io_error().map_or(String::new(), |s| format!(": {s}"));
-            crate::log_or_eprint(
-                log::Level::Warn,
-                &format!("cannot grow the worker pool: {e}{cause}"),
-            );
-        }
-    } else if settings.queue > 0 && st.queue.len() < settings.queue {
-        core.control.notify_one();
-    }
-}
-
-/// Waits for something to do. Threads above `workers` retire after
-/// `worker_idle_timeout` without work; `None` then.
-pub(crate) fn wait_for_work<'a>(
-    core: &'a Core,
-    mut st: MutexGuard<'a, PoolState>,
-) -> Option<MutexGuard<'a, PoolState>> {
-    let settings = &core.settings;
-    st.idle += 1;
-    if st.threads > settings.workers {
-        let (mut st, waited) = core
-            .work
-            .wait_timeout(st, settings.worker_idle_timeout)
-            .unwrap_or_else(|e| e.into_inner());
-        st.idle -= 1;
-        if waited.timed_out() && st.threads > settings.workers && st.queue.is_empty() {
-            st.threads -= 1;
-            core.control.notify_all();
-            return None;
-        }
-        Some(st)
-    } else {
-        let mut st = core.work.wait(st).unwrap_or_else(|e| e.into_inner());
-        st.idle -= 1;
-        Some(st)
-    }
-}
-
-/// Checks a newly accepted connection against `max_per_source`, counting it
-/// in when admitted. With the lock held.
-pub(crate) fn admit(core: &Core, st: &mut PoolState, job: &Accepted) -> bool {
-    if core.settings.proxy_protocol.is_some() {
-        return true; // counted once the PROXY header names the client
-    }
-    count_source(core, st, &job.peer).is_ok()
-}
-
-/// Counts a connection from `peer` against `max_per_source`: the IP it was
-/// counted under (`None` when there is no limit, or no IP to count by, as
-/// for Unix-domain peers), or `Err` when that source is at its limit.
-fn count_source(core: &Core, st: &mut PoolState, peer: &Addr) -> Result<Option<IpAddr>, ()> {
-    let (Some(limit), Some(ip)) = (core.settings.max_per_source, peer.canonical_ip()) else {
-        return Ok(None);
-    };
-    let count = st.per_source.entry(ip).or_insert(0);
-    if *count >= limit {
-        return Err(());
-    }
-    *count += 1;
-    Ok(Some(ip))
-}
-
-/// Takes a connection that is no longer held off the books. With the lock held.
-pub(crate) fn release(core: &Core, st: &mut PoolState, ip: Option<IpAddr>) {
-    st.held -= 1;
-    if let (Some(_), Some(ip)) = (core.settings.max_per_source, ip) {
-        if let Some(count) = st.per_source.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                st.per_source.remove(&ip);
-            }
+impl Pool {
+    /// An empty pool within `limits`.
+    pub(crate) fn new(limits: Limits) -> Self {
+        Pool {
+            limits,
+            ..Pool::default()
         }
     }
-}
 
-/// Closes a connection refused by `max_per_source`, after writing the busy
-/// message if one is set. Never blocks: the message goes out only if it
-/// fits in the socket's send buffer, as it always does on a new connection.
-pub(crate) fn reject(core: &Core, job: Accepted) {
-    bump(&core.counters.rejected_per_source);
-    write_busy(core, &job.stream);
-}
+    /// Worker threads alive.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+    }
 
-/// Writes the busy message, if any, without blocking.
-fn write_busy(core: &Core, stream: &Stream) {
-    if let Some(msg) = &core.settings.busy_message {
-        if stream.set_nonblocking(true).is_ok() {
-            let _ = { stream }.write(msg);
+    /// Counts the first `workers` threads before they are spawned; returns
+    /// their serial numbers.
+    pub(crate) fn start(&mut self) -> std::ops::Range<usize> {
+        let first = self.next_id;
+        self.threads += self.limits.workers;
+        self.next_id += self.limits.workers;
+        first..self.next_id
+    }
+
+    /// What a free worker does next, with `queued` connections in the
+    /// queue and `room` for another under `max_connections`.
+    pub(crate) fn next_step(&self, queued: usize, room: bool) -> Step {
+        if self.stopping {
+            Step::Stop
+        } else if queued > 0 {
+            Step::TakeQueued
+        } else if !self.run_accepting && self.accepting < self.limits.workers && room {
+            // At most `workers` threads accept at once, so that threads the
+            // pool grew beyond that can wait, idle, and retire.
+            Step::Accept
+        } else {
+            Step::Wait
         }
+    }
+
+    /// A worker has just become busy: decides how the next connection will
+    /// be taken. `queue_room`: the queue could take another.
+    pub(crate) fn on_busy(&mut self, queue_room: bool, room: bool) -> Grow {
+        if self.stopping || self.accepting > 0 || self.run_accepting || !room {
+            return Grow::Nothing;
+        }
+        if self.idle > 0 {
+            self.idle -= 1;
+            self.wakeups += 1;
+            return Grow::WakeIdle;
+        }
+        if self.threads < self.limits.max_workers && !self.cannot_grow {
+            self.threads += 1;
+            self.next_id += 1;
+            return Grow::Spawn(self.next_id - 1);
+        }
+        self.when_full(queue_room)
+    }
+
+    /// A spawn decided by [`on_busy`](Self::on_busy) failed: the pool is as
+    /// large as it gets for now; the queue, if any, takes over.
+    pub(crate) fn spawn_failed(&mut self, queue_room: bool) -> Grow {
+        self.threads -= 1;
+        self.cannot_grow = true;
+        self.when_full(queue_room)
+    }
+
+    fn when_full(&self, queue_room: bool) -> Grow {
+        if self.limits.queue > 0 && queue_room {
+            Grow::WakeRunThread
+        } else {
+            Grow::Exhausted
+        }
+    }
+
+    /// A thread that was counted has started running.
+    pub(crate) fn started(&mut self) {
+        self.cannot_grow = false;
+    }
+
+    /// Whether the run thread should accept ahead into the queue now.
+    pub(crate) fn run_thread_may_accept(&self, queued: usize, room: bool) -> bool {
+        !self.stopping
+            && self.limits.queue > 0
+            && queued < self.limits.queue
+            && room
+            && !self.run_accepting
+            && self.accepting == 0
+            && self.idle == 0
+            && self.wakeups == 0
+            && self.active >= self.threads
+            && (self.threads >= self.limits.max_workers || self.cannot_grow)
+    }
+
+    /// A connection was queued: claims an idle worker to take it, if any
+    /// (notify `work` once when this returns true).
+    pub(crate) fn claim_idle(&mut self) -> bool {
+        if self.idle == 0 {
+            return false;
+        }
+        self.idle -= 1;
+        self.wakeups += 1;
+        true
+    }
+
+    /// A worker is about to wait for work. Returns whether its wait should
+    /// time out (it is above `workers`, so it may retire).
+    pub(crate) fn begin_wait(&mut self) -> bool {
+        self.idle += 1;
+        self.threads > self.limits.workers
+    }
+
+    /// A worker's wait ended (`timed_out`: its timed wait expired). Returns
+    /// whether it retires; a retiring thread is already off the count.
+    pub(crate) fn end_wait(&mut self, timed_out: bool, queued: usize) -> bool {
+        if self.wakeups > 0 {
+            self.wakeups -= 1;
+            return false;
+        }
+        self.idle -= 1;
+        if timed_out && !self.stopping && self.threads > self.limits.workers && queued == 0 {
+            self.threads -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// Shutdown begins: every waiter is woken, none is claimed.
+    pub(crate) fn stop(&mut self) {
+        self.stopping = true;
+        self.idle += self.wakeups;
+        self.wakeups = 0;
+    }
+
+    /// A thread that was on the count has ended (`died`: by a panic).
+    /// Returns the serial number of a replacement to spawn (already
+    /// counted) when a death left fewer than `workers`.
+    pub(crate) fn exited(&mut self, died: bool) -> Option<usize> {
+        self.threads -= 1;
+        self.cannot_grow = false;
+        if died && !self.stopping && self.threads < self.limits.workers {
+            self.threads += 1;
+            self.next_id += 1;
+            return Some(self.next_id - 1);
+        }
+        None
     }
 }
 
-/// Serves a held connection on this worker: counts it active, makes sure
-/// somebody keeps accepting, runs the handler without the lock, and takes
-/// it off the books. Returns the lock again.
-pub(crate) fn serve_held<'a, H: Handler>(
-    shared: &'a Arc<Shared<H>>,
-    slot: &Arc<Slot>,
-    mut st: MutexGuard<'a, PoolState>,
-    job: Accepted,
-) -> MutexGuard<'a, PoolState> {
-    let core = &shared.core;
-    st.active += 1;
-    ensure_acceptor(shared, &mut st);
-    drop(st);
-    // Counted per source at accept, unless the real source comes later,
-    // in a PROXY header.
-    let counted_at_accept = match core.settings.proxy_protocol {
-        None => job.peer.canonical_ip(),
-        Some(_) => None,
-    };
-    let counted_here = serve_stream(shared, slot, job);
-    let mut st = core.lock();
-    st.active -= 1;
-    release(core, &mut st, counted_at_accept.or(counted_here));
-    if st.stopping && st.active == 0 {
-        core.control.notify_all();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(workers: usize, max_workers: usize, queue: usize) -> Pool {
+        let mut p = Pool::new(Limits {
+            workers,
+            max_workers,
+            queue,
+        });
+        assert_eq!(p.start(), 0..workers);
+        p
     }
-    st
-}
 
-/// Serves one connection: options, the PROXY header if expected, the
-/// handler. Returns the source IP it counted against `max_per_source`
-/// itself (only with the PROXY protocol, where the source is known late).
-fn serve_stream<H: Handler>(shared: &Shared<H>, slot: &Arc<Slot>, job: Accepted) -> Option<IpAddr> {
-    let core = &shared.core;
-    let settings = &core.settings;
-    let Accepted { stream, peer } = job;
-    // Failures here mean the peer is already gone; the handler will see it.
-    if !core.inherits_options {
-        if settings.nodelay {
-            let _ = stream.set_nodelay(true);
-        }
-        let _ = stream.set_write_timeout(settings.write_timeout);
+    #[test]
+    fn free_workers_accept_up_to_workers_at_once() {
+        let mut p = pool(2, 4, 0);
+        assert_eq!(p.next_step(0, true), Step::Accept);
+        p.accepting = 2;
+        assert_eq!(p.next_step(0, true), Step::Wait);
+        assert_eq!(p.next_step(1, true), Step::TakeQueued);
+        p.accepting = 0;
+        assert_eq!(p.next_step(0, false), Step::Wait, "max_connections held");
+        p.stopping = true;
+        assert_eq!(p.next_step(1, true), Step::Stop);
     }
-    let (peer, proxy, counted) = match &settings.proxy_protocol {
-        None => {
-            if !core.inherits_options {
-                let _ = stream.set_read_timeout(settings.read_timeout);
-            }
-            (peer, None, None)
-        }
-        Some(pp) => {
-            let (client, counted) = proxied_client(core, pp, &stream, &peer)?;
-            (client, Some(peer), counted)
-        }
-    };
-    let deadline = settings
-        .connection_timeout
-        .map_or(0, |t| core.now_ms() + t.as_millis() as u64);
-    slot.install(stream, deadline);
-    if deadline != 0 && core.watchdog_idle.load(Ordering::SeqCst) {
-        let _st = core.lock();
-        core.timer.notify_all();
+
+    #[test]
+    fn the_last_free_worker_grows_the_pool_then_says_it_is_exhausted() {
+        let mut p = pool(1, 2, 0);
+        p.active = 1;
+        assert_eq!(p.on_busy(false, true), Grow::Spawn(1));
+        assert_eq!(p.threads(), 2);
+        p.started();
+        p.active = 2;
+        assert_eq!(p.on_busy(false, true), Grow::Exhausted);
+        p.accepting = 1;
+        assert_eq!(p.on_busy(false, true), Grow::Nothing);
     }
-    let local = core.local_addr.clone();
-    let mut conn = Connection::stream(Arc::clone(slot), peer, local, settings.write_timeout);
-    conn.set_proxy(proxy);
-    run_handler(shared, &mut conn);
-    drop(conn);
-    slot.remove();
-    counted
-}
 
-/// Checks that a connection comes from a trusted proxy and reads its PROXY
-/// header: the client it speaks for, and the source IP counted against
-/// `max_per_source`. `None` when the connection must be closed unserved
-/// (it is counted, and closed when the caller drops it).
-fn proxied_client(
-    core: &Core,
-    pp: &ProxyProtocol,
-    stream: &Stream,
-    proxy: &Addr,
-) -> Option<(Addr, Option<IpAddr>)> {
-    let counters = &core.counters;
-    if !proxy.ip().is_some_and(|ip| pp.trusts(ip)) {
-        bump(&counters.proxy_refused);
-        log::debug!("refused {proxy}: not a trusted proxy");
-        return None;
+    #[test]
+    fn an_idle_worker_is_woken_before_a_thread_is_spawned() {
+        let mut p = pool(1, 3, 0);
+        assert!(!p.begin_wait());
+        assert_eq!(p.on_busy(false, true), Grow::WakeIdle);
+        assert_eq!(
+            p.on_busy(false, true),
+            Grow::Spawn(1),
+            "the idle one is claimed"
+        );
+        assert!(!p.end_wait(false, 0));
+        assert_eq!((p.idle, p.wakeups), (0, 0));
     }
-    let header = match pp.read(stream, core.settings.read_timeout) {
-        Ok(header) => header,
-        Err(e) => {
-            bump(&counters.proxy_errors);
-            log::debug!("closed {proxy}: bad PROXY header: {e}");
-            return None;
-        }
-    };
-    let client = header.source().map_or_else(|| proxy.clone(), Addr::Inet);
-    let counted = count_source(core, &mut core.lock(), &client);
-    match counted {
-        Ok(ip) => Some((client, ip)),
-        Err(()) => {
-            bump(&counters.rejected_per_source);
-            write_busy(core, stream);
-            None
-        }
+
+    /// The lost wake-up: a thread above `workers` whose timed wait expired
+    /// just as it was claimed must take the work, not retire with it.
+    #[test]
+    fn a_claimed_worker_whose_wait_timed_out_does_not_retire() {
+        let mut p = pool(1, 2, 0);
+        assert_eq!(p.on_busy(false, true), Grow::Spawn(1));
+        p.started();
+        assert!(p.begin_wait(), "above workers: a timed wait");
+        assert_eq!(p.on_busy(false, true), Grow::WakeIdle);
+        assert!(!p.end_wait(true, 0), "claimed: it must not retire");
+        assert_eq!(p.threads(), 2);
+        assert!(p.begin_wait());
+        assert!(p.end_wait(true, 0), "unclaimed and timed out: it retires");
+        assert_eq!(p.threads(), 1);
+        assert!(!p.begin_wait(), "at workers: an untimed wait");
+        assert!(!p.end_wait(true, 0));
     }
-}
 
-/// Runs the handler for one received datagram; gives the buffer back.
-pub(crate) fn serve_datagram<H: Handler>(shared: &Shared<H>, datagram: Datagram) -> Vec<u8> {
-    let mut conn = Connection::from_datagram(datagram, shared.core.local_addr.clone());
-    run_handler(shared, &mut conn);
-    conn.into_buffer().unwrap_or_default()
-}
-
-/// Calls the handler with panics caught: a panic costs this one connection,
-/// never the worker. Counts the outcome and reports failures to the hook.
-fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
-    let core = &shared.core;
-    let counters = &core.counters;
-    match catch_unwind(AssertUnwindSafe(|| shared.handler.handle(conn))) {
-        Ok(Ok(())) => bump(&counters.completed),
-        Ok(Err(error)) => {
-            bump(&counters.handler_errors);
-            let peer = conn.peer_addr();
-            report(
-                core,
-                &Failure::Error {
-                    peer: &peer,
-                    error: &error,
-                },
-            );
-        }
-        Err(payload) => {
-            bump(&counters.panics);
-            let peer = conn.peer_addr();
-            let message = panic_message(&*payload);
-            report(
-                core,
-                &Failure::Panic {
-                    peer: &peer,
-                    message,
-                },
-            );
-        }
+    #[test]
+    fn a_failed_spawn_hands_over_to_the_queue() {
+        let mut p = pool(1, 4, 8);
+        p.active = 1;
+        assert_eq!(p.on_busy(true, true), Grow::Spawn(1));
+        assert_eq!(p.spawn_failed(true), Grow::WakeRunThread);
+        assert!(p.run_thread_may_accept(0, true));
+        assert_eq!(
+            p.on_busy(true, true),
+            Grow::WakeRunThread,
+            "no retry until a thread leaves"
+        );
+        assert_eq!(p.spawn_failed(false), Grow::Exhausted);
     }
-}
 
-/// Calls the user's hook; a hook that panics must not take the worker down.
-fn report(core: &Core, failure: &Failure<'_>) {
-    let _ = catch_unwind(AssertUnwindSafe(|| (core.on_error)(failure)));
-}
-
-/// Forgets a slot (the one given, or the last one registered).
-fn forget_slot(core: &Core, slot: Option<&Arc<Slot>>) {
-    let mut slots = core.slots.lock().unwrap_or_else(|e| e.into_inner());
-    match slot {
-        Some(s) => slots.retain(|x| !Arc::ptr_eq(x, s)),
-        None => {
-            slots.pop();
-        }
+    #[test]
+    fn the_run_thread_accepts_only_when_every_worker_is_busy() {
+        let mut p = pool(2, 2, 4);
+        assert!(
+            !p.run_thread_may_accept(0, true),
+            "workers are free to accept"
+        );
+        p.accepting = 0;
+        p.active = 2;
+        assert!(p.run_thread_may_accept(3, true));
+        assert!(!p.run_thread_may_accept(4, true), "queue full");
+        assert!(!p.run_thread_may_accept(0, false), "max_connections held");
+        p.begin_wait();
+        assert!(!p.run_thread_may_accept(0, true), "a worker is idle");
+        assert!(p.claim_idle());
+        assert!(!p.claim_idle());
     }
-}
 
-/// Keeps the books right however a worker thread ends, even by a panic in
-/// the library itself: off the thread count, slot forgotten, run thread told.
-struct ThreadGuard<'a> {
-    core: &'a Core,
-    slot: &'a Arc<Slot>,
-    /// Still on the thread count (a retired thread took itself off).
-    counted: bool,
-}
+    #[test]
+    fn a_dead_worker_is_replaced_unless_stopping() {
+        let mut p = pool(2, 2, 0);
+        assert_eq!(p.exited(true), Some(2));
+        assert_eq!(p.threads(), 2);
+        assert_eq!(p.exited(false), None, "a clean exit is not replaced");
+        p.stop();
+        assert_eq!(p.exited(true), None);
+        assert_eq!(p.threads(), 0);
+    }
 
-impl Drop for ThreadGuard<'_> {
-    fn drop(&mut self) {
-        forget_slot(self.core, Some(self.slot));
-        let mut st = self.core.lock();
-        if self.counted {
-            st.threads -= 1;
-        }
-        drop(st);
-        self.core.control.notify_all();
+    #[test]
+    fn shutdown_releases_claims_so_every_waiter_leaves() {
+        let mut p = pool(1, 1, 0);
+        p.begin_wait();
+        p.begin_wait();
+        assert!(p.claim_idle());
+        p.stop();
+        assert!(!p.end_wait(false, 0));
+        assert!(!p.end_wait(false, 0));
+        assert_eq!((p.idle, p.wakeups), (0, 0));
+        assert_eq!(p.next_step(0, true), Step::Stop);
     }
 }

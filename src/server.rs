@@ -4,9 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::thread;
 
-use crate::shared::{Core, Shared};
+use crate::core::{Core, Shared};
+use crate::report::log_or_eprint;
 use crate::shutdown::{drain, ShutdownHandle, ShutdownReport};
-use crate::{accept, pool, watchdog, Addr, Error, Handler, ServerBuilder, Stats};
+use crate::{watchdog, worker, Addr, Error, Handler, ServerBuilder, Stats};
 
 /// A server: its socket is bound (and listening, for a stream) as soon as
 /// [`ServerBuilder::build`] returns; [`run`](Self::run) serves it.
@@ -57,10 +58,19 @@ impl<H: Handler> Server<H> {
     pub fn run(self) -> Result<ShutdownReport, Error> {
         let core = &*self.shared.core;
         let settings = &core.settings;
-        let started = {
-            let mut st = core.lock();
-            (0..settings.workers).try_for_each(|_| pool::spawn_worker(&self.shared, &mut st))
-        };
+        let ids = core.lock().pool.start();
+        let mut started = Ok(());
+        for id in ids {
+            if started.is_err() {
+                // Counted but never started: take them off again.
+                core.lock().pool.exited(false);
+                continue;
+            }
+            started = worker::spawn(&self.shared, id);
+            if started.is_err() {
+                core.lock().pool.exited(false);
+            }
+        }
         let watchdog = match (&started, settings.connection_timeout) {
             (Ok(()), Some(_)) => {
                 let core = Arc::clone(&self.shared.core);
@@ -75,10 +85,10 @@ impl<H: Handler> Server<H> {
         if let Err(e) = started.and(watchdog.transpose().map(drop)) {
             core.begin_shutdown();
             drain(core);
-            core.remove_socket_file();
+            self.finish();
             return Err(e);
         }
-        crate::log_or_eprint(
+        log_or_eprint(
             log::Level::Info,
             &format!(
                 "serving {} ({}) with {} workers",
@@ -87,17 +97,33 @@ impl<H: Handler> Server<H> {
                     Addr::Unix(_) => format!("unix {:?}", settings.transport).to_lowercase(),
                     _ => settings.transport.to_string(),
                 },
-                settings.workers
+                settings.workers()
             ),
         );
-        accept::fill_queue(core);
+        worker::fill_queue(core);
         let report = drain(core);
-        core.remove_socket_file();
-        crate::log_or_eprint(
+        self.finish();
+        log_or_eprint(
             log::Level::Info,
             &format!("stopped serving {}: {report}", core.local_addr),
         );
         Ok(report)
+    }
+
+    /// What is left once the drain is over: the socket file, and the
+    /// signal listener of `shutdown_on_signals`.
+    fn finish(&self) {
+        let core = &self.shared.core;
+        core.remove_socket_file();
+        #[cfg(feature = "signals")]
+        if let Some(signals) = core
+            .signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            signals.close();
+        }
     }
 
     /// Runs the server on a thread of its own and returns at once.

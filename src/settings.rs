@@ -1,8 +1,12 @@
-//! The resolved settings a running server works from.
+//! The settings a running server works from, and `validate()`, which
+//! rejects every value that could misbehave later: each is either checked
+//! here with a typed error, or used with saturating arithmetic, so no
+//! setting can panic once the server runs.
 
 use std::time::Duration;
 
-use crate::{ProxyProtocol, Transport};
+use crate::pool::Limits;
+use crate::{Error, ProxyProtocol, Transport};
 
 /// Every tunable, with its default; the builder fills it in, `build()`
 /// checks it, the server reads it.
@@ -11,7 +15,7 @@ pub(crate) struct Settings {
     pub(crate) transport: Transport,
     pub(crate) only_v6: Option<bool>,
     pub(crate) backlog: u32,
-    pub(crate) workers: usize,
+    pub(crate) workers: Option<usize>,
     pub(crate) max_workers: Option<usize>,
     pub(crate) worker_idle_timeout: Duration,
     pub(crate) stack_size: Option<usize>,
@@ -37,6 +41,17 @@ pub(crate) struct Settings {
 pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
 /// The largest UDP payload over IPv4 (65,535 - 8 UDP - 20 IP header bytes).
 pub(crate) const MAX_UDP_PAYLOAD: usize = 65_507;
+/// Default ceiling of the pool: enough that a few hundred persistent
+/// clients are all served at once with no setting changed. It matches the
+/// usual soft limit on open files, so a process that holds more
+/// connections has raised its limits, and should raise this too.
+pub(crate) const DEFAULT_MAX_WORKERS: usize = 1024;
+/// Upper bound of `workers` and `max_workers`: far above what one process
+/// can run as threads, low enough that no count overflows.
+pub(crate) const MAX_THREADS: usize = 1 << 20;
+/// Upper bound of `stack_size`: 1 GiB. The standard library rounds a stack
+/// size up to whole pages, which overflows near `usize::MAX`.
+pub(crate) const MAX_STACK: usize = 1 << 30;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -44,7 +59,7 @@ impl Default for Settings {
             transport: Transport::Stream,
             only_v6: None,
             backlog: DEFAULT_BACKLOG,
-            workers: std::thread::available_parallelism().map_or(4, |n| n.get()),
+            workers: None,
             max_workers: None,
             worker_idle_timeout: Duration::from_secs(60),
             stack_size: None,
@@ -68,9 +83,29 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The pool's ceiling: `max_workers`, or `workers` when not set.
+    /// Threads always running: as set, or the number of CPUs, at most
+    /// `max_workers`.
+    pub(crate) fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+            cpus.min(self.max_workers.unwrap_or(DEFAULT_MAX_WORKERS))
+        })
+    }
+
+    /// The pool's ceiling: as set, or [`DEFAULT_MAX_WORKERS`] (or `workers`
+    /// when that is set higher).
     pub(crate) fn max_workers(&self) -> usize {
-        self.max_workers.unwrap_or(self.workers).max(self.workers)
+        self.max_workers
+            .unwrap_or_else(|| DEFAULT_MAX_WORKERS.max(self.workers()))
+    }
+
+    /// What the pool policy needs.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            workers: self.workers(),
+            max_workers: self.max_workers(),
+            queue: self.queue,
+        }
     }
 
     /// `SO_REUSEADDR`: on for a stream on Unix unless set. Off for a
@@ -84,5 +119,129 @@ impl Settings {
     /// Connections the process may hold at once (queued + being served).
     pub(crate) fn max_connections(&self) -> usize {
         self.max_connections.unwrap_or(usize::MAX)
+    }
+}
+
+impl Settings {
+    /// Rejects settings that are out of range or contradict each other.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let invalid = |setting, reason: &str| {
+            Err(Error::InvalidSetting {
+                setting,
+                reason: reason.to_string(),
+            })
+        };
+        let threads = |n: usize| (1..=MAX_THREADS).contains(&n);
+        if self.workers.is_some_and(|n| !threads(n)) {
+            return invalid("workers", "must be between 1 and 1048576");
+        }
+        if self.max_workers.is_some_and(|n| !threads(n)) {
+            return invalid("max_workers", "must be between 1 and 1048576");
+        }
+        if let (Some(w), Some(m)) = (self.workers, self.max_workers) {
+            if m < w {
+                return invalid("max_workers", "must be at least workers");
+            }
+        }
+        if self.backlog == 0 {
+            return invalid("backlog", "must be at least 1");
+        }
+        if self.max_datagram == 0 || self.max_datagram > MAX_UDP_PAYLOAD {
+            return invalid("max_datagram", "must be between 1 and 65507 bytes");
+        }
+        if self.max_connections == Some(0) {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_per_source == Some(0) {
+            return invalid("max_per_source", "must be at least 1");
+        }
+        if self
+            .stack_size
+            .is_some_and(|b| !(16 * 1024..=MAX_STACK).contains(&b))
+        {
+            return invalid("stack_size", "must be between 16 KiB and 1 GiB");
+        }
+        if self.thread_name.contains('\0') {
+            return invalid("thread_name", "must not contain a NUL byte");
+        }
+        if let Some(pp) = &self.proxy_protocol {
+            if self.transport == Transport::Datagram {
+                return invalid("proxy_protocol", "applies to stream servers only");
+            }
+            if pp.has_zero_timeout() {
+                return invalid("proxy_protocol", "the header timeout must not be zero");
+            }
+        }
+        let zero = Some(Duration::ZERO);
+        for (setting, value) in [
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("connection_timeout", self.connection_timeout),
+        ] {
+            if value == zero {
+                return invalid(setting, "must not be zero; use None for no limit");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_hundreds_and_start_with_the_cpus() {
+        let s = Settings::default();
+        assert_eq!(s.max_workers(), DEFAULT_MAX_WORKERS);
+        assert!(s.workers() >= 1 && s.workers() <= DEFAULT_MAX_WORKERS);
+    }
+
+    #[test]
+    fn max_workers_alone_caps_the_default_workers() {
+        let s = Settings {
+            max_workers: Some(1),
+            ..Settings::default()
+        };
+        assert_eq!((s.workers(), s.max_workers()), (1, 1));
+        assert!(s.validate().is_ok(), "max_workers(1) works on any machine");
+    }
+
+    #[test]
+    fn workers_alone_raise_the_ceiling_if_needed() {
+        let s = Settings {
+            workers: Some(4000),
+            ..Settings::default()
+        };
+        assert_eq!(s.max_workers(), 4000);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_errors() {
+        let bad = [
+            Settings {
+                thread_name: "a\0b".into(),
+                ..Settings::default()
+            },
+            Settings {
+                stack_size: Some(usize::MAX),
+                ..Settings::default()
+            },
+            Settings {
+                workers: Some(usize::MAX),
+                ..Settings::default()
+            },
+            Settings {
+                workers: Some(4),
+                max_workers: Some(2),
+                ..Settings::default()
+            },
+        ];
+        for s in bad {
+            assert!(
+                matches!(s.validate(), Err(Error::InvalidSetting { .. })),
+                "{s:?}"
+            );
+        }
     }
 }

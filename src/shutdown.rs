@@ -1,10 +1,12 @@
 //! `ShutdownHandle`, the two-phase drain, and what a shutdown reports.
 
 use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::shared::Core;
+use crate::core::Core;
+use crate::deadline::deadline_after;
 use crate::stats::add;
 use crate::Stats;
 
@@ -21,12 +23,16 @@ pub struct ShutdownHandle {
 impl ShutdownHandle {
     /// Begins a graceful shutdown and returns without waiting.
     ///
-    /// Threads blocked in `accept()` or `recv_from()` wake at once (by
-    /// `shutdown(2)` on a listening socket, by an empty datagram over
-    /// loopback on a datagram socket; no polling). No new
-    /// connection or datagram is taken; connections queued but not started
-    /// are closed; running handlers get `shutdown_timeout` to finish, after
-    /// which their sockets are shut down. Calling it again does nothing.
+    /// Threads blocked in `accept()` or `recv_from()` wake at once
+    /// (`shutdown(2)` on the server's socket; a passed socket, which others
+    /// may share, is left working and its threads notice within 100 ms).
+    /// No new connection or datagram is taken. Connections waiting in the
+    /// listen backlog or the queue are closed unserved and counted as
+    /// dropped. Connections whose handler waits for the client's next
+    /// request (blocked in `read` with nothing read since its last write)
+    /// get end of file at once, and so do the others when they next wait
+    /// so; running handlers get `shutdown_timeout` to finish, after which
+    /// their sockets are shut down. Calling it again does nothing.
     pub fn shutdown(&self) {
         self.core.begin_shutdown();
     }
@@ -61,11 +67,20 @@ impl ShutdownHandle {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// Calling it again does nothing. When the server stops, the signal
+    /// handlers are taken away and the thread ends, so a later Ctrl-C acts
+    /// as it would have without this (or on whatever the program set up).
     #[cfg(feature = "signals")]
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut registered = self.core.signals.lock().unwrap_or_else(|e| e.into_inner());
+        if registered.is_some() || self.core.stopping() {
+            return Ok(());
+        }
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let handle = self.clone();
+        let listener = signals.handle();
         std::thread::Builder::new()
             .name(format!("{}-signals", self.core.settings.thread_name))
             .spawn(move || {
@@ -73,8 +88,9 @@ impl ShutdownHandle {
                     log::info!("signal {signal}: shutting down {}", handle.core.local_addr);
                     handle.shutdown();
                 }
-            })
-            .map(drop)
+            })?;
+        *registered = Some(listener);
+        Ok(())
     }
 }
 
@@ -98,13 +114,18 @@ pub struct ShutdownReport {
     /// sockets were shut down (stream) so blocked reads and writes return;
     /// a datagram handler is left to finish on its own.
     pub forced: usize,
-    /// Accepted connections still in the queue, closed without being served.
+    /// Connections closed without being served: accepted ones still in the
+    /// queue, and those still waiting in the listen backlog.
     pub dropped: usize,
+    /// Connections that were waiting for their client's next request when
+    /// shutdown began (or came to wait so during it), and were given end
+    /// of file at once rather than waited for.
+    pub closed_idle: usize,
 }
 
 impl ShutdownReport {
-    /// True when nothing was cut off: no handler forced, no queued
-    /// connection dropped.
+    /// True when nothing was cut off: no handler forced, no connection
+    /// dropped unserved. Idle connections closed are not cut off.
     pub fn is_clean(&self) -> bool {
         self.forced == 0 && self.dropped == 0
     }
@@ -114,8 +135,8 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} drained, {} forced, {} dropped from the queue",
-            self.drained, self.forced, self.dropped
+            "{} drained, {} idle closed, {} forced, {} dropped unserved",
+            self.drained, self.closed_idle, self.forced, self.dropped
         )
     }
 }
@@ -127,36 +148,40 @@ const EXIT_GRACE: Duration = Duration::from_millis(100);
 /// The drain, run by the run thread once shutdown has begun.
 ///
 /// Phase one: close queued connections, wait up to `shutdown_timeout` for
-/// running handlers. Phase two: shut down the sockets of those still
-/// running, give the threads a moment to leave, report.
+/// running handlers (idle ones were given end of file and leave at once).
+/// Phase two: shut down the sockets of those still running, give the
+/// threads a moment to leave, report.
 pub(crate) fn drain(core: &Core) -> ShutdownReport {
     let mut st = core.lock();
     let queued: Vec<_> = st.queue.drain(..).collect();
     for job in &queued {
-        crate::pool::release(core, &mut st, job.peer.canonical_ip());
+        st.books.release(job.admitted);
     }
     let in_flight = st.active_at_stop;
     drop(st);
-    let dropped = queued.len();
+    add(&core.counters.dropped_at_shutdown, queued.len() as u64);
     drop(queued);
-    add(&core.counters.dropped_at_shutdown, dropped as u64);
 
-    let deadline = Instant::now() + core.settings.shutdown_timeout;
+    let deadline = deadline_after(Instant::now(), core.settings.shutdown_timeout);
     let forced = core
-        .wait_until(&core.control, deadline, |st| st.active == 0)
+        .wait_until(&core.control, deadline, |st| st.pool.active == 0)
+        .pool
         .active;
     if forced > 0 {
-        for slot in core.slots.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let slots = core.slots.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for slot in slots {
             slot.cut();
         }
         add(&core.counters.forced_at_shutdown, forced as u64);
     }
 
-    let leave_by = Instant::now().max(deadline) + EXIT_GRACE;
-    drop(core.wait_until(&core.control, leave_by, |st| st.threads == 0));
+    let leave_by = deadline_after(Instant::now().max(deadline), EXIT_GRACE);
+    drop(core.wait_until(&core.control, leave_by, |st| st.pool.threads() == 0));
+    let closed_idle = core.counters.closed_idle.load(Relaxed) as usize;
     ShutdownReport {
-        drained: in_flight.saturating_sub(forced),
+        drained: in_flight.saturating_sub(forced + closed_idle),
         forced,
-        dropped,
+        dropped: core.counters.dropped_at_shutdown.load(Relaxed) as usize,
+        closed_idle,
     }
 }

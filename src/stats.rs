@@ -19,10 +19,19 @@ pub struct Stats {
     pub queued: u64,
     /// Worker threads alive right now (between `workers` and `max_workers`).
     pub workers: u64,
+    /// Times the last free worker took a connection with the pool at
+    /// `max_workers` (and the queue, if any, full): from then until a
+    /// worker is free, new clients wait in the listen backlog. Each time
+    /// is also logged, at most once a second.
+    pub pool_exhausted: u64,
     /// Handler calls that returned `Ok`.
     pub completed: u64,
-    /// Handler calls that returned `Err`.
+    /// Handler calls that returned `Err` (idle timeouts apart).
     pub handler_errors: u64,
+    /// Connections closed because the client sent nothing for the read
+    /// timeout (the handler's read failed with `TimedOut` and it returned
+    /// that error).
+    pub idle_timeouts: u64,
     /// Handler calls that panicked.
     pub panics: u64,
     /// Times accepting paused because `max_connections` were held; the
@@ -47,8 +56,12 @@ pub struct Stats {
     pub dropped_truncated: u64,
     /// Datagrams dropped because their source port was below `min_source_port`.
     pub dropped_low_port: u64,
-    /// Queued connections closed unstarted by a shutdown.
+    /// Connections closed unserved by a shutdown: queued ones, and those
+    /// still waiting in the listen backlog.
     pub dropped_at_shutdown: u64,
+    /// Connections that were waiting for their client's next request when
+    /// shutdown began, and were given end of file at once.
+    pub closed_idle: u64,
     /// Connections whose handler was still running at the end of
     /// `shutdown_timeout` and whose socket was then shut down.
     pub forced_at_shutdown: u64,
@@ -58,8 +71,10 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
+    pub(crate) pool_exhausted: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
+    pub(crate) idle_timeouts: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) max_connections_reached: AtomicU64,
     pub(crate) rejected_per_source: AtomicU64,
@@ -71,6 +86,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_truncated: AtomicU64,
     pub(crate) dropped_low_port: AtomicU64,
     pub(crate) dropped_at_shutdown: AtomicU64,
+    pub(crate) closed_idle: AtomicU64,
     pub(crate) forced_at_shutdown: AtomicU64,
 }
 
@@ -91,8 +107,10 @@ impl Counters {
             active,
             workers,
             queued,
+            pool_exhausted: self.pool_exhausted.load(Relaxed),
             completed: self.completed.load(Relaxed),
             handler_errors: self.handler_errors.load(Relaxed),
+            idle_timeouts: self.idle_timeouts.load(Relaxed),
             panics: self.panics.load(Relaxed),
             max_connections_reached: self.max_connections_reached.load(Relaxed),
             rejected_per_source: self.rejected_per_source.load(Relaxed),
@@ -104,6 +122,7 @@ impl Counters {
             dropped_truncated: self.dropped_truncated.load(Relaxed),
             dropped_low_port: self.dropped_low_port.load(Relaxed),
             dropped_at_shutdown: self.dropped_at_shutdown.load(Relaxed),
+            closed_idle: self.closed_idle.load(Relaxed),
             forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),
         }
     }

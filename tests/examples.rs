@@ -54,7 +54,8 @@ impl Running {
         self.stdout.read_to_string(&mut rest).unwrap();
         // The last exchange's handler may still be finishing: drained.
         assert!(
-            rest.starts_with("shut down: ") && rest.contains(" drained, 0 forced, 0 dropped"),
+            rest.starts_with("shut down: ")
+                && rest.contains(" idle closed, 0 forced, 0 dropped unserved"),
             "{rest:?}"
         );
         assert!(self.child.wait().unwrap().success());

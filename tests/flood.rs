@@ -23,6 +23,7 @@ fn a_flood_is_held_to_max_connections_and_then_served() {
         Server::builder()
             .bind("127.0.0.1:0")
             .workers(WORKERS)
+            .max_workers(WORKERS)
             .queue(QUEUE)
             .backlog(BACKLOG)
             .max_connections(max_connections),

@@ -198,7 +198,10 @@ fn exactly_workers_handlers_run_at_once() {
         }
     };
     let server = spawn(
-        Server::builder().bind("127.0.0.1:0").workers(WORKERS),
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(WORKERS)
+            .max_workers(WORKERS),
         handler,
     );
     let addr = server.local_addr();
@@ -225,6 +228,7 @@ fn the_queue_bound_holds() {
         Server::builder()
             .bind("127.0.0.1:0")
             .workers(1)
+            .max_workers(1)
             .queue(QUEUE),
         handler,
     );

@@ -126,6 +126,7 @@ fn queued_connections_are_closed_at_once_not_drained() {
         Server::builder()
             .bind("127.0.0.1:0")
             .workers(1)
+            .max_workers(1)
             .queue(3)
             .shutdown_timeout(Duration::from_secs(5)),
         handler,

@@ -74,26 +74,40 @@ fn run_load(tcp: std::net::SocketAddr, udp: std::net::SocketAddr, conns: u64, gr
 #[test]
 fn soak_leaves_descriptors_threads_and_memory_at_baseline() {
     let tcp = spawn(
-        Server::builder().bind("127.0.0.1:0").workers(2),
+        // A fixed pool, so that the thread count is the same at rest.
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .workers(2)
+            .max_workers(2),
         Daytime::new(),
     );
     let udp = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
             .transport(Transport::Datagram)
-            .workers(2),
+            .workers(2)
+            .max_workers(2),
         Daytime::new(),
     );
     let (tcp_addr, udp_addr) = (inet(&tcp.local_addr()), inet(&udp.local_addr()));
     // Warm up, so that allocator arenas and thread stacks are in place.
     assert_eq!(run_load(tcp_addr, udp_addr, 4_000, 1_000), 0);
-    wait_until("the warm-up to finish", || tcp.stats().active == 0);
+    // Each server counts an exchange once its reply is sent, so a client
+    // can have its reply before the counter moves: wait for both counts.
+    let settled = |tcp_done: u64, udp_done: u64| {
+        let (tcp, udp) = (&tcp, &udp);
+        move || tcp.stats().completed == tcp_done && udp.stats().completed == udp_done
+    };
+    wait_until("the warm-up to finish", settled(4_000, 1_000));
     let (fds, threads, rss) = (fd_count(), thread_count(), rss_kib());
 
     let start = Instant::now();
     let failures = run_load(tcp_addr, udp_addr, CONNECTIONS, DATAGRAMS);
     let took = start.elapsed();
-    wait_until("the last connection to finish", || tcp.stats().active == 0);
+    wait_until(
+        "the last exchanges to be counted",
+        settled(4_000 + CONNECTIONS, 1_000 + DATAGRAMS),
+    );
     let (fds2, threads2, rss2) = (fd_count(), thread_count(), rss_kib());
     let (t, u) = (tcp.stats(), udp.stats());
     println!(

@@ -1,17 +1,22 @@
 //! Unix-domain sockets, stream and datagram: serving, stale and live socket
-//! files, removal on shutdown, prompt shutdown.
+//! files, removal on shutdown, prompt shutdown; and servers sharing a path:
+//! a graceful restart, a live server with a full backlog, servers starting
+//! together.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use socket2::{Domain, SockAddr, Socket, Type};
 use socketserver::handlers::Echo;
-use socketserver::{Addr, Error, Server, Transport};
+use socketserver::{Addr, Connection, Error, Server, Transport};
 
 /// A fresh path in a directory of this test's own.
 fn socket_path(name: &str) -> PathBuf {
@@ -23,6 +28,28 @@ fn socket_path(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// The lock file that serialises servers on `path`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    lock.into()
+}
+
+/// A stream client with read and write timeouts.
+fn unix_client(path: &Path) -> UnixStream {
+    let client = UnixStream::connect(path).expect("connect");
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.set_write_timeout(Some(TIMEOUT)).unwrap();
+    client
+}
+
+/// Connects and reads until the server closes.
+fn unix_reply(path: &Path) -> Vec<u8> {
+    let mut reply = Vec::new();
+    unix_client(path).read_to_end(&mut reply).unwrap();
+    reply
 }
 
 #[test]
@@ -154,4 +181,157 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     let err = Server::builder().bind_unix(&path).build(Echo).unwrap_err();
     assert!(matches!(&err, Error::Bind { .. }), "{err:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    assert!(!lock_path(&path).exists(), "no lock file beside it");
+}
+
+/// A graceful restart: the new server binds the path while the old one
+/// drains (its listener already refuses), and the old one, finishing,
+/// leaves the new one's socket file in place.
+#[test]
+fn a_draining_server_leaves_the_file_of_the_server_that_took_its_path() {
+    let path = socket_path("restart.sock");
+    let (gate, started) = Gate::new();
+    let old = spawn(
+        Server::builder().bind_unix(&path).workers(1),
+        gate.handler(b"old"),
+    );
+    let mut held = unix_client(&path);
+    expect_started(&started, 1);
+    old.shutdown_handle().shutdown();
+
+    let new = spawn(
+        Server::builder().bind_unix(&path).workers(1),
+        |conn: &mut Connection| conn.write_all(b"new"),
+    );
+    assert_eq!(unix_reply(&path), b"new");
+
+    gate.open();
+    let mut reply = Vec::new();
+    held.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"old", "the old server drained its connection");
+    assert!(old.join().unwrap().is_clean());
+
+    assert!(path.exists(), "the old server removed the new one's file");
+    assert_eq!(unix_reply(&path), b"new");
+    new.stop().unwrap();
+    assert!(!path.exists());
+    assert!(!lock_path(&path).exists(), "the lock file goes with it");
+}
+
+/// A live server whose backlog is full is in use, found at once: the
+/// check does not wait in `connect` for room in that backlog.
+#[test]
+fn a_live_server_with_a_full_backlog_is_in_use_at_once() {
+    let path = socket_path("full.sock");
+    let (gate, started) = Gate::new();
+    let server = spawn(
+        Server::builder().bind_unix(&path).workers(1).backlog(1),
+        gate.handler(b"x"),
+    );
+    let busy = unix_client(&path);
+    expect_started(&started, 1);
+    // The one worker is held at the gate; clients now wait in the backlog
+    // until it is full.
+    let mut waiting = Vec::new();
+    loop {
+        let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        client.set_write_timeout(Some(TIMEOUT)).unwrap();
+        client.set_nonblocking(true).unwrap();
+        match client.connect(&SockAddr::unix(&path).unwrap()) {
+            Ok(()) => waiting.push(client),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("connecting to fill the backlog: {e}"),
+        }
+        assert!(waiting.len() < 64, "the backlog never filled");
+    }
+
+    let (tx, rx) = mpsc::channel();
+    let second = {
+        let path = path.clone();
+        thread::spawn(move || {
+            let t = Instant::now();
+            let built = Server::builder().bind_unix(&path).build(Echo).map(drop);
+            let _ = tx.send((built, t.elapsed()));
+        })
+    };
+    let result = rx.recv_timeout(Duration::from_millis(500));
+    // Lets a check that does wait for room finish, whatever happened.
+    gate.open();
+    let (built, took) = result.expect("build() still waiting after 500 ms");
+    let err = built.unwrap_err();
+    assert!(matches!(&err, Error::Bind { .. }), "{err:?}");
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::AddrInUse
+    );
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    second.join().unwrap();
+
+    drop((busy, waiting));
+    server.stop().unwrap();
+    assert!(!path.exists());
+}
+
+/// A stale socket file next to the lock file of the server that crashed
+/// is replaced; both go when the new server stops.
+#[test]
+fn a_crashed_servers_socket_and_lock_files_are_reused_then_removed() {
+    let path = socket_path("crashed.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    std::fs::File::create(lock_path(&path)).unwrap();
+    let server = spawn(Server::builder().bind_unix(&path).workers(1), Echo);
+    assert!(lock_path(&path).exists(), "kept while the socket file is");
+    let mut c = unix_client(&path);
+    c.write_all(b"y").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    c.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"y");
+    server.stop().unwrap();
+    assert!(!path.exists());
+    assert!(!lock_path(&path).exists());
+}
+
+/// Servers starting together on a stale path: exactly one binds it, the
+/// others find it in use, and the file left is the winner's.
+#[test]
+fn servers_starting_together_on_a_stale_path_let_exactly_one_bind() {
+    const SERVERS: usize = 4;
+    for _ in 0..10 {
+        let path = socket_path("race.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        let barrier = Arc::new(Barrier::new(SERVERS));
+        let starting: Vec<_> = (0..SERVERS)
+            .map(|i| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    let builder = Server::builder().bind_unix(&path).workers(1);
+                    barrier.wait();
+                    // Probes of the losers reach the winner as empty
+                    // connections: a failed write there is no matter.
+                    let built = builder.build(move |conn: &mut Connection| {
+                        let _ = conn.write_all(i.to_string().as_bytes());
+                        Ok(())
+                    });
+                    (i, built.map(|server| server.spawn().unwrap()))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for started in starting {
+            match started.join().unwrap() {
+                (i, Ok(server)) => winners.push((i, server)),
+                (_, Err(err)) => assert_eq!(
+                    std::io::Error::from(err).kind(),
+                    std::io::ErrorKind::AddrInUse
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "servers bound: {}", winners.len());
+        let (i, winner) = winners.pop().unwrap();
+        assert_eq!(unix_reply(&path), i.to_string().as_bytes());
+        winner.stop().unwrap();
+        assert!(!path.exists());
+    }
 }

@@ -5,8 +5,10 @@ use std::io::{self, Read};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::proxy::{self, ProxyError, ProxyHeader};
-use crate::stream::Stream;
+use super::header::{ProxyError, ProxyHeader};
+use super::read::read_header;
+use crate::deadline::deadline_after;
+use crate::net::stream::Stream;
 
 /// PROXY protocol (v1 text and v2 binary, as HAProxy's `send-proxy` and
 /// `send-proxy-v2` send) on a stream listener; give it to
@@ -75,7 +77,8 @@ impl ProxyProtocol {
     }
 
     /// How long a connection may take to send its whole header, from the
-    /// moment a worker starts on it. Default: 5 s.
+    /// moment a worker starts on it. Default: 5 s. A timeout of more than a
+    /// century, such as `Duration::MAX`, waits a century.
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
         self
@@ -104,10 +107,10 @@ impl ProxyProtocol {
         stream.set_read_timeout(Some(self.header_timeout))?;
         let mut reader = Deadline {
             stream,
-            deadline: Instant::now() + self.header_timeout,
+            deadline: deadline_after(Instant::now(), self.header_timeout),
             timeout: self.header_timeout,
         };
-        let header = proxy::read_header(&mut reader)?;
+        let header = read_header(&mut reader)?;
         stream.set_read_timeout(restore)?;
         Ok(header)
     }
@@ -143,6 +146,7 @@ impl Read for Deadline<'_> {
                 "no complete PROXY header in time",
             ));
         }
+        // 0.9 times even `Duration::MAX` fits in a `Duration`: no panic.
         if left < self.timeout.mul_f32(0.9) {
             self.stream.set_read_timeout(Some(left))?;
             self.timeout = left;
@@ -154,6 +158,9 @@ impl Read for Deadline<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
     use super::*;
 
     #[test]
@@ -173,5 +180,32 @@ mod tests {
             .trust_loopback()
             .trusts("127.3.2.1".parse().unwrap()));
         assert!(!ProxyProtocol::new().trusts("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_deadline_reader_lowers_a_huge_timeout_safely() {
+        assert!(Duration::MAX.mul_f32(0.9) < Duration::MAX);
+    }
+
+    /// `Duration::MAX` is the natural way to ask for no limit; reading
+    /// must not panic on it, since it runs outside the handler's
+    /// `catch_unwind` and a panic there would take the worker.
+    #[test]
+    fn the_longest_header_timeout_still_reads_the_header() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .write_all(b"PROXY TCP4 192.0.2.7 198.51.100.1 51234 443\r\nHELLO")
+            .unwrap();
+        let stream = Stream::Tcp(listener.accept().unwrap().0);
+        let header = ProxyProtocol::new()
+            .header_timeout(Duration::MAX)
+            .read(&stream, None)
+            .unwrap();
+        assert_eq!(header.source(), Some("192.0.2.7:51234".parse().unwrap()));
+        assert_eq!(stream.read_timeout().unwrap(), None);
+        let mut rest = [0; 5];
+        (&stream).read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"HELLO");
     }
 }

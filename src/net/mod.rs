@@ -1,0 +1,7 @@
+//! Sockets: setting up the listening socket, and the stream and datagram
+//! types the workers serve.
+
+pub(crate) mod datagram;
+pub(crate) mod listener;
+pub(crate) mod socket;
+pub(crate) mod stream;

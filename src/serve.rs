@@ -1,0 +1,195 @@
+//! One connection's steps, on the worker that accepted it: socket options,
+//! the PROXY header, the deadline, the handler, and what to report. Every
+//! step runs with panics caught, so that a panic, the handler's or the
+//! library's own, costs this one connection and never the worker.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+use crate::admission::{self, Admitted};
+use crate::connection::{Connection, Datagram};
+use crate::core::{Accepted, Core, Shared};
+use crate::net::stream::Stream;
+use crate::report::{drop_payload, log_or_eprint, panic_message, with_skipped, Failure};
+use crate::slot::Slot;
+use crate::stats::bump;
+use crate::{Addr, Handler, ProxyProtocol};
+
+/// Serves one accepted connection to the end. Whatever it counts against
+/// `max_per_source` late (under the PROXY protocol) is recorded in
+/// `admitted`, for the caller to give back.
+pub(crate) fn serve_stream<H: Handler>(
+    shared: &Shared<H>,
+    slot: &Arc<Slot>,
+    job: Accepted,
+    admitted: &mut Admitted,
+) {
+    let core = &*shared.core;
+    let peer = job.peer.clone();
+    let served = catch_unwind(AssertUnwindSafe(|| {
+        serve_steps(shared, slot, job.stream, job.peer, admitted)
+    }));
+    let (_, closed_idle) = slot.remove();
+    if closed_idle {
+        bump(&core.counters.closed_idle);
+    }
+    if let Err(payload) = served {
+        // Only a defect in the library lands here: the handler's own
+        // panics are caught closer to it.
+        bump(&core.counters.panics);
+        if let Some(skipped) = core.logs.internal.admit() {
+            let msg = format!(
+                "internal error while serving {peer}: {}; the connection was closed",
+                panic_message(&*payload)
+            );
+            log_or_eprint(log::Level::Error, &with_skipped(msg, skipped));
+        }
+        drop_payload(payload);
+    }
+}
+
+fn serve_steps<H: Handler>(
+    shared: &Shared<H>,
+    slot: &Arc<Slot>,
+    stream: Stream,
+    peer: Addr,
+    admitted: &mut Admitted,
+) {
+    let core = &*shared.core;
+    let settings = &core.settings;
+    // Failures here mean the peer is already gone; the handler will see it.
+    if !core.inherits_options {
+        if settings.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let _ = stream.set_write_timeout(settings.write_timeout);
+    }
+    let (peer, proxy) = match &settings.proxy_protocol {
+        None => {
+            if !core.inherits_options {
+                let _ = stream.set_read_timeout(settings.read_timeout);
+            }
+            (peer, None)
+        }
+        Some(pp) => match proxied_client(core, pp, &stream, &peer, admitted) {
+            Some(client) => (client, Some(peer)),
+            None => return,
+        },
+    };
+    let deadline = settings
+        .connection_timeout
+        .map_or(0, |t| core.now_ms().saturating_add(millis(t)));
+    slot.install(stream, deadline);
+    // A connection that starts as shutdown begins may have been missed by
+    // its scan of the slots; SeqCst on both sides (CONCURRENCY.md).
+    if core.stopping() {
+        slot.close_if_idle();
+    }
+    if deadline != 0 && core.watchdog_idle.load(SeqCst) {
+        let _st = core.lock();
+        core.timer.notify_all();
+    }
+    let timeouts = (settings.read_timeout, settings.write_timeout);
+    let mut conn = Connection::stream(Arc::clone(slot), peer, core.local_addr.clone(), timeouts);
+    conn.set_proxy(proxy);
+    run_handler(shared, &mut conn);
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Checks that a connection comes from a trusted proxy and reads its PROXY
+/// header: the client it speaks for, counted against `max_per_source` in
+/// `admitted`. `None` when the connection must be closed unserved (it is
+/// counted, and closed when the caller drops it).
+fn proxied_client(
+    core: &Core,
+    pp: &ProxyProtocol,
+    stream: &Stream,
+    proxy: &Addr,
+    admitted: &mut Admitted,
+) -> Option<Addr> {
+    let counters = &core.counters;
+    if !proxy.ip().is_some_and(|ip| pp.trusts(ip)) {
+        bump(&counters.proxy_refused);
+        log::debug!("refused {proxy}: not a trusted proxy");
+        return None;
+    }
+    let header = match pp.read(stream, core.settings.read_timeout) {
+        Ok(header) => header,
+        Err(e) => {
+            bump(&counters.proxy_errors);
+            log::debug!("closed {proxy}: bad PROXY header: {e}");
+            return None;
+        }
+    };
+    let client = header.source().map_or_else(|| proxy.clone(), Addr::Inet);
+    let counted = core
+        .lock()
+        .books
+        .count_source(&core.settings, admitted, &client);
+    match counted {
+        Ok(()) => Some(client),
+        Err(_) => {
+            admission::refuse(&core.settings, counters, stream);
+            None
+        }
+    }
+}
+
+/// Runs the handler for one received datagram; gives the buffer back.
+pub(crate) fn serve_datagram<H: Handler>(shared: &Shared<H>, datagram: Datagram) -> Vec<u8> {
+    let mut conn = Connection::from_datagram(datagram, shared.core.local_addr.clone());
+    run_handler(shared, &mut conn);
+    conn.into_buffer().unwrap_or_default()
+}
+
+/// Calls the handler with panics caught: a panic costs this one connection,
+/// never the worker. Counts the outcome and reports failures to the hook.
+fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
+    let core = &shared.core;
+    let counters = &core.counters;
+    match catch_unwind(AssertUnwindSafe(|| shared.handler.handle(conn))) {
+        Ok(Ok(())) => bump(&counters.completed),
+        Ok(Err(error)) => {
+            let peer = conn.peer_addr();
+            match conn.idle_timeout() {
+                Some(after) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    bump(&counters.idle_timeouts);
+                    report(core, &Failure::IdleTimeout { peer: &peer, after });
+                }
+                _ => {
+                    bump(&counters.handler_errors);
+                    let failure = Failure::Error {
+                        peer: &peer,
+                        error: &error,
+                    };
+                    report(core, &failure);
+                }
+            }
+        }
+        Err(payload) => {
+            bump(&counters.panics);
+            let peer = conn.peer_addr();
+            let message = panic_message(&*payload);
+            report(
+                core,
+                &Failure::Panic {
+                    peer: &peer,
+                    message,
+                },
+            );
+            drop_payload(payload);
+        }
+    }
+}
+
+/// Calls the user's hook; a hook that panics must not take the worker down.
+fn report(core: &Core, failure: &Failure<'_>) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (core.on_error)(failure))) {
+        drop_payload(payload);
+    }
+}

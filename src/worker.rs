@@ -1,0 +1,367 @@
+//! A worker thread's life: its loop (take queued work, or accept and serve
+//! inline, or wait), acting on the pool's decisions, and a drop guard that
+//! gives back every count the thread raised and replaces it if it died.
+//! Also the run thread's part: accepting ahead into the queue when every
+//! worker is busy.
+
+use std::sync::{Arc, MutexGuard};
+use std::thread;
+
+use crate::accept;
+use crate::admission::{self, Admitted};
+use crate::connection::Datagram;
+use crate::core::{Accepted, Core, Shared, State};
+use crate::net::listener::Listener;
+use crate::pool::{Grow, Step};
+use crate::report::{log_or_eprint, with_skipped};
+use crate::serve;
+use crate::slot::Slot;
+use crate::stats::bump;
+use crate::{Error, Handler, Transport};
+
+/// The counts a worker has raised and not yet given back; what its guard
+/// restores if the thread ends in the middle of something.
+#[derive(Debug, Default)]
+struct Seat {
+    /// In `pool.accepting`, and (stream) holding a place in `books`.
+    accepting: bool,
+    /// A held connection's books.
+    held: Option<Admitted>,
+    /// In `pool.active`.
+    active: bool,
+    /// Took itself off the thread count (retired).
+    retired: bool,
+}
+
+/// Starts the worker thread with serial number `id`, already counted in
+/// the pool.
+pub(crate) fn spawn<H: Handler>(shared: &Arc<Shared<H>>, id: usize) -> Result<(), Error> {
+    let core = &shared.core;
+    let name = format!("{}-{id}", core.settings.thread_name);
+    let mut builder = thread::Builder::new().name(name.clone());
+    if let Some(size) = core.settings.stack_size {
+        builder = builder.stack_size(size);
+    }
+    let slot = Arc::new(Slot::default());
+    core.slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::clone(&slot));
+    let worker = Arc::clone(shared);
+    let worker_slot = Arc::clone(&slot);
+    let spawned = builder.spawn(move || {
+        let mut guard = Guard {
+            shared: &worker,
+            slot: &worker_slot,
+            seat: Seat::default(),
+        };
+        worker.core.lock().pool.started();
+        match worker.core.settings.transport {
+            Transport::Stream => stream_loop(&worker, &worker_slot, &mut guard.seat),
+            Transport::Datagram => datagram_loop(&worker, &mut guard.seat),
+        }
+    });
+    spawned.map(drop).map_err(|source| {
+        forget_slot(core, &slot);
+        Error::Spawn { name, source }
+    })
+}
+
+/// A stream worker: serve queued work first, otherwise accept and serve
+/// inline, otherwise wait.
+fn stream_loop<H: Handler>(shared: &Arc<Shared<H>>, slot: &Arc<Slot>, seat: &mut Seat) {
+    let core = &*shared.core;
+    let settings = &core.settings;
+    let mut st = core.lock();
+    loop {
+        let step = st.pool.next_step(st.queue.len(), st.books.room(settings));
+        let job = match step {
+            Step::Stop => return,
+            Step::Wait => match wait_for_work(core, st, seat) {
+                Some(guard) => {
+                    st = guard;
+                    continue;
+                }
+                None => return,
+            },
+            Step::TakeQueued => match st.queue.pop_front() {
+                Some(job) => job,
+                None => continue,
+            },
+            Step::Accept => {
+                st.pool.accepting += 1;
+                st.books.reserve();
+                seat.accepting = true;
+                drop(st);
+                let accepted = accept::accept_one(core);
+                st = core.lock();
+                st.pool.accepting -= 1;
+                st.books.unreserve();
+                seat.accepting = false;
+                let Some((stream, peer)) = accepted else {
+                    continue;
+                };
+                match st.books.admit(settings, &core.counters, &peer) {
+                    Ok(admitted) => Accepted {
+                        stream,
+                        peer,
+                        admitted,
+                    },
+                    Err(_) => {
+                        drop(st);
+                        admission::refuse(settings, &core.counters, &stream);
+                        drop(stream);
+                        st = core.lock();
+                        continue;
+                    }
+                }
+            }
+        };
+        seat.held = Some(job.admitted);
+        become_busy(shared, st, seat);
+        let mut admitted = job.admitted;
+        serve::serve_stream(shared, slot, job, &mut admitted);
+        seat.held = Some(admitted);
+        st = finish(core, seat);
+    }
+}
+
+/// A datagram worker: receive on the shared socket and serve each
+/// datagram inline.
+fn datagram_loop<H: Handler>(shared: &Arc<Shared<H>>, seat: &mut Seat) {
+    let core = &*shared.core;
+    let Listener::Datagram(socket) = &core.listener else {
+        return;
+    };
+    // One byte more than the largest datagram served: a datagram that
+    // fills it was larger than `max_datagram`, and is dropped, not cut.
+    let mut buf = vec![0u8; core.settings.max_datagram + 1];
+    let mut st = core.lock();
+    loop {
+        match st.pool.next_step(0, true) {
+            Step::Stop => return,
+            Step::Wait | Step::TakeQueued => match wait_for_work(core, st, seat) {
+                Some(guard) => {
+                    st = guard;
+                    continue;
+                }
+                None => return,
+            },
+            Step::Accept => {}
+        }
+        st.pool.accepting += 1;
+        seat.accepting = true;
+        drop(st);
+        let received = accept::receive_one(core, socket, &mut buf);
+        st = core.lock();
+        st.pool.accepting -= 1;
+        seat.accepting = false;
+        let Some((len, peer)) = received else {
+            continue;
+        };
+        become_busy(shared, st, seat);
+        let datagram = Datagram::new(socket.clone(), peer, buf, len);
+        buf = serve::serve_datagram(shared, datagram);
+        st = finish(core, seat);
+    }
+}
+
+/// Counts this worker busy and, as the pool decides, makes sure someone
+/// takes the next connection. Releases the lock before acting.
+fn become_busy<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    mut st: MutexGuard<'_, State>,
+    seat: &mut Seat,
+) {
+    let core = &*shared.core;
+    st.pool.active += 1;
+    seat.active = true;
+    let queue_room = st.queue_room(&core.settings);
+    let room = st.books.room(&core.settings) || core.settings.transport == Transport::Datagram;
+    let grow = st.pool.on_busy(queue_room, room);
+    drop(st);
+    act(shared, grow);
+}
+
+/// Carries out a pool decision, with no lock held.
+fn act<H: Handler>(shared: &Arc<Shared<H>>, grow: Grow) {
+    let core = &*shared.core;
+    match grow {
+        Grow::Nothing => {}
+        Grow::WakeIdle => core.work.notify_one(),
+        Grow::WakeRunThread => core.control.notify_all(),
+        Grow::Exhausted => exhausted(core),
+        Grow::Spawn(id) => {
+            if let Err(e) = spawn(shared, id) {
+                if let Some(skipped) = core.logs.spawn_errors.admit() {
+                    let cause = e.io_error().map_or(String::new(), |s| format!(": {s}"));
+                    let msg = format!("cannot grow the worker pool: {e}{cause}");
+                    log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
+                }
+                let next = {
+                    let mut st = core.lock();
+                    let queue_room = st.queue_room(&core.settings);
+                    st.pool.spawn_failed(queue_room)
+                };
+                act(shared, next);
+            }
+        }
+    }
+}
+
+/// Every worker is busy at `max_workers`: count it and say so, naming the
+/// setting to raise.
+fn exhausted(core: &Core) {
+    bump(&core.counters.pool_exhausted);
+    if let Some(skipped) = core.logs.exhausted.admit() {
+        let s = &core.settings;
+        let msg = format!(
+            "all {} worker threads of {} are serving connections; new clients wait in the \
+             listen backlog until one finishes (raise max_workers, now {}, or use queue)",
+            s.max_workers(),
+            core.local_addr,
+            s.max_workers()
+        );
+        log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
+    }
+}
+
+/// Takes a served connection off the books; returns the lock.
+fn finish<'a>(core: &'a Core, seat: &mut Seat) -> MutexGuard<'a, State> {
+    let mut st = core.lock();
+    st.pool.active -= 1;
+    seat.active = false;
+    if let Some(admitted) = seat.held.take() {
+        st.books.release(admitted);
+    }
+    if st.pool.stopping && st.pool.active == 0 {
+        core.control.notify_all();
+    }
+    st
+}
+
+/// Waits for something to do. A thread above `workers` retires after
+/// `worker_idle_timeout` without work: `None` then.
+fn wait_for_work<'a>(
+    core: &'a Core,
+    mut st: MutexGuard<'a, State>,
+    seat: &mut Seat,
+) -> Option<MutexGuard<'a, State>> {
+    let timed = st.pool.begin_wait();
+    let timed_out = if timed {
+        let (guard, result) = core
+            .work
+            .wait_timeout(st, core.settings.worker_idle_timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        st = guard;
+        result.timed_out()
+    } else {
+        st = core.work.wait(st).unwrap_or_else(|e| e.into_inner());
+        false
+    };
+    let queued = st.queue.len();
+    if st.pool.end_wait(timed_out, queued) {
+        seat.retired = true;
+        core.control.notify_all();
+        return None;
+    }
+    Some(st)
+}
+
+/// The run thread's part while serving a stream: when every worker is busy
+/// and the pool is at `max_workers`, accept ahead into the queue (if
+/// `queue(n)` is set). Returns when shutdown begins.
+pub(crate) fn fill_queue(core: &Core) {
+    let settings = &core.settings;
+    let stream = !matches!(core.listener, Listener::Datagram(_));
+    let mut st = core.lock();
+    loop {
+        if st.pool.stopping {
+            return;
+        }
+        let room = st.books.room(settings);
+        if !stream || !st.pool.run_thread_may_accept(st.queue.len(), room) {
+            st = core.control.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        st.pool.run_accepting = true;
+        st.books.reserve();
+        drop(st);
+        let accepted = accept::accept_one(core);
+        st = core.lock();
+        st.pool.run_accepting = false;
+        st.books.unreserve();
+        if let Some((stream, peer)) = accepted {
+            match st.books.admit(settings, &core.counters, &peer) {
+                Ok(admitted) => st.queue.push_back(Accepted {
+                    stream,
+                    peer,
+                    admitted,
+                }),
+                Err(_) => {
+                    drop(st);
+                    admission::refuse(settings, &core.counters, &stream);
+                    drop(stream);
+                    st = core.lock();
+                }
+            }
+        }
+        // Workers that found the run thread accepting went idle; one may
+        // now take the queued job or accept itself.
+        if st.pool.claim_idle() {
+            core.work.notify_one();
+        }
+    }
+}
+
+/// Forgets a worker's slot.
+fn forget_slot(core: &Core, slot: &Arc<Slot>) {
+    let mut slots = core.slots.lock().unwrap_or_else(|e| e.into_inner());
+    slots.retain(|x| !Arc::ptr_eq(x, slot));
+}
+
+/// Keeps the books right however a worker thread ends, even by a panic in
+/// the library itself: gives back what its seat holds, takes it off the
+/// thread count, forgets its slot, starts a replacement if it died, and
+/// tells the run thread.
+struct Guard<'a, H: Handler> {
+    shared: &'a Arc<Shared<H>>,
+    slot: &'a Arc<Slot>,
+    seat: Seat,
+}
+
+impl<H: Handler> Drop for Guard<'_, H> {
+    fn drop(&mut self) {
+        let core = &*self.shared.core;
+        let died = thread::panicking();
+        // Closes a connection the thread may have died holding.
+        drop(self.slot.remove());
+        forget_slot(core, self.slot);
+        let replacement = {
+            let mut st = core.lock();
+            let seat = std::mem::take(&mut self.seat);
+            if seat.accepting {
+                st.pool.accepting -= 1;
+                if core.settings.transport == Transport::Stream {
+                    st.books.unreserve();
+                }
+            }
+            if seat.active {
+                st.pool.active -= 1;
+            }
+            if let Some(admitted) = seat.held {
+                st.books.release(admitted);
+            }
+            match seat.retired {
+                true => None,
+                false => st.pool.exited(died),
+            }
+        };
+        if let Some(id) = replacement {
+            if spawn(self.shared, id).is_err() {
+                core.lock().pool.exited(false);
+            }
+        }
+        core.control.notify_all();
+    }
+}
