@@ -83,6 +83,8 @@ pub(crate) fn receive_one(
                     .is_some_and(|p| p < core.settings.min_source_port)
                 {
                     bump(&counters.dropped_low_port);
+                } else if !loop_guard_admits(core, &peer) {
+                    bump(&counters.dropped_loop);
                 } else {
                     return Some((len, peer));
                 }
@@ -96,6 +98,14 @@ pub(crate) fn receive_one(
                 }
             }
         }
+    }
+}
+
+/// Whether the loop guard, if any, lets a datagram from `peer` be served.
+fn loop_guard_admits(core: &Core, peer: &Addr) -> bool {
+    match (&core.loop_guard, peer.inet()) {
+        (Some(guard), Some(source)) => guard.admit(source),
+        _ => true,
     }
 }
 

@@ -289,6 +289,26 @@ impl ServerBuilder {
         self
     }
 
+    /// The loop guard of a datagram server: datagrams from a source port
+    /// outside the system's ephemeral range (a service's port, not a
+    /// client's) are served at most this many a second per source address;
+    /// the rest are dropped and counted in
+    /// [`Stats::dropped_loop`](crate::Stats). `None` turns it off. Default:
+    /// 100 a second.
+    ///
+    /// Two services that answer every datagram (echo and chargen, say)
+    /// bounce one forged datagram between each other forever; a loop needs
+    /// every datagram answered, so it dies at the first one dropped, within
+    /// milliseconds. Clients send from ephemeral ports (Linux:
+    /// `net.ipv4.ip_local_port_range`, read at `build()`) and are never
+    /// limited; a client that binds a fixed port on purpose is served up to
+    /// this rate. A service bound inside the ephemeral range (port 0, say)
+    /// is not recognised as one.
+    pub fn loop_guard(mut self, per_second: impl Into<Option<u32>>) -> Self {
+        self.settings.loop_guard = per_second.into();
+        self
+    }
+
     /// How long a graceful shutdown waits for running handlers before it
     /// shuts their sockets down. Default: 5 s. Connections that are only
     /// waiting for the client's next request are not waited for: they get

@@ -272,17 +272,28 @@ impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Stream(slot) => {
-                if self.stalled {
-                    return Err(io::Error::new(
+                let stalled = || {
+                    io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "the peer took no data for the write timeout",
-                    ));
+                        "the client took no data for the write timeout",
+                    )
+                };
+                if self.stalled {
+                    return Err(stalled());
                 }
                 let Some(timeout) = self.write_timeout else {
                     return slot.write(buf);
                 };
                 let start = Instant::now();
-                let n = slot.write(buf)?;
+                let n = match slot.write(buf) {
+                    // A blocking socket's SO_SNDTIMEO expiring with nothing
+                    // sent reads as EAGAIN; say what it means.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.stalled = true;
+                        return Err(stalled());
+                    }
+                    result => result?,
+                };
                 if n < buf.len() && start.elapsed() >= timeout {
                     self.stalled = true;
                 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::admission::{Admitted, Books};
 use crate::deadline::deadline_after;
+use crate::loop_guard::LoopGuard;
 use crate::net::listener::Listener;
 use crate::net::stream::Stream;
 use crate::pool::Pool;
@@ -21,7 +22,7 @@ use crate::slot::Slot;
 use crate::stats::{add, Counters};
 use crate::sys::wake;
 use crate::unix_path::SocketFile;
-use crate::{Addr, Handler, Stats};
+use crate::{Addr, Handler, Stats, Transport};
 
 /// An accepted stream: waiting in the queue, or being served.
 #[derive(Debug)]
@@ -97,6 +98,8 @@ pub(crate) struct Core {
     pub(crate) counters: Counters,
     pub(crate) on_error: ErrorHook,
     pub(crate) logs: Logs,
+    /// Datagram servers: no endless exchange with another service.
+    pub(crate) loop_guard: Option<LoopGuard>,
     /// Set once, when shutdown begins.
     stop: AtomicBool,
     /// The deadline watchdog sleeps with no deadline to wait for: a
@@ -168,6 +171,12 @@ impl Core {
             inherits_options,
             socket_file,
         } = bound;
+        let loop_guard = match (settings.transport, settings.loop_guard) {
+            (Transport::Datagram, Some(rate)) => {
+                Some(LoopGuard::new(rate, crate::sys::ports::ephemeral_range()))
+            }
+            _ => None,
+        };
         Core {
             state: Mutex::new(State {
                 pool: Pool::new(settings.limits()),
@@ -183,6 +192,7 @@ impl Core {
             counters: Counters::default(),
             on_error,
             logs: Logs::default(),
+            loop_guard,
             stop: AtomicBool::new(false),
             watchdog_idle: AtomicBool::new(false),
             work: Condvar::new(),

@@ -64,6 +64,7 @@ mod deadline;
 mod error;
 mod handler;
 pub mod handlers;
+mod loop_guard;
 mod net;
 mod passed;
 mod pool;

@@ -29,6 +29,7 @@ pub(crate) struct Settings {
     pub(crate) connection_timeout: Option<Duration>,
     pub(crate) max_datagram: usize,
     pub(crate) min_source_port: u16,
+    pub(crate) loop_guard: Option<u32>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_per_source: Option<usize>,
@@ -46,6 +47,9 @@ pub(crate) const MAX_UDP_PAYLOAD: usize = 65_507;
 /// usual soft limit on open files, so a process that holds more
 /// connections has raised its limits, and should raise this too.
 pub(crate) const DEFAULT_MAX_WORKERS: usize = 1024;
+/// Default of `loop_guard`: datagrams a second served to each source
+/// address whose port is outside the ephemeral range.
+pub(crate) const DEFAULT_LOOP_GUARD: u32 = 100;
 /// Upper bound of `workers` and `max_workers`: far above what one process
 /// can run as threads, low enough that no count overflows.
 pub(crate) const MAX_THREADS: usize = 1 << 20;
@@ -73,6 +77,7 @@ impl Default for Settings {
             connection_timeout: None,
             max_datagram: MAX_UDP_PAYLOAD,
             min_source_port: 1024,
+            loop_guard: Some(DEFAULT_LOOP_GUARD),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: None,
             max_per_source: None,
@@ -148,6 +153,12 @@ impl Settings {
         }
         if self.max_datagram == 0 || self.max_datagram > MAX_UDP_PAYLOAD {
             return invalid("max_datagram", "must be between 1 and 65507 bytes");
+        }
+        if self.loop_guard == Some(0) {
+            return invalid(
+                "loop_guard",
+                "must be at least 1 a second; None turns it off",
+            );
         }
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");

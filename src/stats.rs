@@ -56,6 +56,9 @@ pub struct Stats {
     pub dropped_truncated: u64,
     /// Datagrams dropped because their source port was below `min_source_port`.
     pub dropped_low_port: u64,
+    /// Datagrams dropped by the loop guard: over its rate from one source
+    /// address whose port is outside the ephemeral range.
+    pub dropped_loop: u64,
     /// Connections closed unserved by a shutdown: queued ones, and those
     /// still waiting in the listen backlog.
     pub dropped_at_shutdown: u64,
@@ -85,6 +88,7 @@ pub(crate) struct Counters {
     pub(crate) datagrams_received: AtomicU64,
     pub(crate) dropped_truncated: AtomicU64,
     pub(crate) dropped_low_port: AtomicU64,
+    pub(crate) dropped_loop: AtomicU64,
     pub(crate) dropped_at_shutdown: AtomicU64,
     pub(crate) closed_idle: AtomicU64,
     pub(crate) forced_at_shutdown: AtomicU64,
@@ -121,6 +125,7 @@ impl Counters {
             datagrams_received: self.datagrams_received.load(Relaxed),
             dropped_truncated: self.dropped_truncated.load(Relaxed),
             dropped_low_port: self.dropped_low_port.load(Relaxed),
+            dropped_loop: self.dropped_loop.load(Relaxed),
             dropped_at_shutdown: self.dropped_at_shutdown.load(Relaxed),
             closed_idle: self.closed_idle.load(Relaxed),
             forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),

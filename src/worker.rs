@@ -178,7 +178,13 @@ fn become_busy<H: Handler>(
     seat.active = true;
     let queue_room = st.queue_room(&core.settings);
     let room = st.books.room(&core.settings) || core.settings.transport == Transport::Datagram;
-    let grow = st.pool.on_busy(queue_room, room);
+    let grow = match st.pool.on_busy(queue_room, room) {
+        // Datagrams wait in the socket's receive buffer, bounded by the
+        // kernel, whenever every worker is busy: that is how UDP works,
+        // not a pool that is too small.
+        Grow::Exhausted if core.settings.transport == Transport::Datagram => Grow::Nothing,
+        grow => grow,
+    };
     drop(st);
     act(shared, grow);
 }

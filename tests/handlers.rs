@@ -60,3 +60,35 @@ fn echo_answers_an_empty_datagram_with_an_empty_one() {
     assert_eq!(udp_exchange(&server.local_addr(), b""), b"");
     server.stop().unwrap();
 }
+
+/// Over UDP a greeting larger than the amplification limit for its
+/// request is not sent; over TCP it is sent whole.
+#[test]
+fn a_large_greeting_is_no_udp_amplifier() {
+    let big = vec![b'x'; 1000];
+    let udp = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .transport(Transport::Datagram)
+            .workers(1),
+        Greeting::new(big.clone()),
+    );
+    let client = udp_client(&udp.local_addr(), std::time::Duration::from_millis(300));
+    client.send_to(b"hello", inet(&udp.local_addr())).unwrap();
+    let mut buf = [0u8; 2048];
+    let got = client.recv_from(&mut buf);
+    assert!(got.is_err(), "a 1000-byte reply to 5 bytes: {got:?}");
+    // 400 bytes of request allow 1200 of reply.
+    client
+        .send_to(&[b'r'; 400], inet(&udp.local_addr()))
+        .unwrap();
+    let (n, _) = client.recv_from(&mut buf).expect("the greeting");
+    assert_eq!(&buf[..n], &big[..]);
+    udp.stop().unwrap();
+    let tcp = spawn(
+        Server::builder().bind("127.0.0.1:0"),
+        Greeting::new(big.clone()),
+    );
+    assert_eq!(tcp_exchange(&tcp.local_addr(), None), big);
+    tcp.stop().unwrap();
+}

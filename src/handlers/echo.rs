@@ -14,9 +14,9 @@ use crate::{Connection, Handler, Transport};
 /// Over TCP every byte is sent back until the client closes its side; over
 /// UDP each datagram is answered by one datagram of the same bytes (an
 /// empty datagram gets an empty reply). A reply is never larger than its
-/// request, so echo is no amplifier; datagrams from ports below 1024 (such
-/// as another echo or chargen service) are dropped by the server before
-/// they get here.
+/// request, so echo is no amplifier; datagrams from another service (such
+/// as another echo or chargen) are dropped or held to a low rate by the
+/// server before they get here (`min_source_port`, `loop_guard`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Echo;
 

@@ -12,12 +12,15 @@
 //! 13 (daytime), 17 (qotd), 19 (chargen) and 37 (time); the `inetd`
 //! example serves all of them.
 //!
-//! Over UDP none of them answers a datagram from a source port below 1024:
-//! the server drops those before any handler sees them
+//! Over UDP two services cannot bounce a forged datagram between each
+//! other for long: the server drops datagrams from source ports below 1024
+//! before any handler sees them
 //! ([`min_source_port`](crate::ServerBuilder::min_source_port), default
-//! 1024), so two services can never bounce datagrams between each other.
-//! Nor do they reply with much more than they received: see
-//! [`Amplification`].
+//! 1024), and serves any other port outside the ephemeral range, a
+//! service's port, at most 100 datagrams a second
+//! ([`loop_guard`](crate::ServerBuilder::loop_guard)), so such a loop dies
+//! within milliseconds. Nor do they reply with much more than they
+//! received: see [`Amplification`].
 
 use std::io::{self, Write};
 use std::net::Shutdown;

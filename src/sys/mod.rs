@@ -20,4 +20,5 @@ compile_error!(
 pub(crate) mod activation;
 pub(crate) mod errors;
 pub(crate) mod flock;
+pub(crate) mod ports;
 pub(crate) mod wake;
