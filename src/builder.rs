@@ -248,7 +248,7 @@ impl ServerBuilder {
     }
 
     /// Timeout of each read on an accepted connection (`SO_RCVTIMEO`); a
-    /// read that waits longer fails with `WouldBlock`. `None`: no limit.
+    /// read that waits longer fails with `TimedOut`. `None`: no limit.
     /// Default: 60 s. Must not be zero.
     pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.settings.read_timeout = timeout.into();

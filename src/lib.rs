@@ -74,6 +74,8 @@ mod serve;
 mod server;
 mod settings;
 mod shutdown;
+#[cfg(feature = "signals")]
+mod signals;
 mod slot;
 mod stats;
 #[allow(unsafe_code)]

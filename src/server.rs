@@ -123,6 +123,7 @@ impl<H: Handler> Server<H> {
             .take()
         {
             signals.close();
+            crate::signals::end();
         }
     }
 

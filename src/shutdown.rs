@@ -89,6 +89,7 @@ impl ShutdownHandle {
                     handle.shutdown();
                 }
             })?;
+        crate::signals::begin()?;
         *registered = Some(listener);
         Ok(())
     }
