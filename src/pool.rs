@@ -25,6 +25,9 @@ pub(crate) struct Pool {
     limits: Limits,
     /// Worker threads alive, or spawned and about to run.
     threads: usize,
+    /// Threads counted but not yet in their loop: about to accept, so
+    /// nobody else needs to be started for the next connection.
+    starting: usize,
     /// Workers waiting for work and not yet claimed by a wake-up.
     idle: usize,
     /// Wake-ups sent to waiting workers that have not yet left their
@@ -97,6 +100,7 @@ impl Pool {
     pub(crate) fn start(&mut self) -> std::ops::Range<usize> {
         let first = self.next_id;
         self.threads += self.limits.workers;
+        self.starting += self.limits.workers;
         self.next_id += self.limits.workers;
         first..self.next_id
     }
@@ -120,7 +124,7 @@ impl Pool {
     /// A worker has just become busy: decides how the next connection will
     /// be taken. `queue_room`: the queue could take another.
     pub(crate) fn on_busy(&mut self, queue_room: bool, room: bool) -> Grow {
-        if self.stopping || self.accepting > 0 || self.run_accepting || !room {
+        if self.stopping || self.accepting > 0 || self.starting > 0 || self.run_accepting || !room {
             return Grow::Nothing;
         }
         if self.idle > 0 {
@@ -130,6 +134,7 @@ impl Pool {
         }
         if self.threads < self.limits.max_workers && !self.cannot_grow {
             self.threads += 1;
+            self.starting += 1;
             self.next_id += 1;
             return Grow::Spawn(self.next_id - 1);
         }
@@ -140,6 +145,7 @@ impl Pool {
     /// large as it gets for now; the queue, if any, takes over.
     pub(crate) fn spawn_failed(&mut self, queue_room: bool) -> Grow {
         self.threads -= 1;
+        self.starting -= 1;
         self.cannot_grow = true;
         self.when_full(queue_room)
     }
@@ -154,7 +160,14 @@ impl Pool {
 
     /// A thread that was counted has started running.
     pub(crate) fn started(&mut self) {
+        self.starting -= 1;
         self.cannot_grow = false;
+    }
+
+    /// A thread that was counted could not be started.
+    pub(crate) fn not_started(&mut self) {
+        self.threads -= 1;
+        self.starting -= 1;
     }
 
     /// Whether the run thread should accept ahead into the queue now.
@@ -219,6 +232,7 @@ impl Pool {
         self.cannot_grow = false;
         if died && !self.stopping && self.threads < self.limits.workers {
             self.threads += 1;
+            self.starting += 1;
             self.next_id += 1;
             return Some(self.next_id - 1);
         }
@@ -237,7 +251,30 @@ mod tests {
             queue,
         });
         assert_eq!(p.start(), 0..workers);
+        for _ in 0..workers {
+            p.started();
+        }
         p
+    }
+
+    #[test]
+    fn threads_still_starting_count_as_acceptors() {
+        let mut p = Pool::new(Limits {
+            workers: 2,
+            max_workers: 8,
+            queue: 0,
+        });
+        p.start();
+        p.started();
+        assert_eq!(
+            p.on_busy(false, true),
+            Grow::Nothing,
+            "one is about to accept"
+        );
+        p.started();
+        assert_eq!(p.on_busy(false, true), Grow::Spawn(2));
+        p.not_started();
+        assert_eq!(p.threads(), 2);
     }
 
     #[test]
@@ -310,7 +347,7 @@ mod tests {
             Grow::WakeRunThread,
             "no retry until a thread leaves"
         );
-        assert_eq!(p.spawn_failed(false), Grow::Exhausted);
+        assert_eq!(p.on_busy(false, true), Grow::Exhausted, "queue full");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::thread;
 use crate::core::{Core, Shared};
 use crate::report::log_or_eprint;
 use crate::shutdown::{drain, ShutdownHandle, ShutdownReport};
+use crate::sys::wake;
 use crate::{watchdog, worker, Addr, Error, Handler, ServerBuilder, Stats};
 
 /// A server: its socket is bound (and listening, for a stream) as soon as
@@ -63,12 +64,12 @@ impl<H: Handler> Server<H> {
         for id in ids {
             if started.is_err() {
                 // Counted but never started: take them off again.
-                core.lock().pool.exited(false);
+                core.lock().pool.not_started();
                 continue;
             }
             started = worker::spawn(&self.shared, id);
             if started.is_err() {
-                core.lock().pool.exited(false);
+                core.lock().pool.not_started();
             }
         }
         let watchdog = match (&started, settings.connection_timeout) {
@@ -114,6 +115,7 @@ impl<H: Handler> Server<H> {
     /// signal listener of `shutdown_on_signals`.
     fn finish(&self) {
         let core = &self.shared.core;
+        wake::release(&core.listener, core.passed);
         core.remove_socket_file();
         #[cfg(feature = "signals")]
         if let Some(signals) = core

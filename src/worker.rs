@@ -365,7 +365,7 @@ impl<H: Handler> Drop for Guard<'_, H> {
         };
         if let Some(id) = replacement {
             if spawn(self.shared, id).is_err() {
-                core.lock().pool.exited(false);
+                core.lock().pool.not_started();
             }
         }
         core.control.notify_all();

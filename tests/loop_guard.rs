@@ -7,7 +7,8 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,29 +16,37 @@ use socket2::{Domain, Protocol, Socket, Type};
 use socketserver::handlers::{Chargen, Echo};
 use socketserver::{Server, ServerThread, Stats, Transport};
 
-/// Two free UDP ports on 127.0.0.1 below the ephemeral range: where
-/// services live.
-fn service_ports() -> (u16, u16) {
+/// The next port to try, below the ephemeral range where services live;
+/// tests running at once each take their own.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// Serves echo or chargen on a free 127.0.0.1 port below the ephemeral
+/// range; returns the server and its port.
+fn serve(guard: Option<u32>, chargen: bool) -> (ServerThread, u16) {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .unwrap_or_else(|_| "32768 60999".into());
     let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
-    let mut free = (20_000..low.min(30_000))
-        .step_by(7)
-        .filter(|&p| UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
-    (free.next().unwrap(), free.next().unwrap())
-}
-
-fn serve(port: u16, guard: Option<u32>, chargen: bool) -> ServerThread {
-    let builder = Server::builder()
-        .bind((Ipv4Addr::LOCALHOST, port))
-        .transport(Transport::Datagram)
-        .workers(1)
-        .max_workers(1)
-        .loop_guard(guard);
-    match chargen {
-        true => spawn(builder, Chargen::new()),
-        false => spawn(builder, Echo),
+    let base = 20_000 + (std::process::id() % 5_000) as u16;
+    for _ in 0..1000 {
+        let port = base + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % 5_000;
+        if port >= low {
+            continue;
+        }
+        let builder = Server::builder()
+            .bind((Ipv4Addr::LOCALHOST, port))
+            .transport(Transport::Datagram)
+            .workers(1)
+            .max_workers(1)
+            .loop_guard(guard);
+        let built = match chargen {
+            true => builder.build(Chargen::new()).map(|s| s.spawn()),
+            false => builder.build(Echo).map(|s| s.spawn()),
+        };
+        if let Ok(spawned) = built {
+            return (spawned.expect("spawn"), port);
+        }
     }
+    panic!("no free UDP port below {low}");
 }
 
 /// Sends one UDP datagram to `to` that claims to come from `from`, through
@@ -80,9 +89,8 @@ fn received(a: &ServerThread, b: &ServerThread) -> u64 {
 /// Starts the loop between echo and chargen; returns the servers, or
 /// `None` when forging is not possible here.
 fn start_loop(guard: Option<u32>) -> Option<(ServerThread, ServerThread)> {
-    let (echo_port, chargen_port) = service_ports();
-    let echo = serve(echo_port, guard, false);
-    let chargen = serve(chargen_port, guard, true);
+    let (echo, echo_port) = serve(guard, false);
+    let (chargen, chargen_port) = serve(guard, true);
     let from = SocketAddr::from((Ipv4Addr::LOCALHOST, chargen_port));
     let to = SocketAddr::from((Ipv4Addr::LOCALHOST, echo_port));
     forge(from, to, b"one forged datagram\n").then_some((echo, chargen))
@@ -133,8 +141,7 @@ fn without_the_guard_the_loop_runs_on() {
 /// A client on an ephemeral port is never limited by the guard.
 #[test]
 fn clients_on_ephemeral_ports_are_not_limited() {
-    let (port, _) = service_ports();
-    let echo = serve(port, Some(1), false);
+    let (echo, _) = serve(Some(1), false);
     let client = udp_client(&echo.local_addr(), TIMEOUT);
     let mut buf = [0u8; 16];
     for _ in 0..50 {

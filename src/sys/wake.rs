@@ -72,3 +72,41 @@ pub(crate) fn set_inherited_options(listener: &Listener, settings: &Settings) ->
         && sock.set_read_timeout(settings.read_timeout).is_ok()
         && sock.set_write_timeout(settings.write_timeout).is_ok()
 }
+
+/// Lets go of a datagram socket this server opened once it has stopped,
+/// although the server's shared state (and so the socket's descriptor)
+/// may live on in a `ShutdownHandle` the program keeps: a fresh, unbound
+/// socket is put in its place (`dup2`), which closes the bound one, so the
+/// port is free again and the kernel stops sending this server a share of
+/// a `reuse_port` group's datagrams. Stream listeners need nothing: a
+/// listener shut down has already left its group. A passed socket is not
+/// the server's to let go.
+pub(crate) fn release(listener: &Listener, passed: bool) {
+    use std::os::fd::AsRawFd;
+    let Listener::Datagram(_) = listener else {
+        return;
+    };
+    if passed {
+        return;
+    }
+    let bound = listener.sock_ref();
+    let Ok(domain) = bound.domain() else {
+        return;
+    };
+    let Ok(fresh) = socket2::Socket::new(domain, socket2::Type::DGRAM, None) else {
+        return;
+    };
+    // SAFETY: `dup2` takes two descriptor numbers and touches no memory of
+    // ours. Both are open and owned for the whole call: `fresh` by this
+    // function, the bound one by the server's listener, which outlives the
+    // borrow `bound`. `dup2` closes the bound socket's description and
+    // makes its number refer to `fresh`'s, which the listener then owns
+    // and closes in its turn; `fresh` closes its own number when dropped.
+    let replaced = unsafe { libc::dup2(fresh.as_raw_fd(), bound.as_raw_fd()) };
+    if replaced < 0 {
+        log::debug!(
+            "letting go of the datagram socket: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

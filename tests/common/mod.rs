@@ -309,3 +309,25 @@ pub fn whoami(conn: &mut Connection) -> std::io::Result<()> {
     );
     conn.write_all(text.as_bytes())
 }
+
+/// Writes `msg` and expects it back (an echo server).
+pub fn round_trip(stream: &mut TcpStream, msg: &[u8]) {
+    stream.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    stream.read_exact(&mut back).expect("the echo");
+    assert_eq!(back, msg);
+}
+
+/// Stops `server` on another thread and returns its report and how long
+/// `stop()` took; fails the test if it has not returned after twice
+/// `TIMEOUT`, instead of hanging it.
+pub fn stop_timed(server: ServerThread) -> (socketserver::ShutdownReport, Duration) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let report = server.stop();
+        let _ = tx.send((report, t.elapsed()));
+    });
+    let (report, took) = rx.recv_timeout(TIMEOUT * 2).expect("stop() to return");
+    (report.expect("stop"), took)
+}
