@@ -12,12 +12,13 @@ use crate::admission::{self, Admitted};
 use crate::connection::Datagram;
 use crate::core::{Accepted, Core, Shared, State};
 use crate::net::listener::Listener;
+use crate::net::stream::Stream;
 use crate::pool::{Grow, Step};
 use crate::report::{log_or_eprint, with_skipped};
 use crate::serve;
 use crate::slot::Slot;
 use crate::stats::bump;
-use crate::{Error, Handler, Transport};
+use crate::{Addr, Error, Handler, Transport};
 
 /// The counts a worker has raised and not yet given back; what its guard
 /// restores if the thread ends in the middle of something.
@@ -101,19 +102,11 @@ fn stream_loop<H: Handler>(shared: &Arc<Shared<H>>, slot: &Arc<Slot>, seat: &mut
                 let Some((stream, peer)) = accepted else {
                     continue;
                 };
-                match st.books.admit(settings, &core.counters, &peer) {
-                    Ok(admitted) => Accepted {
-                        stream,
-                        peer,
-                        admitted,
-                    },
-                    Err(_) => {
-                        drop(st);
-                        admission::refuse(settings, &core.counters, &stream);
-                        drop(stream);
-                        st = core.lock();
-                        continue;
-                    }
+                let admitted;
+                (st, admitted) = admit(core, st, stream, peer);
+                match admitted {
+                    Some(job) => job,
+                    None => continue,
                 }
             }
         };
@@ -163,6 +156,33 @@ fn datagram_loop<H: Handler>(shared: &Arc<Shared<H>>, seat: &mut Seat) {
         let datagram = Datagram::new(socket.clone(), peer, buf, len);
         buf = serve::serve_datagram(shared, datagram);
         st = finish(core, seat);
+    }
+}
+
+/// Admits a connection just accepted, or refuses it by `max_per_source`:
+/// the busy message is written and the socket closed with the lock
+/// released. Returns the lock again.
+fn admit<'a>(
+    core: &'a Core,
+    mut st: MutexGuard<'a, State>,
+    stream: Stream,
+    peer: Addr,
+) -> (MutexGuard<'a, State>, Option<Accepted>) {
+    match st.books.admit(&core.settings, &core.counters, &peer) {
+        Ok(admitted) => {
+            let job = Accepted {
+                stream,
+                peer,
+                admitted,
+            };
+            (st, Some(job))
+        }
+        Err(_) => {
+            drop(st);
+            admission::refuse(&core.settings, &core.counters, &stream);
+            drop(stream);
+            (core.lock(), None)
+        }
     }
 }
 
@@ -298,19 +318,9 @@ pub(crate) fn fill_queue(core: &Core) {
         st.pool.run_accepting = false;
         st.books.unreserve();
         if let Some((stream, peer)) = accepted {
-            match st.books.admit(settings, &core.counters, &peer) {
-                Ok(admitted) => st.queue.push_back(Accepted {
-                    stream,
-                    peer,
-                    admitted,
-                }),
-                Err(_) => {
-                    drop(st);
-                    admission::refuse(settings, &core.counters, &stream);
-                    drop(stream);
-                    st = core.lock();
-                }
-            }
+            let admitted;
+            (st, admitted) = admit(core, st, stream, peer);
+            st.queue.extend(admitted);
         }
         // Workers that found the run thread accepting went idle; one may
         // now take the queued job or accept itself.

@@ -148,14 +148,8 @@ fn helper_in_a_child_process() {
     println!("case {case}: checked");
 }
 
-/// A file at descriptor 3 is not taken: the call fails, and the file keeps
-/// its descriptor. (Taking it and closing it with the socket would let the
-/// next file opened reuse descriptor 3 under this one.)
-fn regular_file() {
-    let mut file = temp_file();
-    assert_eq!(file.as_raw_fd(), 3);
-    file.write_all(b"before ").unwrap();
-
+/// `listen_fds()` fails with `InvalidSetting` for LISTEN_FDS, for `reason`.
+fn expect_refused(reason: &str) -> Error {
     let err = listen_fds().unwrap_err();
     assert!(
         matches!(
@@ -169,8 +163,20 @@ fn regular_file() {
     );
     assert_eq!(
         err.to_string(),
-        "invalid setting LISTEN_FDS: descriptor 3 is not a socket (a regular file)"
+        format!("invalid setting LISTEN_FDS: {reason}")
     );
+    err
+}
+
+/// A file at descriptor 3 is not taken: the call fails, and the file keeps
+/// its descriptor. (Taking it and closing it with the socket would let the
+/// next file opened reuse descriptor 3 under this one.)
+fn regular_file() {
+    let mut file = temp_file();
+    assert_eq!(file.as_raw_fd(), 3);
+    file.write_all(b"before ").unwrap();
+
+    let err = expect_refused("descriptor 3 is not a socket (a regular file)");
 
     file.write_all(b"after").unwrap();
     let mut other = temp_file();
@@ -186,21 +192,7 @@ fn regular_file() {
 }
 
 fn closed() {
-    let err = listen_fds().unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::InvalidSetting {
-                setting: "LISTEN_FDS",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "invalid setting LISTEN_FDS: descriptor 3 is not open"
-    );
+    expect_refused("descriptor 3 is not open");
     assert!(!is_open(3));
 }
 
