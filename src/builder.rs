@@ -353,9 +353,12 @@ impl ServerBuilder {
         self
     }
 
-    /// Called for each handler that returns `Err` or panics, with the
-    /// client's address, on the worker thread. Default: through the `log`
-    /// facade when a logger is installed, otherwise a line on stderr.
+    /// Called for each handler that returns `Err` or panics, and each
+    /// connection closed for sending nothing for the read timeout
+    /// ([`Failure::IdleTimeout`]), with the client's address, on the worker
+    /// thread. Default: through the `log` facade when a logger is
+    /// installed, otherwise a line on stderr for errors and panics; each
+    /// kind at most once a second, with a count of the lines left out.
     pub fn on_error<F>(mut self, hook: F) -> Self
     where
         F: Fn(&Failure<'_>) + Send + Sync + 'static,
