@@ -114,7 +114,7 @@ fn loop_guard_admits(core: &Core, peer: &Addr) -> bool {
 /// be available again it is served, else it is closed at once, so it learns
 /// now. Another thread already doing this means this one just backs off.
 /// No lock is held across the `accept`.
-fn shed_with_spare(core: &Core) -> Option<(Stream, Addr)> {
+pub(crate) fn shed_with_spare(core: &Core) -> Option<(Stream, Addr)> {
     let spare = core.spare.try_lock().ok()?.take()?;
     drop(spare);
     let accepted = core.listener.accept();
@@ -145,7 +145,7 @@ pub(crate) fn open_spare() -> Option<File> {
 
 /// Logs an accept or receive error, at most once a second, with the number
 /// of errors left unlogged since.
-fn log_error(core: &Core, what: &str, e: &io::Error) {
+pub(crate) fn log_error(core: &Core, what: &str, e: &io::Error) {
     if let Some(skipped) = core.logs.accept_errors.admit() {
         let msg = format!("{what} on {} failed: {e}; backing off", core.local_addr);
         log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
@@ -154,7 +154,7 @@ fn log_error(core: &Core, what: &str, e: &io::Error) {
 
 /// Back-off delays: 5 ms, doubling, capped at 1 s.
 #[derive(Debug, Default)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Option<Duration>,
 }
 
@@ -162,7 +162,7 @@ impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MAX: Duration = Duration::from_secs(1);
 
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let d = self.next.unwrap_or(Self::FIRST);
         self.next = Some((d * 2).min(Self::MAX));
         d

@@ -25,6 +25,9 @@ pub(crate) struct Books {
     reserved: usize,
     /// Held connections per canonical source IP (only with `max_per_source`).
     per_source: HashMap<IpAddr, usize>,
+    /// An event loop found no room and stopped accepting: the next
+    /// connection to end, on whichever loop, accepts again.
+    pub(crate) room_wanted: bool,
 }
 
 /// What was counted for one held connection, to be given back when it

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::accept::open_spare;
 use crate::core::{Bound, Core};
 use crate::net::socket::{self, SocketOptions};
+use crate::park;
 use crate::report::{default_hook, ErrorHook};
 use crate::settings::Settings;
 use crate::sys::wake;
@@ -201,6 +202,88 @@ impl ServerBuilder {
         self
     }
 
+    /// Parks connections that wait for input off the threads (stream
+    /// transports: TCP and Unix stream). Default: `false`.
+    ///
+    /// With `false` (the thread mode) a connection being served holds a
+    /// worker thread for its whole life. With `true`, each of the `workers`
+    /// threads runs an event loop and many connections: each handler runs
+    /// on a small stack of its own (see
+    /// [`parked_stack_size`](Self::parked_stack_size)), and a read or
+    /// write that would block parks that connection until its socket is
+    /// ready, while the thread serves others. The handler's code is the
+    /// same plain blocking code; timeouts, limits, the PROXY header, panics,
+    /// `Stats` and shutdown behave as in the thread mode. `max_workers` and
+    /// `queue` do not apply.
+    ///
+    /// Choose it when many clients stay connected and speak rarely (chat,
+    /// telemetry, keep-alive protocols): 10,000 idle connections cost a few
+    /// threads and about 10 KiB each instead of 10,000 threads. Keep the
+    /// thread mode for few, busy connections or handlers that block on
+    /// other things.
+    ///
+    /// The mode has two rules, because one thread runs many handlers:
+    ///
+    /// * **Do not hold a lock across connection I/O.** A handler parked in
+    ///   `read` while holding a `Mutex` stalls every other handler of the
+    ///   same thread that wants that lock. Take what you need, release the
+    ///   lock, then write:
+    ///
+    ///   ```
+    ///   # use std::io::Write;
+    ///   # use std::sync::{Arc, Mutex};
+    ///   # fn handle(conn: &mut socketserver::Connection, counter: &Arc<Mutex<u64>>) -> std::io::Result<()> {
+    ///   let n = {
+    ///       let mut count = counter.lock().unwrap();
+    ///       *count += 1;
+    ///       *count
+    ///   }; // released before the write parks
+    ///   writeln!(conn, "you are visitor {n}")
+    ///   # }
+    ///   ```
+    ///
+    /// * **Send other blocking calls through
+    ///   [`Connection::offload`](crate::Connection::offload)**: a database
+    ///   query, a file read, a `sleep`. It runs on a helper thread while
+    ///   the connection parks. A handler that holds its thread for more
+    ///   than 100 ms some other way stalls every connection of that thread;
+    ///   it is logged (at most once a second, naming the client) and counted
+    ///   in [`Stats::loop_stalls`](crate::Stats::loop_stalls).
+    ///
+    ///   ```
+    ///   # use std::io::Write;
+    ///   # fn handle(conn: &mut socketserver::Connection) -> std::io::Result<()> {
+    ///   let row = conn.offload(|| std::fs::read_to_string("/etc/hostname"))?;
+    ///   conn.write_all(row.as_bytes())
+    ///   # }
+    ///   ```
+    ///
+    /// On a datagram server, where no connection waits, setting it is an
+    /// [`Error::InvalidSetting`] at `build()`, as `proxy_protocol` is.
+    ///
+    /// Each parked connection takes two memory maps (its stack and a guard
+    /// page): with `park_idle`, `max_connections` defaults to what the
+    /// system's `vm.max_map_count` allows (about 30,000 on a stock Linux),
+    /// and a higher `max_connections` is an error at `build()` that says
+    /// which sysctl to raise.
+    pub fn park_idle(mut self, on: bool) -> Self {
+        self.settings.park_idle = on;
+        self
+    }
+
+    /// Stack size of each handler under [`park_idle`](Self::park_idle), in
+    /// bytes. Default: 256 KiB. Range: 16 KiB..=64 MiB.
+    ///
+    /// This is address space: only the pages a handler touches become
+    /// resident (4 KiB for a handler with a small buffer), and a stack
+    /// is reused by the next connection. A handler that overflows it ends
+    /// the process with "stack overflow in a parked handler; raise
+    /// parked_stack_size", never a silent crash.
+    pub fn parked_stack_size(mut self, bytes: usize) -> Self {
+        self.settings.parked_stack_size = bytes;
+        self
+    }
+
     /// Prefix of thread names: workers are `NAME-0`, `NAME-1`, ...
     /// Default: `"socketserver"`. Must not contain a NUL byte (Linux shows
     /// the first 15 bytes of a thread's name).
@@ -371,8 +454,11 @@ impl ServerBuilder {
     /// and (for a stream) listens. The returned server is reachable at once;
     /// [`Server::run`] serves it.
     pub fn build<H: Handler>(self, handler: H) -> Result<Server<H>, Error> {
-        let settings = self.settings;
+        let mut settings = self.settings;
         settings.validate()?;
+        if settings.park_idle {
+            settings.max_connections = Some(park::connection_cap(settings.max_connections)?);
+        }
         let options = SocketOptions {
             transport: settings.transport,
             only_v6: settings.only_v6,

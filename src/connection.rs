@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::net::datagram::DatagramSocket;
+use crate::park::io::{self as park, ParkedStream};
 use crate::slot::Slot;
 use crate::{Addr, Transport};
 
@@ -41,7 +42,10 @@ pub struct Connection {
 }
 
 enum Kind {
+    /// A stream served by a thread of its own (the thread mode).
     Stream(Arc<Slot>),
+    /// A stream served under `park_idle`.
+    Parked(ParkedStream),
     Datagram(Datagram),
 }
 
@@ -86,6 +90,19 @@ impl Connection {
         }
     }
 
+    pub(crate) fn parked(stream: ParkedStream, peer: Addr, local: Addr) -> Self {
+        Connection {
+            read_timeout: stream.read_timeout(),
+            write_timeout: stream.write_timeout(),
+            kind: Kind::Parked(stream),
+            peer,
+            local,
+            read_timed_out: false,
+            stalled: false,
+            proxy: None,
+        }
+    }
+
     pub(crate) fn from_datagram(datagram: Datagram, local: Addr) -> Self {
         Connection {
             peer: datagram.peer.clone(),
@@ -103,7 +120,7 @@ impl Connection {
     pub(crate) fn into_buffer(self) -> Option<Vec<u8>> {
         match self.kind {
             Kind::Datagram(d) => Some(d.buf),
-            Kind::Stream(_) => None,
+            Kind::Stream(_) | Kind::Parked(_) => None,
         }
     }
 
@@ -140,6 +157,10 @@ impl Connection {
             Kind::Stream(slot) if wildcard => slot
                 .with(|s| s.local_inet())
                 .map_or_else(|_| self.local.clone(), Addr::Inet),
+            Kind::Parked(p) if wildcard => p
+                .stream()
+                .local_inet()
+                .map_or_else(|_| self.local.clone(), Addr::Inet),
             _ => self.local.clone(),
         }
     }
@@ -147,7 +168,7 @@ impl Connection {
     /// Whether this is a stream connection or a datagram exchange.
     pub fn transport(&self) -> Transport {
         match self.kind {
-            Kind::Stream(_) => Transport::Stream,
+            Kind::Stream(_) | Kind::Parked(_) => Transport::Stream,
             Kind::Datagram(_) => Transport::Datagram,
         }
     }
@@ -158,7 +179,7 @@ impl Connection {
     pub fn datagram(&self) -> Option<&[u8]> {
         match &self.kind {
             Kind::Datagram(d) => Some(&d.buf[..d.len]),
-            Kind::Stream(_) => None,
+            Kind::Stream(_) | Kind::Parked(_) => None,
         }
     }
 
@@ -167,7 +188,7 @@ impl Connection {
     pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
         match &self.kind {
             Kind::Datagram(d) => d.socket.send_to(&d.buf[..d.len], &d.peer).map(drop),
-            Kind::Stream(_) => Ok(()),
+            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
         }
     }
 
@@ -177,8 +198,9 @@ impl Connection {
     /// with [`io::ErrorKind::TimedOut`] ("the client sent nothing for ...").
     /// No effect on a datagram exchange, whose read never blocks.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match &self.kind {
+        match &mut self.kind {
             Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout))?,
+            Kind::Parked(p) => p.set_read_timeout(timeout),
             Kind::Datagram(_) => return Ok(()),
         }
         self.read_timeout = timeout;
@@ -190,8 +212,9 @@ impl Connection {
     /// Starts as the builder's `write_timeout`. No effect on a datagram
     /// exchange, whose socket is shared by all workers.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match &self.kind {
+        match &mut self.kind {
             Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout))?,
+            Kind::Parked(p) => p.set_write_timeout(timeout),
             Kind::Datagram(_) => return Ok(()),
         }
         self.write_timeout = timeout;
@@ -203,6 +226,7 @@ impl Connection {
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         match &self.kind {
             Kind::Stream(slot) => slot.with(|s| s.read_timeout()),
+            Kind::Parked(p) => Ok(p.read_timeout()),
             Kind::Datagram(_) => Ok(None),
         }
     }
@@ -211,6 +235,7 @@ impl Connection {
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         match &self.kind {
             Kind::Stream(slot) => slot.with(|s| s.write_timeout()),
+            Kind::Parked(p) => Ok(p.write_timeout()),
             Kind::Datagram(_) => Ok(None),
         }
     }
@@ -221,38 +246,72 @@ impl Connection {
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         match &self.kind {
             Kind::Stream(slot) => slot.with(|s| s.shutdown(how)),
+            Kind::Parked(p) => p.stream().shutdown(how),
             Kind::Datagram(_) => Ok(()),
+        }
+    }
+
+    /// Runs `f`, a blocking call that is not this connection's I/O (a
+    /// database query, a file read, a `sleep`), and returns what it
+    /// returns; a panic in `f` goes on in the caller.
+    ///
+    /// Under [`park_idle`](crate::ServerBuilder::park_idle), `f` runs on a
+    /// helper thread (at most `max_workers` of them, started on demand)
+    /// while this connection parks, so the other connections of its
+    /// thread go on being served. In the thread mode, and outside a
+    /// handler's own call, it simply calls `f`.
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// # use socketserver::Connection;
+    /// fn handle(conn: &mut Connection) -> std::io::Result<()> {
+    ///     let quote = conn.offload(|| std::fs::read_to_string("/etc/hostname"))?;
+    ///     conn.write_all(quote.as_bytes())
+    /// }
+    /// # let _ = handle;
+    /// ```
+    pub fn offload<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        match self.kind {
+            Kind::Parked(_) => park::offload(f),
+            Kind::Stream(_) | Kind::Datagram(_) => f(),
         }
     }
 }
 
 impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.kind {
-            Kind::Stream(slot) => match slot.read(buf) {
-                // A blocking socket's SO_RCVTIMEO expiring reads as
-                // EAGAIN; say what it means.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_timed_out = true;
-                    Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        match self.read_timeout {
-                            Some(t) => format!("the client sent nothing for {t:?} (read timeout)"),
-                            None => "the client sent nothing for the read timeout".into(),
-                        },
-                    ))
-                }
-                result => {
-                    self.read_timed_out = false;
-                    result
-                }
-            },
+        let result = match &mut self.kind {
+            Kind::Stream(slot) => slot.read(buf),
+            Kind::Parked(p) => p.read(buf),
             Kind::Datagram(d) => {
                 let rest = &d.buf[d.pos..d.len];
                 let n = rest.len().min(buf.len());
                 buf[..n].copy_from_slice(&rest[..n]);
                 d.pos += n;
-                Ok(n)
+                return Ok(n);
+            }
+        };
+        match result {
+            // A blocking socket's SO_RCVTIMEO expiring reads as
+            // EAGAIN (and a parked read's deadline likewise); say what
+            // it means.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.read_timed_out = true;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    match self.read_timeout {
+                        Some(t) => format!("the client sent nothing for {t:?} (read timeout)"),
+                        None => "the client sent nothing for the read timeout".into(),
+                    },
+                ))
+            }
+            result => {
+                self.read_timed_out = false;
+                result
             }
         }
     }
@@ -270,14 +329,27 @@ impl Write for Connection {
     /// marks the connection stalled and the next one fails at once with
     /// `TimedOut`.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let stalled = || {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data for the write timeout",
+            )
+        };
         match &mut self.kind {
+            Kind::Parked(p) => {
+                if self.stalled {
+                    return Err(stalled());
+                }
+                match p.write(buf) {
+                    // The write timeout passed with nothing taken.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.stalled = true;
+                        Err(stalled())
+                    }
+                    result => result,
+                }
+            }
             Kind::Stream(slot) => {
-                let stalled = || {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client took no data for the write timeout",
-                    )
-                };
                 if self.stalled {
                     return Err(stalled());
                 }

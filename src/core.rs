@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use crate::pool::Pool;
 use crate::report::{ErrorHook, RateLimit};
 use crate::settings::Settings;
 use crate::slot::Slot;
-use crate::stats::{add, Counters};
+use crate::stats::{add, Counters, LoopGauges};
 use crate::sys::wake;
 use crate::unix_path::SocketFile;
 use crate::{Addr, Handler, Stats, Transport};
@@ -57,6 +57,7 @@ pub(crate) struct Logs {
     pub(crate) exhausted: RateLimit,
     pub(crate) spawn_errors: RateLimit,
     pub(crate) internal: RateLimit,
+    pub(crate) stalls: RateLimit,
 }
 
 impl Default for Logs {
@@ -66,6 +67,7 @@ impl Default for Logs {
             exhausted: RateLimit::per_second(),
             spawn_errors: RateLimit::per_second(),
             internal: RateLimit::per_second(),
+            stalls: RateLimit::per_second(),
         }
     }
 }
@@ -81,6 +83,14 @@ pub(crate) struct Bound {
     pub(crate) inherits_options: bool,
     /// The Unix socket file `bind_unix` created.
     pub(crate) socket_file: Option<SocketFile>,
+}
+
+/// One `park_idle` event loop, as the rest of the server sees it.
+#[derive(Debug)]
+pub(crate) struct LoopHandle {
+    pub(crate) gauges: Arc<LoopGauges>,
+    /// Wakes the loop from its poll (shutdown).
+    pub(crate) waker: Arc<mio::Waker>,
 }
 
 /// What every thread of a server shares, whatever its handler type.
@@ -115,6 +125,8 @@ pub(crate) struct Core {
     pub(crate) timer: Condvar,
     /// Every worker's slot, for the watchdog and shutdown.
     pub(crate) slots: Mutex<Vec<Arc<Slot>>>,
+    /// Every `park_idle` event loop, for `stats()` and shutdown.
+    pub(crate) loops: Mutex<Vec<LoopHandle>>,
     /// A descriptor kept in reserve, given up to accept-and-close a client
     /// when descriptors run out.
     pub(crate) spare: Mutex<Option<File>>,
@@ -199,6 +211,7 @@ impl Core {
             control: Condvar::new(),
             timer: Condvar::new(),
             slots: Mutex::default(),
+            loops: Mutex::default(),
             spare: Mutex::new(spare),
             epoch: Instant::now(),
             socket_file: Mutex::new(socket_file),
@@ -224,8 +237,26 @@ impl Core {
         let st = self.lock();
         let (queued, active, threads) = (st.queue.len(), st.pool.active, st.pool.threads());
         drop(st);
-        self.counters
-            .snapshot(queued as u64, active as u64, threads as u64)
+        let (live, parked, loops) = self.loop_gauges();
+        let helpers = self.counters.helpers.load(Relaxed);
+        self.counters.snapshot(
+            queued as u64,
+            active as u64 + live,
+            (threads + loops) as u64 + helpers,
+            parked,
+        )
+    }
+
+    /// Connections served and parked by the event loops, and how many
+    /// loops run.
+    fn loop_gauges(&self) -> (u64, u64, usize) {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut live, mut parked) = (0, 0);
+        for l in loops.iter() {
+            live += l.gauges.live.load(Relaxed);
+            parked += l.gauges.parked.load(Relaxed);
+        }
+        (live, parked, loops.len())
     }
 
     /// Milliseconds since the epoch, the unit of slot deadlines (never 0).
@@ -284,10 +315,15 @@ impl Core {
         if self.stop.swap(true, SeqCst) {
             return;
         }
+        let live = self.loop_gauges().0 as usize;
         {
             let mut st = self.lock();
             st.pool.stop();
-            st.active_at_stop = st.pool.active;
+            st.active_at_stop = st.pool.active + live;
+        }
+        for l in self.loops.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // A loop that cannot be woken finds the flag at its next turn.
+            let _ = l.waker.wake();
         }
         self.work.notify_all();
         self.control.notify_all();

@@ -66,6 +66,7 @@ mod handler;
 pub mod handlers;
 mod loop_guard;
 mod net;
+mod park;
 mod passed;
 mod pool;
 pub mod proxy;

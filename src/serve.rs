@@ -11,6 +11,7 @@ use crate::admission::{self, Admitted};
 use crate::connection::{Connection, Datagram};
 use crate::core::{Accepted, Core, Shared};
 use crate::net::stream::Stream;
+use crate::proxy::{ProxyError, ProxyHeader};
 use crate::report::{drop_payload, log_or_eprint, panic_message, with_skipped, Failure};
 use crate::slot::Slot;
 use crate::stats::bump;
@@ -35,18 +36,22 @@ pub(crate) fn serve_stream<H: Handler>(
         bump(&core.counters.closed_idle);
     }
     if let Err(payload) = served {
-        // Only a defect in the library lands here: the handler's own
-        // panics are caught closer to it.
-        bump(&core.counters.panics);
-        if let Some(skipped) = core.logs.internal.admit() {
-            let msg = format!(
-                "internal error while serving {peer}: {}; the connection was closed",
-                panic_message(&*payload)
-            );
-            log_or_eprint(log::Level::Error, &with_skipped(msg, skipped));
-        }
-        drop_payload(payload);
+        internal_error(core, &peer, payload);
     }
+}
+
+/// Reports a panic of the library's own while serving `peer`: only a
+/// defect lands here, the handler's own panics are caught closer to it.
+pub(crate) fn internal_error(core: &Core, peer: &Addr, payload: Box<dyn std::any::Any + Send>) {
+    bump(&core.counters.panics);
+    if let Some(skipped) = core.logs.internal.admit() {
+        let msg = format!(
+            "internal error while serving {peer}: {}; the connection was closed",
+            panic_message(&*payload)
+        );
+        log_or_eprint(log::Level::Error, &with_skipped(msg, skipped));
+    }
+    drop_payload(payload);
 }
 
 fn serve_steps<H: Handler>(
@@ -72,7 +77,9 @@ fn serve_steps<H: Handler>(
             }
             (peer, None)
         }
-        Some(pp) => match proxied_client(core, pp, &stream, &peer, admitted) {
+        Some(pp) => match proxied_client(core, pp, &stream, &peer, admitted, || {
+            pp.read(&stream, settings.read_timeout)
+        }) {
             Some(client) => (client, Some(peer)),
             None => return,
         },
@@ -102,15 +109,16 @@ fn millis(d: std::time::Duration) -> u64 {
 }
 
 /// Checks that a connection comes from a trusted proxy and reads its PROXY
-/// header: the client it speaks for, counted against `max_per_source` in
-/// `admitted`. `None` when the connection must be closed unserved (it is
-/// counted, and closed when the caller drops it).
-fn proxied_client(
+/// header with `read_header`: the client it speaks for, counted against
+/// `max_per_source` in `admitted`. `None` when the connection must be
+/// closed unserved (it is counted, and closed when the caller drops it).
+pub(crate) fn proxied_client(
     core: &Core,
     pp: &ProxyProtocol,
     stream: &Stream,
     proxy: &Addr,
     admitted: &mut Admitted,
+    read_header: impl FnOnce() -> Result<ProxyHeader, ProxyError>,
 ) -> Option<Addr> {
     let counters = &core.counters;
     if !proxy.ip().is_some_and(|ip| pp.trusts(ip)) {
@@ -118,7 +126,7 @@ fn proxied_client(
         log::debug!("refused {proxy}: not a trusted proxy");
         return None;
     }
-    let header = match pp.read(stream, core.settings.read_timeout) {
+    let header = match read_header() {
         Ok(header) => header,
         Err(e) => {
             bump(&counters.proxy_errors);
@@ -149,7 +157,7 @@ pub(crate) fn serve_datagram<H: Handler>(shared: &Shared<H>, datagram: Datagram)
 
 /// Calls the handler with panics caught: a panic costs this one connection,
 /// never the worker. Counts the outcome and reports failures to the hook.
-fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
+pub(crate) fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
     let core = &shared.core;
     let counters = &core.counters;
     match catch_unwind(AssertUnwindSafe(|| shared.handler.handle(conn))) {

@@ -8,7 +8,7 @@ use crate::core::{Core, Shared};
 use crate::report::log_or_eprint;
 use crate::shutdown::{drain, ShutdownHandle, ShutdownReport};
 use crate::sys::wake;
-use crate::{watchdog, worker, Addr, Error, Handler, ServerBuilder, Stats};
+use crate::{park, watchdog, worker, Addr, Error, Handler, ServerBuilder, Stats};
 
 /// A server: its socket is bound (and listening, for a stream) as soon as
 /// [`ServerBuilder::build`] returns; [`run`](Self::run) serves it.
@@ -59,6 +59,17 @@ impl<H: Handler> Server<H> {
     pub fn run(self) -> Result<ShutdownReport, Error> {
         let core = &*self.shared.core;
         let settings = &core.settings;
+        if settings.park_idle {
+            let report = park::run(&self.shared);
+            self.finish();
+            if let Ok(report) = &report {
+                log_or_eprint(
+                    log::Level::Info,
+                    &format!("stopped serving {}: {report}", core.local_addr),
+                );
+            }
+            return report;
+        }
         let ids = core.lock().pool.start();
         let mut started = Ok(());
         for id in ids {

@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) max_per_source: Option<usize>,
     pub(crate) busy_message: Option<Vec<u8>>,
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
+    pub(crate) park_idle: bool,
+    pub(crate) parked_stack_size: usize,
 }
 
 /// Default listen backlog. std's 128 overflows on a burst of connects and
@@ -56,6 +58,14 @@ pub(crate) const MAX_THREADS: usize = 1 << 20;
 /// Upper bound of `stack_size`: 1 GiB. The standard library rounds a stack
 /// size up to whole pages, which overflows near `usize::MAX`.
 pub(crate) const MAX_STACK: usize = 1 << 30;
+
+/// Default stack of a parked connection's handler: 256 KiB of address
+/// space, of which only the pages a handler touches become resident.
+pub(crate) const DEFAULT_PARKED_STACK: usize = 256 * 1024;
+/// Bounds of `parked_stack_size`: a handler needs a few pages for the
+/// library's own frames; above 64 MiB a stack per connection is address
+/// space better spent on threads.
+pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 16 * 1024..=64 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -83,6 +93,8 @@ impl Default for Settings {
             max_per_source: None,
             busy_message: None,
             proxy_protocol: None,
+            park_idle: false,
+            parked_stack_size: DEFAULT_PARKED_STACK,
         }
     }
 }
@@ -174,6 +186,12 @@ impl Settings {
         }
         if self.thread_name.contains('\0') {
             return invalid("thread_name", "must not contain a NUL byte");
+        }
+        if self.park_idle && self.transport == Transport::Datagram {
+            return invalid("park_idle", "applies to stream servers only");
+        }
+        if !PARKED_STACK_RANGE.contains(&self.parked_stack_size) {
+            return invalid("parked_stack_size", "must be between 16 KiB and 64 MiB");
         }
         if let Some(pp) = &self.proxy_protocol {
             if self.transport == Transport::Datagram {

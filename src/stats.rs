@@ -18,7 +18,21 @@ pub struct Stats {
     /// Accepted connections waiting in the queue for a worker right now.
     pub queued: u64,
     /// Worker threads alive right now (between `workers` and `max_workers`).
+    /// Under [`park_idle`](crate::ServerBuilder::park_idle): the event-loop
+    /// threads plus the helper threads of
+    /// [`offload`](crate::Connection::offload).
     pub workers: u64,
+    /// Connections parked right now under
+    /// [`park_idle`](crate::ServerBuilder::park_idle): waiting for their
+    /// socket or for an [`offload`](crate::Connection::offload) call,
+    /// holding no thread. Always 0 in the thread mode.
+    pub parked: u64,
+    /// Times a `park_idle` event loop was held for more than 100 ms by a
+    /// handler doing something other than connection I/O (every other
+    /// connection of that thread waited meanwhile). Each is also logged,
+    /// at most once a second, naming the client; send such work through
+    /// [`Connection::offload`](crate::Connection::offload).
+    pub loop_stalls: u64,
     /// Times the last free worker took a connection with the pool at
     /// `max_workers` (and the queue, if any, full): from then until a
     /// worker is free, new clients wait in the listen backlog. Each time
@@ -75,6 +89,7 @@ pub struct Stats {
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) pool_exhausted: AtomicU64,
+    pub(crate) loop_stalls: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
@@ -92,6 +107,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_at_shutdown: AtomicU64,
     pub(crate) closed_idle: AtomicU64,
     pub(crate) forced_at_shutdown: AtomicU64,
+    /// Helper threads of `offload` alive right now.
+    pub(crate) helpers: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -105,13 +122,15 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, queued: u64, active: u64, workers: u64) -> Stats {
+    pub(crate) fn snapshot(&self, queued: u64, active: u64, workers: u64, parked: u64) -> Stats {
         Stats {
             accepted: self.accepted.load(Relaxed),
             active,
             workers,
             queued,
             pool_exhausted: self.pool_exhausted.load(Relaxed),
+            parked,
+            loop_stalls: self.loop_stalls.load(Relaxed),
             completed: self.completed.load(Relaxed),
             handler_errors: self.handler_errors.load(Relaxed),
             idle_timeouts: self.idle_timeouts.load(Relaxed),
@@ -131,4 +150,15 @@ impl Counters {
             forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),
         }
     }
+}
+
+/// What one `park_idle` event loop reports of itself. Only its own thread
+/// writes these (plain stores), so counting costs no shared cache line;
+/// `stats()` adds the loops up.
+#[derive(Debug, Default)]
+pub(crate) struct LoopGauges {
+    /// Connections of this loop parked right now.
+    pub(crate) parked: AtomicU64,
+    /// Connections this loop serves right now.
+    pub(crate) live: AtomicU64,
 }

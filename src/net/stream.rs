@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -61,6 +62,12 @@ impl Stream {
             Stream::Tcp(s) => s.set_nodelay(on),
             Stream::Unix(_) => Ok(()),
         }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        both!(self, s => s.as_raw_fd())
     }
 }
 

@@ -93,6 +93,11 @@ impl ProxyProtocol {
             .any(|&(net, bits)| in_network(ip, net, bits))
     }
 
+    /// How long a connection has to send its header.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
     pub(crate) fn has_zero_timeout(&self) -> bool {
         self.header_timeout.is_zero()
     }

@@ -1,0 +1,611 @@
+//! One `park_idle` event loop: a thread that accepts from the shared
+//! listener, runs each connection's handler in a coroutine of its own, and
+//! parks those waiting for their socket, a deadline or an offloaded call.
+//!
+//! One turn: resume the handlers that can go on; poll for readiness (not
+//! waiting at all if some can still go on); take what the poll reported
+//! (sockets ready, offloaded calls done, shutdown); fire the deadlines
+//! that passed; accept new connections. A handler stays on the loop that
+//! accepted it. A loop that is held up by a handler does not accept, so
+//! new clients go to the other loops.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::accept::{self, Backoff};
+use crate::admission::{self, Admitted};
+use crate::core::{LoopHandle, Shared};
+use crate::deadline::deadline_after;
+use crate::net::stream::Stream;
+use crate::park::helpers::{Helpers, Inbox};
+use crate::park::io::{self as park_io, Park, Wake};
+use crate::park::stacks::{self, Stacks};
+use crate::park::task::{self, Done};
+use crate::report::{log_or_eprint, with_skipped};
+use crate::stats::{add, bump, LoopGauges};
+use crate::sys::errors::{classify, ErrorClass};
+use crate::sys::overflow;
+use crate::{Addr, Handler};
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+/// A handler that holds the loop this long without parking stalls it.
+pub(crate) const STALL: Duration = Duration::from_millis(100);
+/// Connections accepted in one turn before the loop serves the others.
+const ACCEPT_BATCH: usize = 64;
+
+/// What a connection's coroutine waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Running, or in the run queue.
+    Nothing,
+    Read {
+        idle: bool,
+    },
+    Write,
+    Offload,
+}
+
+struct Task {
+    coro: Coroutine<Wake, Park, Done, DefaultStack>,
+    /// The lowest address of its stack, for the overflow report.
+    stack_limit: usize,
+    /// Tells apart the tasks that reuse a key, for stale timers.
+    generation: u32,
+    stream: Arc<Stream>,
+    peer: Addr,
+    wait: Wait,
+    io_deadline: Option<Instant>,
+    conn_deadline: Option<Instant>,
+    /// When this task's live entry in the timer heap fires.
+    timer_at: Option<Instant>,
+    /// Shutdown gave up on it: its next wait fails at once.
+    cut: bool,
+}
+
+/// Offloaded calls finished, for the loop to resume their connections.
+pub(crate) struct Finished {
+    keys: Mutex<Vec<usize>>,
+    waker: Arc<Waker>,
+}
+
+impl Inbox for Finished {
+    fn done(&self, key: usize) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key);
+        // A loop that cannot be woken finds the key at its next turn.
+        let _ = self.waker.wake();
+    }
+}
+
+/// A loop's state; see the module documentation.
+pub(crate) struct EventLoop<H: Handler> {
+    shared: Arc<Shared<H>>,
+    helpers: Arc<Helpers>,
+    poll: Poll,
+    finished: Arc<Finished>,
+    gauges: Arc<LoopGauges>,
+    tasks: Vec<Option<Task>>,
+    free_keys: Vec<usize>,
+    generation: u32,
+    runnable: VecDeque<(usize, Wake)>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    stacks: Stacks,
+    live: usize,
+    parked: usize,
+    /// The listener may have connections waiting: accept in this turn.
+    accept_more: bool,
+    accept_paused_until: Option<Instant>,
+    backoff: Backoff,
+    /// When shutdown began for this loop: give up on the rest at this time.
+    force_at: Option<Instant>,
+    forced: bool,
+}
+
+impl<H: Handler> EventLoop<H> {
+    /// Sets up a loop and makes it known to the server (stats, shutdown).
+    pub(crate) fn new(shared: Arc<Shared<H>>, helpers: Arc<Helpers>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let listener_fd = shared.core.listener.sock_ref().as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&listener_fd), LISTENER, Interest::READABLE)?;
+        let gauges = Arc::new(LoopGauges::default());
+        shared
+            .core
+            .loops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(LoopHandle {
+                gauges: Arc::clone(&gauges),
+                waker: Arc::clone(&waker),
+            });
+        let stack_size = shared.core.settings.parked_stack_size;
+        Ok(EventLoop {
+            shared,
+            helpers,
+            poll,
+            finished: Arc::new(Finished {
+                keys: Mutex::default(),
+                waker,
+            }),
+            gauges,
+            tasks: Vec::new(),
+            free_keys: Vec::new(),
+            generation: 0,
+            runnable: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            stacks: Stacks::new(stack_size),
+            live: 0,
+            parked: 0,
+            accept_more: true,
+            accept_paused_until: None,
+            backoff: Backoff::default(),
+            force_at: None,
+            forced: false,
+        })
+    }
+
+    /// Serves until shutdown has begun and every connection of this loop
+    /// has ended.
+    pub(crate) fn run(mut self) {
+        if !overflow::prepare_thread() {
+            log::debug!("stack overflows of parked handlers will not be reported in words");
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.run_ready();
+            let now = Instant::now();
+            if self.force_at.is_none() && self.shared.core.stopping() {
+                self.begin_stop(now);
+            }
+            if let Some(at) = self.force_at {
+                if now >= at && !self.forced {
+                    self.force_all();
+                }
+                if self.live == 0 {
+                    break;
+                }
+            }
+            let timeout = self.poll_timeout(now);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.log_internal(&format!("event loop poll failed: {e}"));
+                    // Nothing sensible is left but to wait and try again.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    LISTENER => self.accept_more = true,
+                    Token(key) => {
+                        let want = match self.task_wait(key) {
+                            Some(Wait::Read { .. }) => {
+                                event.is_readable() || event.is_read_closed() || event.is_error()
+                            }
+                            Some(Wait::Write) => {
+                                event.is_writable() || event.is_write_closed() || event.is_error()
+                            }
+                            _ => false,
+                        };
+                        if want {
+                            self.wake(key, Wake::Ready);
+                        }
+                    }
+                }
+            }
+            self.take_finished();
+            self.fire_timers(Instant::now());
+            if self.accept_more {
+                self.accept_some();
+            }
+        }
+        self.gauges.live.store(0, Relaxed);
+        self.gauges.parked.store(0, Relaxed);
+    }
+
+    fn task_wait(&self, key: usize) -> Option<Wait> {
+        self.tasks.get(key)?.as_ref().map(|t| t.wait)
+    }
+
+    /// How long the poll may wait: not at all while handlers can go on or
+    /// connections wait to be accepted; otherwise until the next deadline.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let accepting = self.accept_more
+            && self.force_at.is_none()
+            && self.accept_paused_until.map_or(true, |t| t <= now);
+        if !self.runnable.is_empty() || accepting {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.timers.peek().map(|Reverse((t, _, _))| *t),
+            self.force_at.filter(|_| !self.forced),
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        // Rounded up to the poll's millisecond, so it never wakes early.
+        Some(next.saturating_duration_since(now) + Duration::from_micros(999))
+    }
+
+    /// Resumes the handlers that can go on, each once.
+    fn run_ready(&mut self) {
+        for _ in 0..self.runnable.len() {
+            let Some((key, wake)) = self.runnable.pop_front() else {
+                break;
+            };
+            self.resume(key, wake);
+        }
+    }
+
+    /// Puts a parked task in the run queue.
+    fn wake(&mut self, key: usize, wake: Wake) {
+        let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
+            return;
+        };
+        if task.wait == Wait::Nothing {
+            return;
+        }
+        task.wait = Wait::Nothing;
+        task.io_deadline = None;
+        self.parked -= 1;
+        self.gauges.parked.store(self.parked as u64, Relaxed);
+        self.runnable.push_back((key, wake));
+    }
+
+    /// Runs one handler until it parks or ends.
+    fn resume(&mut self, key: usize, wake: Wake) {
+        let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
+            return;
+        };
+        overflow::enter_stack(task.stack_limit);
+        let started = Instant::now();
+        let result = task.coro.resume(wake);
+        park_io::leave();
+        overflow::leave_stack();
+        let held = started.elapsed();
+        if held > STALL {
+            let peer = task.peer.clone();
+            self.stalled(&peer, held);
+        }
+        match result {
+            CoroutineResult::Yield(park) => self.park(key, park),
+            CoroutineResult::Return(done) => self.finish(key, done),
+        }
+    }
+
+    /// Records what a handler that just suspended waits for.
+    fn park(&mut self, key: usize, park: Park) {
+        let stopping = self.force_at.is_some();
+        let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
+            return;
+        };
+        let (wait, deadline) = match park {
+            Park::Read { deadline, idle } => (Wait::Read { idle }, deadline),
+            Park::Write { deadline } => (Wait::Write, deadline),
+            Park::Offload(job) => {
+                task.wait = Wait::Offload;
+                self.parked += 1;
+                self.gauges.parked.store(self.parked as u64, Relaxed);
+                let inbox: Arc<dyn Inbox> = self.finished.clone();
+                self.helpers.submit(job, inbox, key);
+                return;
+            }
+        };
+        if task.cut {
+            self.runnable.push_back((key, Wake::Cut));
+            return;
+        }
+        if stopping && wait == (Wait::Read { idle: true }) {
+            bump(&self.shared.core.counters.closed_idle);
+            self.runnable.push_back((key, Wake::Closing));
+            return;
+        }
+        task.wait = wait;
+        task.io_deadline = deadline;
+        self.parked += 1;
+        self.gauges.parked.store(self.parked as u64, Relaxed);
+        self.arm(key);
+    }
+
+    /// Makes sure the timer heap holds an entry for the task's earliest
+    /// deadline. One live entry per task: a later deadline keeps the
+    /// earlier entry, which re-arms when it fires early, so a busy
+    /// connection does not fill the heap with one entry per read.
+    fn arm(&mut self, key: usize) {
+        let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
+            return;
+        };
+        let due = match (task.io_deadline, task.conn_deadline) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return,
+            },
+        };
+        if task.timer_at.map_or(true, |t| due < t) {
+            task.timer_at = Some(due);
+            self.timers.push(Reverse((due, key, task.generation)));
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let counters = &self.shared.core.counters;
+            let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
+                continue;
+            };
+            if task.generation != generation || task.timer_at != Some(at) {
+                continue;
+            }
+            task.timer_at = None;
+            let mut wake = None;
+            if task.conn_deadline.is_some_and(|d| d <= now) {
+                // As the thread mode's watchdog does: the handler's I/O
+                // fails from now on, however it trickles its bytes.
+                task.conn_deadline = None;
+                let _ = task.stream.shutdown(Shutdown::Both);
+                bump(&counters.timed_out);
+                wake = Some(Wake::Ready);
+            }
+            if task.io_deadline.is_some_and(|d| d <= now) {
+                wake = Some(Wake::TimedOut);
+            }
+            let parked_on_io = matches!(task.wait, Wait::Read { .. } | Wait::Write);
+            match wake {
+                Some(w) if parked_on_io => self.wake(key, w),
+                _ => self.arm(key),
+            }
+        }
+    }
+
+    fn take_finished(&mut self) {
+        let keys =
+            std::mem::take(&mut *self.finished.keys.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in keys {
+            if self.task_wait(key) == Some(Wait::Offload) {
+                self.wake(key, Wake::Ready);
+            }
+        }
+    }
+
+    /// Accepts up to a batch of connections and starts serving each.
+    fn accept_some(&mut self) {
+        let now = Instant::now();
+        if self.force_at.is_some() || self.accept_paused_until.is_some_and(|t| t > now) {
+            return;
+        }
+        self.accept_paused_until = None;
+        let core = Arc::clone(&self.shared.core);
+        let settings = &core.settings;
+        for _ in 0..ACCEPT_BATCH {
+            {
+                let mut st = core.lock();
+                if !st.books.room(settings) {
+                    // A connection ending on any loop makes room and
+                    // accepts again.
+                    st.books.room_wanted = true;
+                    self.accept_more = false;
+                    return;
+                }
+                st.books.reserve();
+            }
+            let accepted = core.listener.accept();
+            let mut st = core.lock();
+            st.books.unreserve();
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_more = false;
+                    return;
+                }
+                // Shutdown shut the listener down; the loop sees the flag
+                // at its next turn.
+                Err(_) if core.stopping() => {
+                    self.accept_more = false;
+                    return;
+                }
+                Err(e) => {
+                    drop(st);
+                    bump(&core.counters.accept_errors);
+                    match classify(&e) {
+                        ErrorClass::Retry => continue,
+                        ErrorClass::Descriptors => {
+                            if let Some((stream, peer)) = accept::shed_with_spare(&core) {
+                                self.admit(stream, peer);
+                            }
+                        }
+                        ErrorClass::Resource => {}
+                    }
+                    accept::log_error(&core, "accept", &e);
+                    self.accept_paused_until = Some(now + self.backoff.next());
+                    return;
+                }
+            };
+            bump(&core.counters.accepted);
+            drop(st);
+            self.backoff = Backoff::default();
+            self.admit(stream, peer);
+        }
+    }
+
+    /// Admits a connection just accepted, or refuses it by
+    /// `max_per_source`; starts serving an admitted one.
+    fn admit(&mut self, stream: Stream, peer: Addr) {
+        let core = &self.shared.core;
+        let admitted = core
+            .lock()
+            .books
+            .admit(&core.settings, &core.counters, &peer);
+        match admitted {
+            Ok(admitted) => self.start(stream, peer, admitted),
+            Err(_) => admission::refuse(&core.settings, &core.counters, &stream),
+        }
+    }
+
+    /// Registers a connection and runs its handler until it first parks.
+    fn start(&mut self, stream: Stream, peer: Addr, admitted: Admitted) {
+        let core = Arc::clone(&self.shared.core);
+        let key = self.free_keys.pop().unwrap_or(self.tasks.len());
+        let registered = stream.set_nonblocking(true).and_then(|()| {
+            self.poll.registry().register(
+                &mut SourceFd(&stream.as_raw_fd()),
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        });
+        let stack = registered.and_then(|()| self.stacks.take());
+        let stack = match stack {
+            Ok(stack) => stack,
+            Err(e) => {
+                self.free_keys.push(key);
+                core.lock().books.release(admitted);
+                if let Some(skipped) = core.logs.spawn_errors.admit() {
+                    let msg = format!("cannot serve {peer}: {e}; the connection was closed");
+                    log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
+                }
+                return;
+            }
+        };
+        let stream = Arc::new(stream);
+        let stack_limit = stacks::limit(&stack);
+        let body = task::body(
+            Arc::clone(&self.shared),
+            Arc::clone(&stream),
+            peer.clone(),
+            admitted,
+        );
+        self.generation = self.generation.wrapping_add(1);
+        let task = Task {
+            coro: Coroutine::with_stack(stack, body),
+            stack_limit,
+            generation: self.generation,
+            stream,
+            peer,
+            wait: Wait::Nothing,
+            io_deadline: None,
+            conn_deadline: core
+                .settings
+                .connection_timeout
+                .map(|t| deadline_after(Instant::now(), t)),
+            timer_at: None,
+            cut: false,
+        };
+        if key == self.tasks.len() {
+            self.tasks.push(Some(task));
+        } else {
+            self.tasks[key] = Some(task);
+        }
+        self.live += 1;
+        self.gauges.live.store(self.live as u64, Relaxed);
+        self.arm(key);
+        self.resume(key, Wake::Ready);
+    }
+
+    /// A handler returned: release its books, keep its stack, close it.
+    fn finish(&mut self, key: usize, done: Done) {
+        let Some(task) = self.tasks.get_mut(key).and_then(Option::take) else {
+            return;
+        };
+        self.free_keys.push(key);
+        self.live -= 1;
+        self.gauges.live.store(self.live as u64, Relaxed);
+        let room_wanted = {
+            let mut st = self.shared.core.lock();
+            st.books.release(done.admitted);
+            std::mem::take(&mut st.books.room_wanted)
+        };
+        if room_wanted {
+            self.accept_more = true;
+        }
+        // The coroutine has returned, so its stack is free to reuse.
+        self.stacks.give_back(task.coro.into_stack());
+        // Dropping the last handle closes the socket, which also takes it
+        // out of the poll.
+        drop(task.stream);
+    }
+
+    /// Shutdown has begun: stop accepting, close idle connections now,
+    /// and give the others `shutdown_timeout`.
+    fn begin_stop(&mut self, now: Instant) {
+        let core = Arc::clone(&self.shared.core);
+        let listener_fd = core.listener.sock_ref().as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&listener_fd));
+        self.accept_more = false;
+        self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
+        let idle: Vec<usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.as_ref()
+                    .is_some_and(|t| t.wait == Wait::Read { idle: true })
+            })
+            .map(|(key, _)| key)
+            .collect();
+        add(&core.counters.closed_idle, idle.len() as u64);
+        for key in idle {
+            self.wake(key, Wake::Closing);
+        }
+    }
+
+    /// `shutdown_timeout` has passed: cut every connection still served;
+    /// their I/O fails from now on, so their handlers end.
+    fn force_all(&mut self) {
+        self.forced = true;
+        let mut forced = 0;
+        let mut parked = Vec::new();
+        for (key, task) in self.tasks.iter_mut().enumerate() {
+            let Some(task) = task else { continue };
+            forced += 1;
+            task.cut = true;
+            let _ = task.stream.shutdown(Shutdown::Both);
+            if matches!(task.wait, Wait::Read { .. } | Wait::Write) {
+                parked.push(key);
+            }
+        }
+        add(&self.shared.core.counters.forced_at_shutdown, forced);
+        for key in parked {
+            self.wake(key, Wake::Cut);
+        }
+    }
+
+    fn stalled(&self, peer: &Addr, held: Duration) {
+        let core = &self.shared.core;
+        bump(&core.counters.loop_stalls);
+        if let Some(skipped) = core.logs.stalls.admit() {
+            let msg = format!(
+                "the handler serving {peer} held its event loop for {held:?} without waiting \
+                 on its connection; every other connection of that thread waited too (send \
+                 blocking calls through Connection::offload)"
+            );
+            log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
+        }
+    }
+
+    fn log_internal(&self, msg: &str) {
+        if let Some(skipped) = self.shared.core.logs.internal.admit() {
+            log_or_eprint(log::Level::Error, &with_skipped(msg.to_string(), skipped));
+        }
+    }
+}

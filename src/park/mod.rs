@@ -1,0 +1,154 @@
+//! The parked engine (`park_idle`): event loops that serve many
+//! connections each, a handler per connection on a small stack of its own,
+//! parked off the thread whenever its socket would block.
+//!
+//! * `event_loop.rs`: one loop thread: accept, resume, poll, deadlines,
+//!   shutdown.
+//! * `task.rs`: what runs inside a connection's coroutine.
+//! * `io.rs`: the parking point, the parked stream, `offload`.
+//! * `helpers.rs`: the helper threads `offload` runs on.
+//! * `stacks.rs`: the handlers' stacks, reused, and the memory-map limit.
+//!
+//! The two `unsafe` blocks of this module (the parking point and the
+//! lifetime of an offloaded call) are in `io.rs`, each with its reason.
+
+pub(crate) mod event_loop;
+pub(crate) mod helpers;
+pub(crate) mod io;
+pub(crate) mod stacks;
+pub(crate) mod task;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::core::{Core, Shared};
+use crate::deadline::{deadline_after, FAR_FUTURE};
+use crate::shutdown::ShutdownReport;
+use crate::{Error, Handler};
+
+pub(crate) use stacks::connection_cap;
+
+use event_loop::EventLoop;
+use helpers::Helpers;
+
+/// How long past `shutdown_timeout` the run thread waits for the loops'
+/// cut handlers to unwind before it reports.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
+
+/// Loop threads still running, and a way to wait for none.
+#[derive(Default)]
+struct Running {
+    count: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Running {
+    fn leave(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        self.cv.notify_all();
+    }
+}
+
+/// Counts a loop thread out however it ends.
+struct Leave(Arc<Running>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// Serves on `workers` event loops until shutdown, then drains them and
+/// reports, as the thread mode's `run` does.
+pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport, Error> {
+    let core = &*shared.core;
+    let settings = &core.settings;
+    if let Err(source) = core.listener.sock_ref().set_nonblocking(true) {
+        return Err(Error::SetOption {
+            option: "O_NONBLOCK",
+            addr: core.local_addr.clone(),
+            source,
+        });
+    }
+    let helpers = Helpers::new(Arc::clone(&shared.core));
+    let running = Arc::new(Running::default());
+    let mut started = Ok(());
+    for id in 0..settings.workers() {
+        let name = format!("{}-{id}", settings.thread_name);
+        *running.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let leave = Leave(Arc::clone(&running));
+        let (shared, helpers) = (Arc::clone(shared), Arc::clone(&helpers));
+        // A loop's coroutines never leave its thread, so it is made there.
+        let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
+            let _leave = leave;
+            match EventLoop::new(Arc::clone(&shared), helpers) {
+                Ok(event_loop) => event_loop.run(),
+                Err(e) => {
+                    let msg = format!("cannot start an event loop: {e}; shutting down");
+                    crate::report::log_or_eprint(log::Level::Error, &msg);
+                    shared.core.begin_shutdown();
+                }
+            }
+        });
+        if let Err(source) = spawned {
+            started = Err(Error::Spawn { name, source });
+            break;
+        }
+    }
+    if started.is_ok() {
+        crate::report::log_or_eprint(
+            log::Level::Info,
+            &format!(
+                "serving {} ({}) on {} event loops (park_idle)",
+                core.local_addr,
+                settings.transport,
+                settings.workers()
+            ),
+        );
+        let forever = deadline_after(Instant::now(), FAR_FUTURE);
+        drop(core.wait_until(&core.control, forever, |st| st.pool.stopping));
+    } else {
+        core.begin_shutdown();
+    }
+    let leave_by = deadline_after(
+        deadline_after(Instant::now(), settings.shutdown_timeout),
+        EXIT_GRACE,
+    );
+    let mut left = running.count.lock().unwrap_or_else(|e| e.into_inner());
+    while *left > 0 {
+        let wait = leave_by.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            break;
+        }
+        left = running
+            .cv
+            .wait_timeout(left, wait)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    drop(left);
+    helpers.stop(EXIT_GRACE);
+    if core.passed {
+        // Whoever serves the passed socket next may expect it blocking.
+        let _ = core.listener.sock_ref().set_nonblocking(false);
+    }
+    started?;
+    Ok(report(core))
+}
+
+/// What the shutdown did, from the counters.
+fn report(core: &Core) -> ShutdownReport {
+    let c = &core.counters;
+    let in_flight = core.lock().active_at_stop;
+    let forced = c.forced_at_shutdown.load(Relaxed) as usize;
+    let closed_idle = c.closed_idle.load(Relaxed) as usize;
+    ShutdownReport {
+        drained: in_flight.saturating_sub(forced + closed_idle),
+        forced,
+        dropped: c.dropped_at_shutdown.load(Relaxed) as usize,
+        closed_idle,
+    }
+}

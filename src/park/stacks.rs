@@ -1,0 +1,112 @@
+//! The handlers' stacks under `park_idle`: made with a guard page, kept
+//! for reuse when a connection ends, and counted against the system's
+//! limit on memory maps.
+
+use std::io;
+
+use corosensei::stack::{DefaultStack, Stack};
+
+use crate::Error;
+
+/// Stacks kept for reuse by one loop. A reused stack costs no system call,
+/// and the pages its last handler touched are already resident.
+const KEEP: usize = 256;
+
+/// Memory maps each stack takes: the stack and its guard page.
+const MAPS_PER_STACK: usize = 2;
+
+/// Memory maps left for everything else in the process: libraries, thread
+/// stacks, the allocator's arenas.
+const MAPS_RESERVED: usize = 4096;
+
+/// One loop's stacks.
+pub(crate) struct Stacks {
+    free: Vec<DefaultStack>,
+    size: usize,
+}
+
+impl Stacks {
+    pub(crate) fn new(size: usize) -> Self {
+        Stacks {
+            free: Vec::new(),
+            size,
+        }
+    }
+
+    /// A stack for a new connection: a kept one, or a new mapping.
+    pub(crate) fn take(&mut self) -> io::Result<DefaultStack> {
+        match self.free.pop() {
+            Some(stack) => Ok(stack),
+            None => DefaultStack::new(self.size),
+        }
+    }
+
+    /// Keeps a finished connection's stack for the next one.
+    pub(crate) fn give_back(&mut self, stack: DefaultStack) {
+        if self.free.len() < KEEP {
+            self.free.push(stack);
+        }
+    }
+}
+
+/// The lowest usable address of `stack`: its guard page lies just below.
+pub(crate) fn limit(stack: &DefaultStack) -> usize {
+    stack.limit().get()
+}
+
+/// The system's limit on memory maps per process (`vm.max_map_count`).
+fn max_map_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The `max_connections` a `park_idle` server works with: as set, if the
+/// memory-map limit allows it, otherwise an error naming the sysctl;
+/// unset, what the limit allows.
+pub(crate) fn connection_cap(max_connections: Option<usize>) -> Result<usize, Error> {
+    let Some(maps) = max_map_count() else {
+        return Ok(max_connections.unwrap_or(usize::MAX));
+    };
+    let cap = maps.saturating_sub(MAPS_RESERVED) / MAPS_PER_STACK;
+    match max_connections {
+        None => Ok(cap.max(1)),
+        Some(n) if n <= cap => Ok(n),
+        Some(n) => Err(Error::InvalidSetting {
+            setting: "max_connections",
+            reason: format!(
+                "{n} connections under park_idle need {} memory maps (a stack and its guard \
+                 page each), but vm.max_map_count is {maps}: at most {cap} connections fit; \
+                 lower max_connections or raise the limit (sysctl -w vm.max_map_count={})",
+                n * MAPS_PER_STACK,
+                n * MAPS_PER_STACK + MAPS_RESERVED
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_map_limit_caps_connections_or_explains_itself() {
+        let Some(maps) = max_map_count() else { return };
+        let cap = connection_cap(None).unwrap();
+        assert_eq!(cap, (maps - MAPS_RESERVED) / MAPS_PER_STACK);
+        assert_eq!(connection_cap(Some(10)).unwrap(), 10);
+        let err = connection_cap(Some(cap + 1)).unwrap_err().to_string();
+        assert!(err.contains("vm.max_map_count"), "{err}");
+    }
+
+    #[test]
+    fn stacks_are_reused() {
+        let mut stacks = Stacks::new(64 * 1024);
+        let a = stacks.take().unwrap();
+        let at = limit(&a);
+        stacks.give_back(a);
+        assert_eq!(limit(&stacks.take().unwrap()), at);
+    }
+}
