@@ -59,8 +59,8 @@ enum Wait {
 
 struct Task {
     coro: Coroutine<Wake, Park, Done, DefaultStack>,
-    /// The lowest address of its stack, for the overflow report.
-    stack_limit: usize,
+    /// Where its stack mapping starts (the guard page), for the overflow report.
+    stack_start: usize,
     /// Tells apart the tasks that reuse a key, for stale timers.
     generation: u32,
     stream: Arc<Stream>,
@@ -274,7 +274,7 @@ impl<H: Handler> EventLoop<H> {
         let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
-        overflow::enter_stack(task.stack_limit);
+        overflow::enter_stack(task.stack_start);
         let started = Instant::now();
         let result = task.coro.resume(wake);
         park_io::leave();
@@ -488,7 +488,7 @@ impl<H: Handler> EventLoop<H> {
             }
         };
         let stream = Arc::new(stream);
-        let stack_limit = stacks::limit(&stack);
+        let stack_start = stacks::mapping_start(&stack);
         let body = task::body(
             Arc::clone(&self.shared),
             Arc::clone(&stream),
@@ -498,7 +498,7 @@ impl<H: Handler> EventLoop<H> {
         self.generation = self.generation.wrapping_add(1);
         let task = Task {
             coro: Coroutine::with_stack(stack, body),
-            stack_limit,
+            stack_start,
             generation: self.generation,
             stream,
             peer,

@@ -49,8 +49,8 @@ impl Stacks {
     }
 }
 
-/// The lowest usable address of `stack`: its guard page lies just below.
-pub(crate) fn limit(stack: &DefaultStack) -> usize {
+/// Where `stack`'s mapping starts: at its guard page, below the stack.
+pub(crate) fn mapping_start(stack: &DefaultStack) -> usize {
     stack.limit().get()
 }
 
@@ -105,8 +105,8 @@ mod tests {
     fn stacks_are_reused() {
         let mut stacks = Stacks::new(64 * 1024);
         let a = stacks.take().unwrap();
-        let at = limit(&a);
+        let at = mapping_start(&a);
         stacks.give_back(a);
-        assert_eq!(limit(&stacks.take().unwrap()), at);
+        assert_eq!(mapping_start(&stacks.take().unwrap()), at);
     }
 }

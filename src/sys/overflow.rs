@@ -13,11 +13,12 @@
 
 use std::cell::Cell;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
-// The stack of the handler this thread runs now: `(lowest usable
-// address, size of the window below it that counts as an overflow)`;
-// `(0, 0)` between handlers.
+// The stack of the handler this thread runs now: `(start of its mapping,
+// which is its guard page; size of the window below it that also counts as
+// an overflow)`; `(0, 0)` between handlers.
 thread_local! {
     static GUARD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
@@ -36,11 +37,13 @@ const MESSAGE: &[u8] = b"socketserver: stack overflow in a parked handler; raise
 /// The actions for `SIGSEGV` and `SIGBUS` that were there before ours.
 static PREVIOUS: [OnceLock<libc::sigaction>; 2] = [OnceLock::new(), OnceLock::new()];
 static INSTALLED: OnceLock<bool> = OnceLock::new();
+/// The page size, read once at install: `sysconf` is not async-signal-safe.
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
 
-/// Marks the stack whose lowest usable address is `limit` as the one this
-/// thread now runs a handler on.
-pub(crate) fn enter_stack(limit: usize) {
-    GUARD.with(|g| g.set((limit, WINDOW)));
+/// Marks the stack whose mapping starts at `start` (with its guard page)
+/// as the one this thread now runs a handler on.
+pub(crate) fn enter_stack(start: usize) {
+    GUARD.with(|g| g.set((start, WINDOW)));
 }
 
 /// This thread runs no parked handler now.
@@ -57,6 +60,9 @@ pub(crate) fn prepare_thread() -> bool {
 }
 
 fn install() -> bool {
+    // SAFETY: `sysconf` with a valid name has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    PAGE.store(usize::try_from(page).unwrap_or(4096), Relaxed);
     for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
         // SAFETY: `sigaction` is plain old data, for which all zeroes is a
         // valid value (an empty mask, no flags).
@@ -83,8 +89,9 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     let addr = unsafe { (*info).si_addr() } as usize;
     // A `const` thread local with no destructor is a plain thread-local
     // slot: reading it is safe in a signal handler.
-    let (limit, window) = GUARD.with(|g| g.get());
-    if limit != 0 && addr < limit && addr >= limit.saturating_sub(window) {
+    let (start, window) = GUARD.with(|g| g.get());
+    let guard_end = start.saturating_add(PAGE.load(Relaxed));
+    if start != 0 && addr < guard_end && addr >= start.saturating_sub(window) {
         // SAFETY: `write` and `abort` are async-signal-safe; the buffer is
         // a static byte string of the length given.
         unsafe {

@@ -1,0 +1,288 @@
+//! What only the `park_idle` mode has: `offload`, loop stalls, the stack
+//! overflow report, the memory-map check, and I/O from outside the loop.
+//! The behaviour both modes share is tested once for both, in the other
+//! test files.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{connect, spawn, TIMEOUT};
+use socketserver::{Connection, Error, Server, Transport};
+
+const NAP: Duration = Duration::from_millis(200);
+
+/// A line server: "offload" sleeps 200 ms through `offload`, "block"
+/// sleeps 200 ms on the loop itself; then each line is echoed.
+fn lines(conn: &mut Connection) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        match line.trim() {
+            "offload" => reader.get_ref().offload(|| thread::sleep(NAP)),
+            "block" => thread::sleep(NAP),
+            "panic-offload" => reader.get_ref().offload(|| panic!("offloaded call failed")),
+            _ => {}
+        }
+        reader.get_mut().write_all(line.as_bytes())?;
+    }
+}
+
+fn round_trip(client: &mut TcpStream, line: &str) -> Duration {
+    let start = Instant::now();
+    client.write_all(line.as_bytes()).unwrap();
+    let mut buf = vec![0; line.len()];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, line.as_bytes());
+    start.elapsed()
+}
+
+/// The slowest of 20 round trips of `other` while `slow` waits for its
+/// reply to `request`.
+fn others_worst_while(request: &str) -> (Duration, socketserver::Stats) {
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .workers(1),
+        lines,
+    );
+    let addr = server.local_addr();
+    let mut other = connect(&addr);
+    round_trip(&mut other, "warm\n");
+    let mut slow = connect(&addr);
+    let started = Instant::now();
+    slow.write_all(request.as_bytes()).unwrap();
+    let mut worst = Duration::ZERO;
+    while started.elapsed() < NAP - Duration::from_millis(50) {
+        worst = worst.max(round_trip(&mut other, "ping\n"));
+    }
+    let mut reply = vec![0; request.len()];
+    slow.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, request.as_bytes());
+    assert!(started.elapsed() >= NAP, "the slow request waited its nap");
+    let stats = server.stats();
+    server.stop().unwrap();
+    (worst, stats)
+}
+
+#[test]
+fn an_offloaded_sleep_does_not_hold_up_the_other_connections() {
+    let (worst, stats) = others_worst_while("offload\n");
+    assert!(
+        worst < Duration::from_millis(10),
+        "a round trip took {worst:?}"
+    );
+    assert_eq!(stats.loop_stalls, 0);
+}
+
+#[test]
+fn a_sleep_on_the_loop_is_counted_as_a_stall() {
+    let (worst, stats) = others_worst_while("block\n");
+    assert!(
+        worst >= Duration::from_millis(100),
+        "the other client waited {worst:?}"
+    );
+    assert_eq!(stats.loop_stalls, 1);
+}
+
+#[test]
+fn a_panic_in_an_offloaded_call_costs_that_connection_only() {
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .workers(1),
+        lines,
+    );
+    let addr = server.local_addr();
+    let mut victim = connect(&addr);
+    victim.write_all(b"panic-offload\n").unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(
+        victim.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed unanswered"
+    );
+    let mut other = connect(&addr);
+    round_trip(&mut other, "still here\n");
+    drop(other);
+    let report = server.stop().unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn offload_in_the_thread_mode_just_calls() {
+    let server = spawn(Server::builder().bind("127.0.0.1:0"), lines);
+    let mut client = connect(&server.local_addr());
+    assert!(round_trip(&mut client, "offload\n") >= NAP);
+    drop(client);
+    server.stop().unwrap();
+}
+
+/// A handler may do its connection's I/O from a thread of its own: there
+/// it blocks that thread, as in the thread mode, and the loop goes on.
+#[test]
+fn io_from_another_thread_blocks_that_thread_only() {
+    let handler = |conn: &mut Connection| {
+        thread::scope(|s| {
+            s.spawn(|| {
+                let mut buf = [0; 5];
+                conn.read_exact(&mut buf)?;
+                conn.write_all(&buf)
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .workers(1),
+        handler,
+    );
+    let addr = server.local_addr();
+    let mut first = connect(&addr);
+    let mut second = connect(&addr);
+    // The first handler's thread blocks in its read meanwhile.
+    second.write_all(b"two..").unwrap();
+    first.write_all(b"one..").unwrap();
+    let mut buf = [0; 5];
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two..");
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"one..");
+    drop((first, second));
+    server.stop().unwrap();
+}
+
+#[test]
+fn park_idle_on_a_datagram_server_is_a_setting_error() {
+    let built = Server::builder()
+        .bind("127.0.0.1:0")
+        .transport(Transport::Datagram)
+        .park_idle(true)
+        .build(socketserver::handlers::Echo);
+    assert!(
+        matches!(
+            built,
+            Err(Error::InvalidSetting {
+                setting: "park_idle",
+                ..
+            })
+        ),
+        "{built:?}"
+    );
+}
+
+#[test]
+fn more_connections_than_memory_maps_allow_is_explained_at_build() {
+    let built = Server::builder()
+        .bind("127.0.0.1:0")
+        .park_idle(true)
+        .max_connections(10_000_000)
+        .build(socketserver::handlers::Echo);
+    match built {
+        Err(Error::InvalidSetting { setting, reason }) => {
+            assert_eq!(setting, "max_connections");
+            assert!(reason.contains("vm.max_map_count"), "{reason}");
+        }
+        other => panic!("expected a setting error, got {other:?}"),
+    }
+    for bad in [0, 1 << 40] {
+        let built = Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .parked_stack_size(bad)
+            .build(socketserver::handlers::Echo);
+        assert!(matches!(built, Err(Error::InvalidSetting { .. })));
+    }
+}
+
+/// Kills the child process however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const OVERFLOW_CHILD: &str = "SOCKETSERVER_TEST_OVERFLOW_CHILD";
+
+/// Run in a child process: a parked handler recursing without end.
+#[test]
+fn overflow_child() {
+    if std::env::var_os(OVERFLOW_CHILD).is_none() {
+        return;
+    }
+    fn deep(n: u64, pad: &mut [u8; 512]) -> u64 {
+        pad[n as usize % 512] = n as u8;
+        // Never true: the stack ends first.
+        if n == u64::MAX {
+            return 0;
+        }
+        let mut next = [0u8; 512];
+        next[0] = pad[0];
+        std::hint::black_box(&mut next);
+        deep(n + 1, &mut next) + u64::from(next[1])
+    }
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .parked_stack_size(64 * 1024),
+        |conn: &mut Connection| {
+            let mut pad = [0u8; 512];
+            let n = deep(0, &mut pad);
+            conn.write_all(&n.to_be_bytes())
+        },
+    );
+    let mut client = connect(&server.local_addr());
+    let mut buf = [0; 8];
+    let _ = client.read(&mut buf);
+    unreachable!("the process should have ended");
+}
+
+#[test]
+fn a_stack_overflow_in_a_parked_handler_is_reported_in_words() {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "overflow_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(OVERFLOW_CHILD, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut stderr = String::new();
+    let deadline = Instant::now() + TIMEOUT * 4;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(Instant::now() < deadline, "the child took too long");
+    assert!(!status.success(), "the child should have aborted");
+    assert!(
+        stderr.contains("stack overflow in a parked handler; raise"),
+        "stderr: {stderr}"
+    );
+}
