@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example echo_server              # 127.0.0.1:7007, TCP
 //! echo hello | nc -q1 127.0.0.1 7007           # hello
+//! cargo run --example echo_server -- --park-idle   # many idle clients, few threads
 //! cargo run --example echo_server -- --udp
 //! echo hello | nc -u -w1 127.0.0.1 7007        # hello
 //! ```

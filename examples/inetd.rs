@@ -8,6 +8,7 @@
 //! cargo run --example inetd                   # 127.0.0.1, ports 10007 to 10037
 //! cargo run --example inetd -- --bind ::      # IPv6, also takes IPv4
 //! cargo run --example inetd -- --offset 0     # the real ports (as root)
+//! cargo run --example inetd -- --park-idle    # TCP connections parked off the threads
 //! echo hello | nc -N 127.0.0.1 10007          # echo: hello
 //! echo hello | nc -u -W1 127.0.0.1 10007      # echo over UDP: hello
 //! nc -d 127.0.0.1 10019 | head -n 3           # chargen: three lines of the pattern
@@ -45,6 +46,10 @@ struct Args {
     /// Quotes for qotd, in fortune(6) format: quotes separated by `%` lines.
     #[arg(long, value_name = "FILE")]
     quotes: Option<PathBuf>,
+    /// Park TCP connections that wait for input off the threads: each
+    /// worker runs an event loop serving many connections.
+    #[arg(long)]
+    park_idle: bool,
 }
 
 /// One service, as an xinetd `service` entry would configure it.
@@ -136,9 +141,11 @@ fn start(
         (Transport::Datagram, service.udp_workers),
     ] {
         let handler = Arc::clone(&service.handler);
+        let park = args.park_idle && transport == Transport::Stream;
         let server = Server::builder()
             .bind(SocketAddr::new(args.bind, port))
             .transport(transport)
+            .park_idle(park)
             .workers(workers)
             .thread_name(format!("{}-{transport}", service.name))
             .build(move |conn: &mut Connection| handler.handle(conn))?;

@@ -106,6 +106,36 @@ fn echo_server_echoes_over_tcp_and_udp() {
     server.stop();
 }
 
+/// Every stream server example serves with its connections parked off the
+/// threads too; on a datagram server the flag is refused in words.
+#[test]
+fn stream_examples_take_park_idle() {
+    let args = ["--bind", "127.0.0.1:0", "--park-idle", "--workers", "1"];
+    let echo = start("echo_server", &args);
+    assert_eq!(tcp_exchange(&echo.addr, Some(b"hello")), b"hello");
+    echo.stop();
+    let greeting = start("greeting_server", &args);
+    assert_eq!(tcp_exchange(&greeting.addr, None), b"connected");
+    greeting.stop();
+    let time = start("time_server", &args);
+    assert_seed_time(&tcp_exchange(&time.addr, None));
+    time.stop();
+    let whoami = start("whoami_server", &args);
+    let reply = String::from_utf8(tcp_exchange(&whoami.addr, None)).unwrap();
+    assert!(reply.starts_with("127.0.0.1:"), "{reply:?}");
+    whoami.stop();
+    let out = Command::new(example("echo_server"))
+        .args(["--bind", "127.0.0.1:0", "--udp", "--park-idle"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("park_idle") && stderr.contains("stream"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn client_prints_what_the_servers_send() {
     let time = start("time_server", &["--bind", "127.0.0.1:0"]);
@@ -163,6 +193,7 @@ fn help_lists_the_flags() {
         "--workers",
         "--backlog",
         "--udp",
+        "--park-idle",
         "127.0.0.1:6789",
     ] {
         assert!(help.contains(flag), "{flag} missing from {help}");

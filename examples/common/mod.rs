@@ -70,6 +70,12 @@ pub fn serve<H: Handler>(
                 .action(ArgAction::SetTrue)
                 .help("expect a PROXY protocol header (v1 or v2) from proxies on loopback, such as HAProxy's send-proxy"),
         )
+        .arg(
+            Arg::new("park-idle")
+                .long("park-idle")
+                .action(ArgAction::SetTrue)
+                .help("park connections that wait for input off the threads: each worker runs an event loop serving many connections (stream only)"),
+        )
         .after_help(
             "Started by systemd socket activation (LISTEN_FDS set), it serves the \
              passed socket and ignores --bind and --unix.",
@@ -87,6 +93,9 @@ pub fn serve<H: Handler>(
         .reuse_port(args.get_flag("reuse-port"));
     if let Some(&n) = args.get_one::<usize>("workers") {
         builder = builder.workers(n);
+    }
+    if args.get_flag("park-idle") {
+        builder = builder.park_idle(true);
     }
     if args.get_flag("proxy-protocol") {
         builder = builder.proxy_protocol(ProxyProtocol::new().trust_loopback());
