@@ -47,9 +47,15 @@
 //! (echo, discard, chargen, quote of the day, daytime and time, RFC 862-868)
 //! and the seed's greeting. A decoder for the PROXY protocol header that
 //! proxies such as HAProxy send is in [`proxy`].
+//!
+//! A connection being served holds a worker thread. For many clients that
+//! stay connected and speak rarely, [`ServerBuilder::park_idle`] serves
+//! them on a few event-loop threads instead, with the same handler code:
+//! a connection waiting for input holds no thread.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-// Every `unsafe` block is in `sys`, the calls into the operating system
-// that std does not wrap, each with a SAFETY comment.
+// Every `unsafe` block is in `sys` (the calls into the operating system
+// that std does not wrap) and `park` (the coroutines' parking point),
+// each with a SAFETY comment.
 #![deny(unsafe_code)]
 
 // The path of one connection, top down: server -> worker -> accept /
@@ -66,6 +72,9 @@ mod handler;
 pub mod handlers;
 mod loop_guard;
 mod net;
+// The parking point of a coroutine and the borrow of an offloaded call:
+// see the SAFETY comments in `park/io.rs`.
+#[allow(unsafe_code)]
 mod park;
 mod passed;
 mod pool;

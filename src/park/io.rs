@@ -78,7 +78,6 @@ fn in_coroutine() -> bool {
 
 /// Suspends the running coroutine until the loop resumes it; `Err` gives
 /// `park` back when the caller is not a coroutine.
-#[allow(unsafe_code)]
 fn park(park: Park) -> Result<Wake, Park> {
     let current = CURRENT.with(|c| c.get());
     if current.is_null() {
@@ -288,7 +287,6 @@ impl Drop for AwaitJob {
 /// Runs `f` on a helper thread while the calling handler parks, when
 /// called from a parked handler; anywhere else runs `f` in place.
 /// A panic in `f` resumes in the caller.
-#[allow(unsafe_code)]
 pub(crate) fn offload<F, R>(f: F) -> R
 where
     F: FnOnce() -> R + Send,

@@ -11,6 +11,7 @@
 //!
 //! The two `unsafe` blocks of this module (the parking point and the
 //! lifetime of an offloaded call) are in `io.rs`, each with its reason.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod event_loop;
 pub(crate) mod helpers;
