@@ -8,6 +8,11 @@
 //! does), with only `helper_in_a_child_process` selected. That helper then
 //! opens the file or socket the case needs, which the system places at the
 //! lowest free descriptor, 3, calls `listen_fds()` and checks the outcome.
+//!
+//! `passed_listeners_are_taken_once_and_served` serves the passed stream
+//! socket in both serving modes (`both_modes!`: a thread per connection,
+//! and `park_idle`). The other cases serve nothing: they check what
+//! `listen_fds()` takes, the same for either mode.
 
 mod common;
 
@@ -120,9 +125,10 @@ fn a_socket_neither_stream_nor_datagram_is_a_mismatch() {
     run_case("seqpacket", "1", Some("packets"));
 }
 
-#[test]
-fn passed_listeners_are_taken_once_and_served() {
-    run_case("sockets", "2", Some("web"));
+both_modes!(passed_listeners_are_taken_once_and_served);
+fn passed_listeners_are_taken_once_and_served(park: bool) {
+    let case = if park { "sockets-parked" } else { "sockets" };
+    run_case(case, "2", Some("web"));
 }
 
 /// The child process's side: does nothing unless `CASE_VAR` names a case.
@@ -142,7 +148,8 @@ fn helper_in_a_child_process() {
         "closed" => closed(),
         "socket-and-file" => socket_and_file(),
         "seqpacket" => seqpacket(),
-        "sockets" => sockets(),
+        "sockets" => sockets(false),
+        "sockets-parked" => sockets(true),
         other => panic!("unknown case {other}"),
     }
     println!("case {case}: checked");
@@ -239,7 +246,8 @@ fn seqpacket() {
 
 /// A TCP listener at 3 and a UDP socket at 4, handed over as systemd does:
 /// no longer owned by anything in this process, and not close-on-exec.
-fn sockets() {
+/// `park`: the stream server parks its connections (`park_idle`).
+fn sockets(park: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket2::SockRef::from(&listener)
@@ -268,6 +276,7 @@ fn sockets() {
     let tcp = Server::builder()
         .adopt(passed.next().unwrap())
         .transport(Transport::Stream)
+        .park_idle(park)
         .workers(1)
         .build(reply)
         .unwrap()

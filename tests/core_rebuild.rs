@@ -3,6 +3,11 @@
 //! are drained, and clients left in the listen backlog are counted.
 //!
 //! The settings, the pool and the counters are in `core_rebuild_limits.rs`.
+//!
+//! The stream servers' tests run in both serving modes (`both_modes!`: a
+//! thread per connection, and `park_idle`). `a_udp_server_sharing_its_port_stops_alone`
+//! and `a_stopped_udp_server_leaves_the_port_group_while_a_handle_is_kept`
+//! serve datagrams only (`park_idle` is for streams).
 
 mod common;
 
@@ -13,20 +18,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use socketserver::handlers::Echo;
 use socketserver::{Addr, Connection, Server, ServerThread, Transport};
-
-/// Threads of this process whose name starts with `prefix` (Linux shows
-/// the first 15 bytes of a name in `comm`).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|task| {
-            // A thread may end between the listing and this read.
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.trim_end().starts_with(prefix))
-        })
-        .count()
-}
 
 /// Connections waiting in the listen backlog of the TCP socket listening
 /// on 127.0.0.1:`port`: the `rx_queue` of its line in `/proc/net/tcp`.
@@ -209,9 +200,9 @@ fn a_stopped_udp_server_leaves_the_port_group_while_a_handle_is_kept() {
     b.stop().unwrap();
 }
 
-#[test]
-fn fifty_idle_connections_do_not_hold_the_shutdown() {
-    let server = spawn(Server::builder().bind("127.0.0.1:0"), Echo);
+both_modes!(fifty_idle_connections_do_not_hold_the_shutdown);
+fn fifty_idle_connections_do_not_hold_the_shutdown(park: bool) {
+    let server = spawn(Server::builder().bind("127.0.0.1:0").park_idle(park), Echo);
     let addr = server.local_addr();
     let mut clients: Vec<_> = (0..50).map(|_| served_client(&addr)).collect();
     wait_until("50 handlers serving", || server.stats().active == 50);
@@ -233,8 +224,8 @@ fn fifty_idle_connections_do_not_hold_the_shutdown() {
     println!("the slowest client read end of file after {slowest:?}");
 }
 
-#[test]
-fn a_busy_handler_is_drained_while_idle_ones_are_closed() {
+both_modes!(a_busy_handler_is_drained_while_idle_ones_are_closed);
+fn a_busy_handler_is_drained_while_idle_ones_are_closed(park: bool) {
     let (gate, started) = Gate::new();
     // Echoes, except that a request with '!' makes it busy (at the gate,
     // not reading) before its last reply.
@@ -248,7 +239,7 @@ fn a_busy_handler_is_drained_while_idle_ones_are_closed() {
                     return Ok(());
                 }
                 if buf[..n].contains(&b'!') {
-                    gate.arrive();
+                    gate.arrive_from(conn);
                     return conn.write_all(b"finished");
                 }
                 conn.write_all(&buf[..n])?;
@@ -258,6 +249,7 @@ fn a_busy_handler_is_drained_while_idle_ones_are_closed() {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .shutdown_timeout(Duration::from_secs(5)),
         handler,
@@ -292,17 +284,23 @@ fn a_busy_handler_is_drained_while_idle_ones_are_closed() {
     );
 }
 
-#[test]
-fn clients_waiting_in_the_backlog_at_shutdown_are_closed_and_counted() {
+both_modes!(clients_waiting_in_the_backlog_at_shutdown_are_closed_and_counted);
+fn clients_waiting_in_the_backlog_at_shutdown_are_closed_and_counted(park: bool) {
     let (gate, started) = Gate::new();
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .workers(1)
-            .max_workers(1)
-            .shutdown_timeout(Duration::from_millis(300)),
-        gate.handler(b"served"),
-    );
+    let builder = Server::builder()
+        .bind("127.0.0.1:0")
+        .park_idle(park)
+        .workers(1)
+        .max_workers(1)
+        .shutdown_timeout(Duration::from_millis(300));
+    // An event loop would accept every client while its handler waits at
+    // the gate: held to one connection, it leaves the others in the backlog.
+    let builder = if park {
+        builder.max_connections(1)
+    } else {
+        builder
+    };
+    let server = spawn(builder, gate.handler(b"served"));
     let addr = server.local_addr();
     let port = inet(&addr).port();
     let mut first = connect(&addr);

@@ -4,6 +4,22 @@
 //! that panics again costs nothing, and each counter counts what it says.
 //!
 //! Shutdown is in `core_rebuild.rs`.
+//!
+//! Tests that serve run in both serving modes (`both_modes!`: a thread per
+//! connection, and `park_idle`), except these, thread mode only, about the
+//! pool of worker threads, which parked connections do not use (under
+//! `park_idle`, `workers` event loops serve them all, and `Stats::workers`
+//! counts those loops and the offload helpers):
+//! * `max_workers_alone_caps_the_workers_and_serves`: the pool's size;
+//! * `the_default_pool_serves_two_hundred_persistent_clients_at_once`: the
+//!   pool growing to a thread per client;
+//! * `an_exhausted_pool_makes_clients_wait_and_is_counted`: `max_workers`
+//!   threads busy, and `pool_exhausted`.
+//!
+//! `duration_max_settings_saturate_instead_of_panicking` runs its part about
+//! `worker_idle_timeout` (threads above `workers`) in the thread mode only.
+//! `settings_that_used_to_panic_later_are_refused_by_build` checks
+//! `build()`'s settings, served by neither mode.
 
 mod common;
 
@@ -58,12 +74,13 @@ fn max_workers_alone_caps_the_workers_and_serves() {
     server.stop().unwrap();
 }
 
-#[test]
-fn duration_max_settings_saturate_instead_of_panicking() {
+both_modes!(duration_max_settings_saturate_instead_of_panicking);
+fn duration_max_settings_saturate_instead_of_panicking(park: bool) {
     // No limit on the drain: with nothing busy, stop is still prompt.
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .shutdown_timeout(Duration::MAX),
         Echo,
@@ -80,6 +97,7 @@ fn duration_max_settings_saturate_instead_of_panicking() {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .connection_timeout(Duration::MAX),
         Echo,
@@ -95,6 +113,10 @@ fn duration_max_settings_saturate_instead_of_panicking() {
     server.stop().unwrap();
 
     // Threads above `workers` wait without limit for work, and still stop.
+    // (Parked connections hold no thread: the pool does not grow.)
+    if park {
+        return;
+    }
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
@@ -127,11 +149,12 @@ impl Drop for Bomb {
     }
 }
 
-#[test]
-fn a_panic_payload_that_panics_when_dropped_costs_one_connection() {
+both_modes!(a_panic_payload_that_panics_when_dropped_costs_one_connection);
+fn a_panic_payload_that_panics_when_dropped_costs_one_connection(park: bool) {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(1)
             .max_workers(1)
             .max_per_source(1),
@@ -204,11 +227,12 @@ fn an_exhausted_pool_makes_clients_wait_and_is_counted() {
     server.stop().unwrap();
 }
 
-#[test]
-fn max_connections_reached_counts_held_connections_only() {
+both_modes!(max_connections_reached_counts_held_connections_only);
+fn max_connections_reached_counts_held_connections_only(park: bool) {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(4)
             .max_connections(4),
         Echo,
@@ -237,8 +261,8 @@ fn max_connections_reached_counts_held_connections_only() {
     server.stop().unwrap();
 }
 
-#[test]
-fn a_silent_client_is_an_idle_timeout_not_a_handler_error() {
+both_modes!(a_silent_client_is_an_idle_timeout_not_a_handler_error);
+fn a_silent_client_is_an_idle_timeout_not_a_handler_error(park: bool) {
     let failures = Arc::new(Mutex::new(Vec::new()));
     let hook = {
         let failures = Arc::clone(&failures);
@@ -257,6 +281,7 @@ fn a_silent_client_is_an_idle_timeout_not_a_handler_error() {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .read_timeout(read_timeout)
             .on_error(hook),

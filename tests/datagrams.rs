@@ -1,5 +1,7 @@
 //! UDP hazards: oversized datagrams, empty ones, privileged source ports,
 //! and peers that are gone by the time the reply leaves.
+//!
+//! Datagrams only, so the thread mode only: `park_idle` is for streams.
 
 mod common;
 

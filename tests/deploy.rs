@@ -1,6 +1,10 @@
 //! Deployment: systemd socket activation with the real
 //! `systemd-socket-activate`, two processes on one port with SO_REUSEPORT,
 //! logging through the `log` facade.
+//!
+//! Stream servers in both serving modes (`both_modes!`: a thread per
+//! connection, and `park_idle`); `socket_activation_of_a_datagram_server`
+//! serves datagrams only (`park_idle` is for streams).
 
 mod common;
 
@@ -42,6 +46,11 @@ impl Drop for Running {
     }
 }
 
+/// An example server's flag for a serving mode: `park`, `--park-idle`.
+fn mode(park: bool) -> Option<&'static str> {
+    park.then_some("--park-idle")
+}
+
 fn first_line(out: &mut BufReader<ChildStdout>) -> String {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -64,13 +73,14 @@ fn retry<T>(what: &str, mut attempt: impl FnMut() -> std::io::Result<T>) -> T {
     }
 }
 
-#[test]
-fn socket_activation_of_a_stream_server() {
+both_modes!(socket_activation_of_a_stream_server);
+fn socket_activation_of_a_stream_server(park: bool) {
     let port = free_port();
     let mut child = activator()
         .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=time"])
         .arg(example("time_server"))
         .args(["--bind", "127.0.0.1:1"]) // ignored: the passed socket wins
+        .args(mode(park))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -123,8 +133,8 @@ fn socket_activation_of_a_datagram_server() {
     );
 }
 
-#[test]
-fn a_passed_socket_of_the_wrong_type_is_a_clear_error() {
+both_modes!(a_passed_socket_of_the_wrong_type_is_a_clear_error);
+fn a_passed_socket_of_the_wrong_type_is_a_clear_error(park: bool) {
     let port = free_port();
     let mut child = activator()
         .args([
@@ -134,6 +144,7 @@ fn a_passed_socket_of_the_wrong_type_is_a_clear_error() {
             "--fdname=daytime-udp",
         ])
         .arg(example("time_server")) // a stream server, given a datagram socket
+        .args(mode(park))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -157,13 +168,14 @@ fn a_passed_socket_of_the_wrong_type_is_a_clear_error() {
     );
 }
 
-#[test]
-fn two_processes_share_a_port_with_reuse_port() {
+both_modes!(two_processes_share_a_port_with_reuse_port);
+fn two_processes_share_a_port_with_reuse_port(park: bool) {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let start = |name| {
         let mut child = Command::new(example(name))
             .args(["--bind", &bind, "--reuse-port", "--workers", "1"])
+            .args(mode(park))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -191,10 +203,11 @@ fn two_processes_share_a_port_with_reuse_port() {
     );
 }
 
-#[test]
-fn rust_log_shows_the_library_log_lines() {
+both_modes!(rust_log_shows_the_library_log_lines);
+fn rust_log_shows_the_library_log_lines(park: bool) {
     let mut child = Command::new(example("echo_server"))
         .args(["--bind", "127.0.0.1:0", "--workers", "3"])
+        .args(mode(park))
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,10 +226,11 @@ fn rust_log_shows_the_library_log_lines() {
     assert!(child.wait().unwrap().success());
     let mut log = String::new();
     stderr.read_to_string(&mut log).unwrap();
-    assert!(
-        log.contains(&format!("serving {addr} (tcp) with 3 workers")),
-        "{log}"
-    );
+    let serving = match park {
+        false => format!("serving {addr} (tcp) with 3 workers"),
+        true => format!("serving {addr} (tcp) on 3 event loops (park_idle)"),
+    };
+    assert!(log.contains(&serving), "{log}");
     assert!(
         log.contains(&format!("stopped serving {addr}: 0 drained")),
         "{log}"
@@ -224,12 +238,12 @@ fn rust_log_shows_the_library_log_lines() {
     assert!(log.contains("signal 15"), "{log}");
 }
 
+both_modes!(a_passed_listener_keeps_listening_after_shutdown);
 /// What systemd does across `systemctl restart`: it keeps the listening
 /// socket open while the service stops and starts again, so clients that
 /// arrive meanwhile wait in the backlog. A server that served a passed
 /// socket must leave it listening when it shuts down.
-#[test]
-fn a_passed_listener_keeps_listening_after_shutdown() {
+fn a_passed_listener_keeps_listening_after_shutdown(park: bool) {
     use socketserver::{handlers::Daytime, Server};
 
     let held = TcpListener::bind("127.0.0.1:0").unwrap(); // systemd's copy
@@ -237,6 +251,7 @@ fn a_passed_listener_keeps_listening_after_shutdown() {
     let serve = || {
         Server::builder()
             .adopt(held.try_clone().unwrap())
+            .park_idle(park)
             .workers(2)
             .build(Daytime::new())
             .unwrap()
@@ -262,17 +277,19 @@ fn a_passed_listener_keeps_listening_after_shutdown() {
     second.stop().unwrap();
 }
 
-#[test]
-fn a_passed_unix_listener_keeps_listening_after_shutdown() {
+both_modes!(a_passed_unix_listener_keeps_listening_after_shutdown);
+fn a_passed_unix_listener_keeps_listening_after_shutdown(park: bool) {
     use socketserver::{handlers::Daytime, Server};
     use std::os::unix::net::{UnixListener, UnixStream};
 
-    let path = std::env::temp_dir().join(format!("socketserver-passed-{}", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("socketserver-passed-{}-{park}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let held = UnixListener::bind(&path).unwrap();
     let serve = || {
         Server::builder()
             .adopt(held.try_clone().unwrap())
+            .park_idle(park)
             .workers(1)
             .build(Daytime::new())
             .unwrap()

@@ -1,5 +1,8 @@
 //! The elastic pool: `workers` threads always, growing to `max_workers`
 //! when all are busy, threads above `workers` retiring when idle.
+//!
+//! Thread mode only: under `park_idle` no connection holds a thread, so
+//! there is no pool to grow (the `workers` event loops serve them all).
 
 mod common;
 

@@ -1,4 +1,7 @@
 //! Each example program started as a user would start it, and talked to.
+//!
+//! In the thread mode, but for `stream_examples_take_park_idle`, which
+//! serves with each stream example's connections parked (`--park-idle`).
 
 mod common;
 

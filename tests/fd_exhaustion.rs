@@ -1,5 +1,7 @@
 //! Descriptor exhaustion: a child process with a low RLIMIT_NOFILE serves,
-//! runs out of descriptors, and must neither spin nor leave clients hanging.
+//! runs out of descriptors, and must neither spin nor leave clients hanging;
+//! in both serving modes (`both_modes!`: a thread per connection, and
+//! `park_idle`).
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use socketserver::{handlers::Greeting, Server};
 
+/// The serving mode of the child's server: `threads` or `parked`.
 const CHILD: &str = "SOCKETSERVER_FD_CHILD";
 
 /// Run by the parent test in a child process (`ulimit -n 64`): serves, then
@@ -17,11 +20,13 @@ const CHILD: &str = "SOCKETSERVER_FD_CHILD";
 #[test]
 #[ignore = "run by descriptors_run_out_without_spinning in a child process"]
 fn child_server() {
-    if std::env::var_os(CHILD).is_none() {
+    let Ok(mode) = std::env::var(CHILD) else {
         return;
-    }
+    };
+    let park = mode == "parked";
     let server = Server::builder()
         .bind("127.0.0.1:0")
+        .park_idle(park)
         // One acceptor, so that which thread meets the exhaustion first is
         // not a race: with several, one may take the spare descriptor the
         // other just freed, and serve the client instead of closing it.
@@ -31,13 +36,22 @@ fn child_server() {
     println!("addr {}", server.local_addr());
     let mut lines = std::io::stdin().lock().lines();
     assert_eq!(lines.next().unwrap().unwrap(), "exhaust");
-    // Take every descriptor before the workers start, so that none of
-    // them has one reserved in a blocked accept().
+    // Threads: take every descriptor before the workers start, so that
+    // none of them has one reserved in a blocked accept(). Parked: once the
+    // event loop has started (it counts in `workers` from then on), as it
+    // needs descriptors of its own (its poll and waker) to start, and
+    // accepts without blocking.
+    let (mut idle, mut running) = (Some(server), None);
+    if park {
+        let server = idle.take().unwrap().spawn().unwrap();
+        wait_until("the event loop to start", || server.stats().workers == 1);
+        running = Some(server);
+    }
     let mut hoard = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {
         hoard.push(f);
     }
-    let server = server.spawn().unwrap();
+    let server = running.unwrap_or_else(|| idle.unwrap().spawn().unwrap());
     println!("exhausted {}", hoard.len());
     for line in lines {
         match line.unwrap().as_str() {
@@ -52,14 +66,14 @@ fn child_server() {
     println!("stopped {report}");
 }
 
-#[test]
-fn descriptors_run_out_without_spinning() {
+both_modes!(descriptors_run_out_without_spinning);
+fn descriptors_run_out_without_spinning(park: bool) {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -n 64 && exec "$0" --exact child_server --ignored --nocapture --test-threads 1"#)
         .arg(&exe)
-        .env(CHILD, "1")
+        .env(CHILD, if park { "parked" } else { "threads" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -67,6 +81,7 @@ fn descriptors_run_out_without_spinning() {
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(child);
     let mut expect = |prefix: &str| -> String {
         let mut line = String::new();
         loop {
@@ -122,5 +137,5 @@ fn descriptors_run_out_without_spinning() {
     drop(stdin);
     let stopped = expect("stopped");
     assert!(stopped.contains("0 forced"), "{stopped}");
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }

@@ -1,6 +1,9 @@
 //! A connection flood against blocked workers: the process holds at most
 //! `max_connections`, memory stays flat, and every client is served once
-//! the workers free up.
+//! the workers free up. In both serving modes (`both_modes!`): with a
+//! thread per connection the limit is `workers` busy plus `queue` waiting;
+//! parked, `max_connections` handlers all running (the `queue` is not
+//! used), each waiting at the gate through `offload`.
 
 mod common;
 
@@ -14,14 +17,17 @@ const QUEUE: usize = 4;
 const BACKLOG: u32 = 8;
 const EXTRA: usize = 20;
 
-#[test]
-fn a_flood_is_held_to_max_connections_and_then_served() {
+both_modes!(a_flood_is_held_to_max_connections_and_then_served);
+fn a_flood_is_held_to_max_connections_and_then_served(park: bool) {
+    // It measures this process's memory.
+    let _alone = one_at_a_time();
     let (gate, started) = Gate::new();
     let handler = gate.handler(b"done");
     let max_connections = WORKERS + QUEUE;
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(WORKERS)
             .max_workers(WORKERS)
             .queue(QUEUE)
@@ -47,8 +53,12 @@ fn a_flood_is_held_to_max_connections_and_then_served() {
         })
         .collect();
     expect_started(&started, WORKERS);
-    wait_until("the queue to fill", || {
-        server.stats().queued == QUEUE as u64
+    // Threads: `WORKERS` busy and the queue full. Parked: as many handlers
+    // running, the first `WORKERS` at the gate on the `max_workers` helper
+    // threads and the others waiting for one.
+    wait_until("max_connections to be held", || {
+        let st = server.stats();
+        st.active + st.queued == max_connections as u64
     });
     // Watch for a while: the process never holds more than the limit.
     let mut most = 0;
@@ -84,6 +94,12 @@ fn a_flood_is_held_to_max_connections_and_then_served() {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
         }
     }
+    // A client that gave up may still be accepted as it closes (its SYN
+    // cookie validated by its last segments): served, but after its thread
+    // has ended.
+    wait_until("the last connections accepted to end", || {
+        server.stats().active == 0
+    });
     let stats = server.stats();
     println!("{served} of {clients} clients served; the kernel dropped the rest; {stats:?}");
     // Every connection the server accepted was served, without error.

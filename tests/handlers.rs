@@ -1,4 +1,7 @@
-//! Every shipped handler over TCP and UDP, IPv4 and IPv6.
+//! Every shipped handler over TCP and UDP, IPv4 and IPv6; the TCP servers
+//! in both serving modes (`both_modes!`). Not run parked, as it serves
+//! datagrams only (`park_idle` is for streams):
+//! `echo_answers_an_empty_datagram_with_an_empty_one`.
 
 mod common;
 
@@ -13,9 +16,9 @@ fn seed_time(reply: &[u8]) -> chrono::NaiveDateTime {
         .unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
 
-#[test]
-fn daytime_sends_the_local_time_in_the_seed_format() {
-    over_both(Daytime::new(), b"", |reply| {
+both_modes!(daytime_sends_the_local_time_in_the_seed_format);
+fn daytime_sends_the_local_time_in_the_seed_format(park: bool) {
+    over_both(park, Daytime::new(), b"", |reply| {
         assert_eq!(reply.len(), 26, "{}", String::from_utf8_lossy(reply));
         let sent = seed_time(reply);
         let now = chrono::Local::now().naive_local();
@@ -23,29 +26,31 @@ fn daytime_sends_the_local_time_in_the_seed_format() {
     });
 }
 
-#[test]
-fn daytime_takes_a_format() {
+both_modes!(daytime_takes_a_format);
+fn daytime_takes_a_format(park: bool) {
     let day = Daytime::with_format("%Y-%m-%d\r\n").unwrap();
     let today = chrono::Local::now().format("%Y-%m-%d\r\n").to_string();
-    over_both(day, b"", |reply| {
+    over_both(park, day, b"", |reply| {
         assert_eq!(String::from_utf8_lossy(reply), today);
     });
 }
 
-#[test]
-fn greeting_says_connected_by_default() {
-    over_both(Greeting::default(), b"", |reply| {
+both_modes!(greeting_says_connected_by_default);
+fn greeting_says_connected_by_default(park: bool) {
+    over_both(park, Greeting::default(), b"", |reply| {
         assert_eq!(reply, b"connected")
     });
-    over_both(Greeting::new("hi\n"), b"", |reply| {
+    over_both(park, Greeting::new("hi\n"), b"", |reply| {
         assert_eq!(reply, b"hi\n")
     });
 }
 
-#[test]
-fn echo_sends_back_what_it_gets() {
+both_modes!(echo_sends_back_what_it_gets);
+fn echo_sends_back_what_it_gets(park: bool) {
     let request: Vec<u8> = (0..=255u8).cycle().take(4000).collect();
-    over_both(Echo, &request, |reply| assert_eq!(reply, &request[..]));
+    over_both(park, Echo, &request, |reply| {
+        assert_eq!(reply, &request[..])
+    });
 }
 
 #[test]
@@ -61,10 +66,10 @@ fn echo_answers_an_empty_datagram_with_an_empty_one() {
     server.stop().unwrap();
 }
 
+both_modes!(a_large_greeting_is_no_udp_amplifier);
 /// Over UDP a greeting larger than the amplification limit for its
-/// request is not sent; over TCP it is sent whole.
-#[test]
-fn a_large_greeting_is_no_udp_amplifier() {
+/// request is not sent; over TCP (in each mode) it is sent whole.
+fn a_large_greeting_is_no_udp_amplifier(park: bool) {
     let big = vec![b'x'; 1000];
     let udp = spawn(
         Server::builder()
@@ -86,7 +91,7 @@ fn a_large_greeting_is_no_udp_amplifier() {
     assert_eq!(&buf[..n], &big[..]);
     udp.stop().unwrap();
     let tcp = spawn(
-        Server::builder().bind("127.0.0.1:0"),
+        Server::builder().bind("127.0.0.1:0").park_idle(park),
         Greeting::new(big.clone()),
     );
     assert_eq!(tcp_exchange(&tcp.local_addr(), None), big);

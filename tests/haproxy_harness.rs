@@ -2,6 +2,10 @@
 //! decoder: a real HAProxy relays a client to a plain listener, and the
 //! header it sends decodes to the client's real address, with the client's
 //! bytes intact after it.
+//!
+//! No server of this crate takes part (the backend is a plain listener), so
+//! there is no serving mode to vary: the PROXY protocol is served in both
+//! modes in `proxy_protocol.rs`.
 
 mod common;
 

@@ -1,5 +1,13 @@
 //! Clients that send nothing, trickle, never read, reset, or come many from
-//! one address: each costs only its own connection.
+//! one address: each costs only its own connection; in both serving modes
+//! (`both_modes!`: a thread per connection, and `park_idle`).
+//!
+//! Thread mode only, as they measure how long a connection holds one of a
+//! fixed number of worker threads, and a parked connection holds none:
+//! `slowloris_on_a_fixed_pool` and
+//! `a_client_that_never_reads_frees_its_worker_at_the_write_timeout` (the
+//! write timeout itself is checked in both modes by
+//! `a_client_that_never_reads_is_cut_at_the_write_timeout`).
 
 mod common;
 
@@ -75,13 +83,15 @@ fn slowloris_on_a_fixed_pool() {
     server.stop().unwrap();
 }
 
+both_modes!(slowloris_on_an_elastic_pool);
 /// With an elastic pool the idle connections do not even delay the normal
-/// client, and each is closed at `read_timeout`.
-#[test]
-fn slowloris_on_an_elastic_pool() {
+/// client, and each is closed at `read_timeout`. Parked, the event loops
+/// hold them all without a thread each, with the same outcome.
+fn slowloris_on_an_elastic_pool(park: bool) {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .max_workers(8)
             .read_timeout(READ_TIMEOUT),
@@ -104,15 +114,16 @@ fn slowloris_on_an_elastic_pool() {
     server.stop().unwrap();
 }
 
+both_modes!(a_trickling_client_is_cut_at_the_connection_deadline);
 /// One byte every 0.8 × `read_timeout` never trips the read timeout; the
 /// connection deadline cuts it anyway.
-#[test]
-fn a_trickling_client_is_cut_at_the_connection_deadline() {
+fn a_trickling_client_is_cut_at_the_connection_deadline(park: bool) {
     let deadline = Duration::from_millis(2500);
     let read_timeout = Duration::from_secs(1);
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(1)
             .read_timeout(read_timeout)
             .connection_timeout(deadline),
@@ -164,20 +175,7 @@ fn a_client_that_never_reads_frees_its_worker_at_the_write_timeout() {
             .workers(1)
             .max_workers(1)
             .write_timeout(write_timeout),
-        |conn: &mut Connection| {
-            let mut ask = [0u8; 1];
-            conn.read_exact(&mut ask)?;
-            match ask[0] {
-                b'b' => {
-                    let chunk = vec![b'x'; 1 << 20];
-                    for _ in 0..256 {
-                        conn.write_all(&chunk)?;
-                    }
-                    Ok(())
-                }
-                _ => conn.write_all(b"ok"),
-            }
-        },
+        big_reply,
     );
     let addr = server.local_addr();
     let mut hog = connect(&addr);
@@ -194,10 +192,64 @@ fn a_client_that_never_reads_frees_its_worker_at_the_write_timeout() {
     server.stop().unwrap();
 }
 
+both_modes!(resets_right_after_connect_are_counted_errors);
+/// A handler that writes a large reply, 256 MiB in 1 MiB writes, to a
+/// client that asks with `b`; anything else gets `ok`.
+fn big_reply(conn: &mut Connection) -> std::io::Result<()> {
+    let mut ask = [0u8; 1];
+    conn.read_exact(&mut ask)?;
+    match ask[0] {
+        b'b' => {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..256 {
+                conn.write_all(&chunk)?;
+            }
+            Ok(())
+        }
+        _ => conn.write_all(b"ok"),
+    }
+}
+
+both_modes!(a_client_that_never_reads_is_cut_at_the_write_timeout);
+/// A client that never reads a large reply stalls its handler's write,
+/// which fails at `write_timeout`: a counted handler error, and the
+/// connection closed.
+fn a_client_that_never_reads_is_cut_at_the_write_timeout(park: bool) {
+    let write_timeout = Duration::from_millis(500);
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .workers(1)
+            .write_timeout(write_timeout),
+        big_reply,
+    );
+    let mut hog = connect(&server.local_addr());
+    hog.write_all(b"b").unwrap();
+    let start = Instant::now();
+    wait_until("the stalled write to fail", || {
+        server.stats().handler_errors == 1
+    });
+    let cut = start.elapsed();
+    println!("a client that stopped reading was cut after {cut:?}");
+    // The socket buffers fill first (a few ms on loopback), then the write
+    // waits out its timeout.
+    assert!(within(cut, write_timeout, 0.2), "{cut:?}");
+    wait_until("the connection to be closed", || server.stats().active == 0);
+    assert_eq!(server.stats().completed, 0);
+    drop(hog);
+    server.stop().unwrap();
+}
+
 /// Clients that reset right after connecting are handler errors, nothing more.
-#[test]
-fn resets_right_after_connect_are_counted_errors() {
-    let server = spawn(Server::builder().bind("127.0.0.1:0").workers(2), Echo);
+fn resets_right_after_connect_are_counted_errors(park: bool) {
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .workers(2),
+        Echo,
+    );
     let addr = server.local_addr();
     for _ in 0..20 {
         let s = connect(&addr);
@@ -231,21 +283,22 @@ fn connect_from(local: &str, addr: &Addr) -> TcpStream {
     stream
 }
 
-#[test]
-fn max_per_source_closes_the_third_connection_from_one_address() {
+both_modes!(max_per_source_closes_the_third_connection_from_one_address);
+fn max_per_source_closes_the_third_connection_from_one_address(park: bool) {
     let (gate, started) = Gate::new();
     let peers = Arc::new(Mutex::new(Vec::new()));
     let handler = {
         let (gate, peers) = (gate.clone(), peers.clone());
         move |conn: &mut Connection| {
             peers.lock().unwrap().push(conn.peer_addr());
-            gate.arrive();
+            gate.arrive_from(conn);
             conn.write_all(b"served")
         }
     };
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(4)
             .max_per_source(2)
             .busy_message("busy\r\n"),

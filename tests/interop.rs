@@ -2,6 +2,12 @@
 //! for time (RFC 868), `nc` (netcat-openbsd) and `socat` for echo, discard,
 //! chargen, daytime and qotd, over TCP and UDP. `.ci/run` installs them; a
 //! missing client fails its test, never skips it.
+//!
+//! The tests that talk TCP run in both serving modes (`both_modes!`: a
+//! thread per connection, and inetd's `--park-idle`, which parks its TCP
+//! services' connections). `nc_talks_to_every_service_over_udp` and
+//! `socat_talks_to_every_service_over_udp` talk UDP only (`park_idle` is for
+//! streams), and `inetd_refuses_an_offset_past_the_last_port` serves nothing.
 
 mod common;
 
@@ -246,16 +252,25 @@ fn assert_a_quote(out: &[u8], quotes: &[String]) {
     assert!(quotes.iter().any(|q| *q == quote), "{quote:?} is no quote");
 }
 
+/// inetd's flags for a serving mode: `park`, TCP connections parked.
+fn mode(park: bool) -> &'static [&'static str] {
+    if park {
+        &["--park-idle"]
+    } else {
+        &[]
+    }
+}
+
 fn assert_chargen(out: &[u8], max: usize) {
     assert!(out.len() <= max, "{} bytes", out.len());
     assert_eq!(out, &chargen_pattern(0, out.len())[..]);
 }
 
-#[test]
-fn rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6() {
+both_modes!(rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6);
+fn rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6(park: bool) {
     let rdate = require("rdate", "rdate");
     for (ip, family) in [("127.0.0.1", "-4"), ("::1", "-6")] {
-        let inetd = Inetd::start(ip, &[]);
+        let inetd = Inetd::start(ip, mode(park));
         let (host, port) = inetd.host_port("time", "tcp");
         assert_rdate_now(&run(&[&rdate, family, "-p", "-o", &port, &host], b""));
         let (host, port) = inetd.host_port("time", "udp");
@@ -264,10 +279,10 @@ fn rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6() {
     }
 }
 
-#[test]
-fn nc_talks_to_every_service_over_tcp() {
+both_modes!(nc_talks_to_every_service_over_tcp);
+fn nc_talks_to_every_service_over_tcp(park: bool) {
     let nc_path = require("nc", "netcat-openbsd");
-    let inetd = Inetd::start("127.0.0.1", &[]);
+    let inetd = Inetd::start("127.0.0.1", mode(park));
     let nc = |service, input: &[u8], flag| {
         let (host, port) = inetd.host_port(service, "tcp");
         run(&[&nc_path, flag, &host, &port], input).stdout
@@ -323,10 +338,10 @@ fn nc_talks_to_every_service_over_udp() {
     inetd.stop();
 }
 
-#[test]
-fn socat_talks_to_every_service_over_tcp() {
+both_modes!(socat_talks_to_every_service_over_tcp);
+fn socat_talks_to_every_service_over_tcp(park: bool) {
     let socat_path = require("socat", "socat");
-    let inetd = Inetd::start("127.0.0.1", &[]);
+    let inetd = Inetd::start("127.0.0.1", mode(park));
     let quotes = default_quotes();
     let both_ways = |service, input: &[u8]| {
         run(&[&socat_path, "-", &inetd.socat(service, "tcp")], input).stdout

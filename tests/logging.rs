@@ -8,6 +8,9 @@
 //! * `shutdown_on_signals` starts one signal thread however often it is
 //!   called, the thread ends with the server, and the first Ctrl-C after
 //!   the server stopped acts as it would have without it.
+//!
+//! Each in both serving modes (`both_modes!`: a thread per connection, and
+//! `park_idle`).
 
 mod common;
 
@@ -159,9 +162,11 @@ fn left_out(line: &str) -> Option<u64> {
     head[head.rfind('(')? + 1..].parse().ok()
 }
 
-#[test]
-fn ten_thousand_resets_cost_a_few_log_lines() {
-    let (mut server, rx) = spawn_piped(example("echo_server"), &["--bind", "127.0.0.1:0"], &[]);
+both_modes!(ten_thousand_resets_cost_a_few_log_lines);
+fn ten_thousand_resets_cost_a_few_log_lines(park: bool) {
+    let mut args = vec!["--bind", "127.0.0.1:0"];
+    args.extend(park.then_some("--park-idle"));
+    let (mut server, rx) = spawn_piped(example("echo_server"), &args, &[]);
     let (first, _) = wait_for_stdout(&rx, START_TIMEOUT, "listening line", |_| true);
     let addr: SocketAddr = first
         .strip_prefix("listening on ")
@@ -285,13 +290,14 @@ fn ten_thousand_resets_cost_a_few_log_lines() {
 
 // 2. Idle timeout wording --------------------------------------------------
 
-#[test]
-fn a_client_that_sends_nothing_is_reported_as_an_idle_timeout() {
+both_modes!(a_client_that_sends_nothing_is_reported_as_an_idle_timeout);
+fn a_client_that_sends_nothing_is_reported_as_an_idle_timeout(park: bool) {
     let read_timeout = Duration::from_millis(300);
     let (failure_tx, failures) = mpsc::channel::<(Option<Duration>, String, String)>();
     let (kind_tx, kinds) = mpsc::channel::<io::ErrorKind>();
     let server = Server::builder()
         .bind("127.0.0.1:0")
+        .park_idle(park)
         .workers(1)
         .read_timeout(read_timeout)
         .shutdown_timeout(Duration::from_secs(1))
@@ -362,7 +368,8 @@ fn a_client_that_sends_nothing_is_reported_as_an_idle_timeout() {
 
 // 3. Signals given back when the server stops ------------------------------
 
-/// Set in the child process that `helper_in_a_child_process` serves in.
+/// Set in the child process that `helper_in_a_child_process` serves in, to
+/// its server's serving mode: `threads` or `parked`.
 const HELPER_VAR: &str = "SOCKETSERVER_LOGGING_SIGNALS_HELPER";
 /// The test the child process runs.
 const HELPER: &str = "helper_in_a_child_process";
@@ -400,9 +407,9 @@ fn sigint_disposition() -> &'static str {
 /// SIGINT to end it.
 #[test]
 fn helper_in_a_child_process() {
-    if std::env::var_os(HELPER_VAR).is_none() {
+    let Ok(mode) = std::env::var(HELPER_VAR) else {
         return;
-    }
+    };
     // Whatever the parent's shell did, Ctrl-C starts out ending the process.
     // SAFETY: sets the default disposition; no handler of ours is involved.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
@@ -411,6 +418,7 @@ fn helper_in_a_child_process() {
     let signals_thread = format!("{THREAD_NAME}-signals");
     let server = Server::builder()
         .bind("127.0.0.1:0")
+        .park_idle(mode == "parked")
         .workers(1)
         .thread_name(THREAD_NAME)
         .build(|_: &mut Connection| Ok(()))
@@ -471,34 +479,35 @@ fn helper_in_a_child_process() {
 
 /// Runs `helper_in_a_child_process` in a child process and waits until it
 /// says `ready`: by then it has checked its signal thread.
-fn start_helper() -> (KillOnDrop, mpsc::Receiver<(Stream, String)>, String) {
+fn start_helper(park: bool) -> (KillOnDrop, mpsc::Receiver<(Stream, String)>, String) {
     let exe = std::env::current_exe().unwrap();
+    let mode = if park { "parked" } else { "threads" };
     let (child, rx) = spawn_piped(
         exe,
         &[HELPER, "--exact", "--nocapture", "--test-threads=1"],
-        &[(HELPER_VAR, "1")],
+        &[(HELPER_VAR, mode)],
     );
     let (_, before) = wait_for_stdout(&rx, START_TIMEOUT, "ready line", |l| l == "ready");
     (child, rx, shown(&before))
 }
 
-#[test]
-fn one_signal_thread_however_often_asked_and_it_ends_with_the_server() {
-    let (_child, _rx, output) = start_helper();
+both_modes!(one_signal_thread_however_often_asked_and_it_ends_with_the_server);
+fn one_signal_thread_however_often_asked_and_it_ends_with_the_server(park: bool) {
+    let (_child, _rx, output) = start_helper(park);
     println!("{output}");
     assert!(output.contains("while serving: SIGINT caught"), "{output}");
     assert!(output.contains("-signals gone "), "{output}");
 }
 
+both_modes!(the_first_ctrl_c_after_the_server_stopped_ends_the_process);
 /// `shutdown_on_signals` promises that once the server stops, "a later
 /// Ctrl-C acts as it would have without this".
 /// signal-hook never uninstalls its process-wide handler, which discards a
 /// signal once no action is left; the library arms a default action for
 /// SIGINT and SIGTERM whenever no server listens for them, so the first
 /// Ctrl-C after the stop ends the process.
-#[test]
-fn the_first_ctrl_c_after_the_server_stopped_ends_the_process() {
-    let (mut child, rx, output) = start_helper();
+fn the_first_ctrl_c_after_the_server_stopped_ends_the_process(park: bool) {
+    let (mut child, rx, output) = start_helper(park);
     let pid = libc::pid_t::try_from(child.0.id()).unwrap();
     // SAFETY: a signal to our own child, which the guard still holds unreaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);

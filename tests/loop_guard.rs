@@ -4,6 +4,8 @@
 //!
 //! Forging the source address takes a raw socket (root, or CAP_NET_RAW);
 //! without one the test says so and passes as skipped.
+//!
+//! Datagrams only, so the thread mode only: `park_idle` is for streams.
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The PROXY protocol end to end: a real HAProxy (`send-proxy`,
 //! `send-proxy-v2`) in front of the server, and clients that are not
-//! trusted or send broken headers.
+//! trusted or send broken headers; in both serving modes (`both_modes!`: a
+//! thread per connection, and `park_idle`). `proxy_protocol_is_for_streams_only`
+//! checks a datagram server's settings, which no mode changes.
 
 mod common;
 
@@ -38,11 +40,12 @@ fn read_reply(mut s: TcpStream) -> String {
     reply
 }
 
-#[test]
-fn haproxy_passes_the_real_client_with_v1_and_v2() {
+both_modes!(haproxy_passes_the_real_client_with_v1_and_v2);
+fn haproxy_passes_the_real_client_with_v1_and_v2(park: bool) {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .proxy_protocol(ProxyProtocol::new().trust_loopback()),
         whoami,
@@ -85,19 +88,20 @@ fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
     s
 }
 
-#[test]
-fn max_per_source_counts_the_clients_behind_the_proxy() {
+both_modes!(max_per_source_counts_the_clients_behind_the_proxy);
+fn max_per_source_counts_the_clients_behind_the_proxy(park: bool) {
     let (gate, started) = Gate::new();
     let handler = {
         let gate = gate.clone();
         move |conn: &mut Connection| {
-            gate.arrive();
+            gate.arrive_from(conn);
             whoami(conn)
         }
     };
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(4)
             .max_per_source(1)
             .busy_message("busy")
@@ -122,11 +126,12 @@ fn max_per_source_counts_the_clients_behind_the_proxy() {
     server.stop().unwrap();
 }
 
-#[test]
-fn connections_from_untrusted_addresses_are_refused() {
+both_modes!(connections_from_untrusted_addresses_are_refused);
+fn connections_from_untrusted_addresses_are_refused(park: bool) {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(1)
             .proxy_protocol(ProxyProtocol::new().trust("10.9.9.9".parse().unwrap())),
         whoami,
@@ -143,12 +148,13 @@ fn connections_from_untrusted_addresses_are_refused() {
     server.stop().unwrap();
 }
 
-#[test]
-fn broken_missing_and_slow_headers_close_the_connection() {
+both_modes!(broken_missing_and_slow_headers_close_the_connection);
+fn broken_missing_and_slow_headers_close_the_connection(park: bool) {
     let header_timeout = Duration::from_millis(400);
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .proxy_protocol(
                 ProxyProtocol::new()
@@ -220,15 +226,17 @@ fn proxy_protocol_is_for_streams_only() {
     ));
 }
 
-#[test]
-fn whoami_server_behind_haproxy_shows_the_real_client() {
+both_modes!(whoami_server_behind_haproxy_shows_the_real_client);
+fn whoami_server_behind_haproxy_shows_the_real_client(park: bool) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(example("whoami_server"))
         .args(["--bind", "127.0.0.1:0", "--proxy-protocol"])
+        .args(park.then_some("--park-idle"))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(child);
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let addr: SocketAddr = line
@@ -245,9 +253,9 @@ fn whoami_server_behind_haproxy_shows_the_real_client() {
         let me = client.local_addr().unwrap();
         assert_eq!(read_reply(client), format!("{me}\n"));
     }
-    sigterm(&child);
+    sigterm(&child.0);
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     assert!(rest.starts_with("shut down: "), "{rest}");
 }

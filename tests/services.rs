@@ -1,5 +1,10 @@
 //! The standard services (RFC 862-868) over TCP and UDP on loopback, each
 //! checked against what its RFC says, and the limits on UDP replies.
+//!
+//! The tests that serve TCP run in both serving modes (`both_modes!`: a
+//! thread per connection, and `park_idle`), their UDP parts alike in each.
+//! The others serve UDP only (`park_idle` is for streams), or nothing
+//! (`qotd_from_a_file`).
 
 mod common;
 
@@ -21,8 +26,15 @@ fn udp_server<H: Handler>(handler: H) -> ServerThread {
     )
 }
 
-fn tcp_server<H: Handler>(handler: H) -> ServerThread {
-    spawn(Server::builder().bind("127.0.0.1:0").workers(2), handler)
+/// A TCP server; `park`: its connections parked (`park_idle`).
+fn tcp_server<H: Handler>(park: bool, handler: H) -> ServerThread {
+    spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .workers(2),
+        handler,
+    )
 }
 
 /// Sends `payload` from `client` and asserts that no reply comes: waits
@@ -51,9 +63,9 @@ fn rfc868_now() -> u32 {
     Time::at(chrono::Utc::now().timestamp())
 }
 
-#[test]
-fn time_sends_4_bytes_of_seconds_since_1900() {
-    over_both(Time, b"", |reply| {
+both_modes!(time_sends_4_bytes_of_seconds_since_1900);
+fn time_sends_4_bytes_of_seconds_since_1900(park: bool) {
+    over_both(park, Time, b"", |reply| {
         let sent = u32::from_be_bytes(reply.try_into().expect("exactly 4 bytes"));
         let now = rfc868_now();
         assert!(now.wrapping_sub(sent) <= 2, "{sent} vs {now}");
@@ -67,9 +79,9 @@ fn time_sends_4_bytes_of_seconds_since_1900() {
     server.stop().unwrap();
 }
 
-#[test]
-fn daytime_rfc867_sends_xinetds_line() {
-    over_both(Daytime::rfc867(), b"", assert_daytime_now);
+both_modes!(daytime_rfc867_sends_xinetds_line);
+fn daytime_rfc867_sends_xinetds_line(park: bool) {
+    over_both(park, Daytime::rfc867(), b"", assert_daytime_now);
 }
 
 #[test]
@@ -82,10 +94,10 @@ fn daytime_answers_an_empty_datagram_and_a_newline() {
     server.stop().unwrap();
 }
 
-#[test]
-fn discard_sends_nothing_over_either_transport() {
+both_modes!(discard_sends_nothing_over_either_transport);
+fn discard_sends_nothing_over_either_transport(park: bool) {
     let request: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-    let server = tcp_server(Discard);
+    let server = tcp_server(park, Discard);
     assert_eq!(tcp_exchange(&server.local_addr(), Some(&request)), b"");
     server.stop().unwrap();
 
@@ -97,9 +109,9 @@ fn discard_sends_nothing_over_either_transport() {
     server.stop().unwrap();
 }
 
-#[test]
-fn discard_ends_when_the_client_closes() {
-    let server = tcp_server(Discard);
+both_modes!(discard_ends_when_the_client_closes);
+fn discard_ends_when_the_client_closes(park: bool) {
+    let server = tcp_server(park, Discard);
     let mut client = connect(&server.local_addr());
     io::Write::write_all(&mut client, b"some bytes").unwrap();
     drop(client);
@@ -108,9 +120,9 @@ fn discard_ends_when_the_client_closes() {
     server.stop().unwrap();
 }
 
-#[test]
-fn chargen_over_tcp_sends_rotating_72_character_lines_until_the_client_leaves() {
-    let server = tcp_server(Chargen::new());
+both_modes!(chargen_over_tcp_sends_rotating_72_character_lines_until_the_client_leaves);
+fn chargen_over_tcp_sends_rotating_72_character_lines_until_the_client_leaves(park: bool) {
+    let server = tcp_server(park, Chargen::new());
     let mut client = connect(&server.local_addr());
     // Three rounds of the 95-line ring and a bit.
     let lines = 300;
@@ -160,17 +172,17 @@ fn chargen_over_udp_sends_0_to_512_characters_of_the_pattern() {
     server.stop().unwrap();
 }
 
-#[test]
-fn qotd_sends_the_quotes_in_turn() {
+both_modes!(qotd_sends_the_quotes_in_turn);
+fn qotd_sends_the_quotes_in_turn(park: bool) {
     let quotes = ["first quote", "second quote\non two lines"];
-    over_both(Qotd::new(quotes).unwrap(), b"", |reply| {
+    over_both(park, Qotd::new(quotes).unwrap(), b"", |reply| {
         let quote = std::str::from_utf8(reply).unwrap();
         assert!(
             quote == "first quote\r\n" || quote == "second quote\r\non two lines\r\n",
             "{quote:?}"
         );
     });
-    let server = tcp_server(Qotd::new(quotes).unwrap());
+    let server = tcp_server(park, Qotd::new(quotes).unwrap());
     let first = tcp_exchange(&server.local_addr(), None);
     let second = tcp_exchange(&server.local_addr(), Some(b"ignored"));
     assert_ne!(first, second);

@@ -1,5 +1,14 @@
 //! Serving over IPv4 and IPv6, stream and datagram, with user handlers,
-//! closures and the pool's bounds.
+//! closures and the pool's bounds; streams in both serving modes
+//! (`both_modes!`: a thread per connection, and `park_idle`).
+//!
+//! Thread mode only:
+//! * `exactly_workers_handlers_run_at_once` and `the_queue_bound_holds`:
+//!   the pool's bounds (`max_workers` threads, `queue`), which do not apply
+//!   to parked connections: an event loop serves any number of them.
+//! * `ipv4_datagram`, `ipv6_datagram`, `a_datagram_reads_once_then_end_of_file`,
+//!   `each_write_is_one_datagram`, `an_oversized_datagram_is_dropped_and_counted`:
+//!   datagrams only (`park_idle` is for streams).
 
 mod common;
 
@@ -20,9 +29,13 @@ impl Handler for WhoAmI {
     }
 }
 
-fn serve_whoami(bind: &str, transport: Transport) {
+fn serve_whoami(bind: &str, transport: Transport, park: bool) {
     let server = spawn(
-        Server::builder().bind(bind).transport(transport).workers(2),
+        Server::builder()
+            .bind(bind)
+            .transport(transport)
+            .park_idle(park)
+            .workers(2),
         WhoAmI,
     );
     let addr = server.local_addr();
@@ -41,42 +54,49 @@ fn serve_whoami(bind: &str, transport: Transport) {
     assert!(report.is_clean());
 }
 
-#[test]
-fn ipv4_stream() {
-    serve_whoami("127.0.0.1:0", Transport::Stream);
+both_modes!(ipv4_stream);
+fn ipv4_stream(park: bool) {
+    serve_whoami("127.0.0.1:0", Transport::Stream, park);
 }
 
-#[test]
-fn ipv6_stream() {
-    serve_whoami("[::1]:0", Transport::Stream);
+both_modes!(ipv6_stream);
+fn ipv6_stream(park: bool) {
+    serve_whoami("[::1]:0", Transport::Stream, park);
 }
 
 #[test]
 fn ipv4_datagram() {
-    serve_whoami("127.0.0.1:0", Transport::Datagram);
+    serve_whoami("127.0.0.1:0", Transport::Datagram, false);
 }
 
 #[test]
 fn ipv6_datagram() {
-    serve_whoami("[::1]:0", Transport::Datagram);
+    serve_whoami("[::1]:0", Transport::Datagram, false);
 }
 
-#[test]
-fn localhost_name_resolves_and_binds() {
-    let server = spawn(Server::builder().bind("localhost:0").workers(1), WhoAmI);
+both_modes!(localhost_name_resolves_and_binds);
+fn localhost_name_resolves_and_binds(park: bool) {
+    let server = spawn(
+        Server::builder()
+            .bind("localhost:0")
+            .park_idle(park)
+            .workers(1),
+        WhoAmI,
+    );
     assert!(server.local_addr().ip().unwrap().is_loopback());
     assert!(!tcp_exchange(&server.local_addr(), None).is_empty());
     server.stop().unwrap();
 }
 
-#[test]
-fn dual_stack_takes_ipv4_clients_as_mapped_addresses() {
+both_modes!(dual_stack_takes_ipv4_clients_as_mapped_addresses);
+fn dual_stack_takes_ipv4_clients_as_mapped_addresses(park: bool) {
     for transport in [Transport::Stream, Transport::Datagram] {
         let server = spawn(
             Server::builder()
                 .bind("[::]:0")
                 .only_v6(false)
                 .transport(transport)
+                .park_idle(park && transport == Transport::Stream)
                 .workers(1),
             WhoAmI,
         );
@@ -99,10 +119,14 @@ fn dual_stack_takes_ipv4_clients_as_mapped_addresses() {
     }
 }
 
-#[test]
-fn only_v6_refuses_ipv4_clients() {
+both_modes!(only_v6_refuses_ipv4_clients);
+fn only_v6_refuses_ipv4_clients(park: bool) {
     let server = spawn(
-        Server::builder().bind("[::]:0").only_v6(true).workers(1),
+        Server::builder()
+            .bind("[::]:0")
+            .only_v6(true)
+            .park_idle(park)
+            .workers(1),
         WhoAmI,
     );
     let port = server.local_addr().port().unwrap();
@@ -117,13 +141,14 @@ fn only_v6_refuses_ipv4_clients() {
     server.stop().unwrap();
 }
 
-#[test]
-fn closures_are_handlers_on_both_transports() {
+both_modes!(closures_are_handlers_on_both_transports);
+fn closures_are_handlers_on_both_transports(park: bool) {
     for transport in [Transport::Stream, Transport::Datagram] {
         let server = spawn(
             Server::builder()
                 .bind("127.0.0.1:0")
                 .transport(transport)
+                .park_idle(park && transport == Transport::Stream)
                 .workers(1),
             |conn: &mut Connection| conn.write_all(b"from a closure"),
         );
@@ -253,8 +278,8 @@ fn the_queue_bound_holds() {
     server.stop().unwrap();
 }
 
-#[test]
-fn a_panicking_handler_costs_one_connection() {
+both_modes!(a_panicking_handler_costs_one_connection);
+fn a_panicking_handler_costs_one_connection(park: bool) {
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let hook = {
         let failures = failures.clone();
@@ -263,6 +288,7 @@ fn a_panicking_handler_costs_one_connection() {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(1)
             .on_error(hook),
         |conn: &mut Connection| {
@@ -313,11 +339,12 @@ fn an_oversized_datagram_is_dropped_and_counted() {
     server.stop().unwrap();
 }
 
-#[test]
-fn accepted_connections_carry_the_configured_timeouts() {
+both_modes!(accepted_connections_carry_the_configured_timeouts);
+fn accepted_connections_carry_the_configured_timeouts(park: bool) {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(1)
             .read_timeout(Duration::from_millis(1500))
             .write_timeout(Duration::from_millis(2500)),

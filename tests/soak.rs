@@ -1,6 +1,7 @@
 //! Soak: 200,000 short connections and 50,000 datagrams against the time
 //! handler; afterwards descriptors and threads are back to their baseline
-//! and resident memory within 10 % of it.
+//! and resident memory within 10 % of it. The TCP server in both serving
+//! modes (`both_modes!`: a thread per connection, and `park_idle`).
 
 mod common;
 
@@ -71,12 +72,15 @@ fn run_load(tcp: std::net::SocketAddr, udp: std::net::SocketAddr, conns: u64, gr
     failures.load(Ordering::Relaxed)
 }
 
-#[test]
-fn soak_leaves_descriptors_threads_and_memory_at_baseline() {
+both_modes!(soak_leaves_descriptors_threads_and_memory_at_baseline);
+fn soak_leaves_descriptors_threads_and_memory_at_baseline(park: bool) {
+    // It measures this process's descriptors, threads and memory.
+    let _alone = one_at_a_time();
     let tcp = spawn(
         // A fixed pool, so that the thread count is the same at rest.
         Server::builder()
             .bind("127.0.0.1:0")
+            .park_idle(park)
             .workers(2)
             .max_workers(2),
         Daytime::new(),

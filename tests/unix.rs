@@ -1,7 +1,9 @@
 //! Unix-domain sockets, stream and datagram: serving, stale and live socket
 //! files, removal on shutdown, prompt shutdown; and servers sharing a path:
 //! a graceful restart, a live server with a full backlog, servers starting
-//! together.
+//! together. Stream servers in both serving modes (`both_modes!`: a thread
+//! per connection, and `park_idle`); `a_unix_datagram_server_answers_named_clients`
+//! serves datagrams only (`park_idle` is for streams).
 
 mod common;
 
@@ -52,10 +54,16 @@ fn unix_reply(path: &Path) -> Vec<u8> {
     reply
 }
 
-#[test]
-fn a_unix_stream_server_serves_and_removes_its_file() {
+both_modes!(a_unix_stream_server_serves_and_removes_its_file);
+fn a_unix_stream_server_serves_and_removes_its_file(park: bool) {
     let path = socket_path("stream.sock");
-    let server = spawn(Server::builder().bind_unix(&path).workers(2), whoami);
+    let server = spawn(
+        Server::builder()
+            .bind_unix(&path)
+            .park_idle(park)
+            .workers(2),
+        whoami,
+    );
     assert_eq!(server.local_addr(), Addr::Unix(Some(path.clone())));
     assert_eq!(
         server.local_addr().to_string(),
@@ -113,8 +121,8 @@ fn a_unix_datagram_server_answers_named_clients() {
     assert!(!path.exists());
 }
 
-#[test]
-fn a_stale_socket_file_is_replaced() {
+both_modes!(a_stale_socket_file_is_replaced);
+fn a_stale_socket_file_is_replaced(park: bool) {
     for transport in [Transport::Stream, Transport::Datagram] {
         let path = socket_path("stale.sock");
         match transport {
@@ -126,6 +134,7 @@ fn a_stale_socket_file_is_replaced() {
             Server::builder()
                 .bind_unix(&path)
                 .transport(transport)
+                .park_idle(park && transport == Transport::Stream)
                 .workers(1),
             Echo,
         );
@@ -145,20 +154,23 @@ fn a_stale_socket_file_is_replaced() {
     }
 }
 
-#[test]
-fn a_live_socket_file_is_an_error() {
+both_modes!(a_live_socket_file_is_an_error);
+fn a_live_socket_file_is_an_error(park: bool) {
     for transport in [Transport::Stream, Transport::Datagram] {
         let path = socket_path("live.sock");
+        let park = park && transport == Transport::Stream;
         let first = spawn(
             Server::builder()
                 .bind_unix(&path)
                 .transport(transport)
+                .park_idle(park)
                 .workers(1),
             Echo,
         );
         let err = Server::builder()
             .bind_unix(&path)
             .transport(transport)
+            .park_idle(park)
             .build(Echo)
             .unwrap_err();
         assert!(matches!(&err, Error::Bind { .. }), "{err:?}");
@@ -174,25 +186,32 @@ fn a_live_socket_file_is_an_error() {
     }
 }
 
-#[test]
-fn a_file_that_is_not_a_socket_is_left_alone() {
+both_modes!(a_file_that_is_not_a_socket_is_left_alone);
+fn a_file_that_is_not_a_socket_is_left_alone(park: bool) {
     let path = socket_path("precious.txt");
     std::fs::write(&path, "keep me").unwrap();
-    let err = Server::builder().bind_unix(&path).build(Echo).unwrap_err();
+    let err = Server::builder()
+        .bind_unix(&path)
+        .park_idle(park)
+        .build(Echo)
+        .unwrap_err();
     assert!(matches!(&err, Error::Bind { .. }), "{err:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
     assert!(!lock_path(&path).exists(), "no lock file beside it");
 }
 
+both_modes!(a_draining_server_leaves_the_file_of_the_server_that_took_its_path);
 /// A graceful restart: the new server binds the path while the old one
 /// drains (its listener already refuses), and the old one, finishing,
 /// leaves the new one's socket file in place.
-#[test]
-fn a_draining_server_leaves_the_file_of_the_server_that_took_its_path() {
+fn a_draining_server_leaves_the_file_of_the_server_that_took_its_path(park: bool) {
     let path = socket_path("restart.sock");
     let (gate, started) = Gate::new();
     let old = spawn(
-        Server::builder().bind_unix(&path).workers(1),
+        Server::builder()
+            .bind_unix(&path)
+            .park_idle(park)
+            .workers(1),
         gate.handler(b"old"),
     );
     let mut held = unix_client(&path);
@@ -200,7 +219,10 @@ fn a_draining_server_leaves_the_file_of_the_server_that_took_its_path() {
     old.shutdown_handle().shutdown();
 
     let new = spawn(
-        Server::builder().bind_unix(&path).workers(1),
+        Server::builder()
+            .bind_unix(&path)
+            .park_idle(park)
+            .workers(1),
         |conn: &mut Connection| conn.write_all(b"new"),
     );
     assert_eq!(unix_reply(&path), b"new");
@@ -218,20 +240,29 @@ fn a_draining_server_leaves_the_file_of_the_server_that_took_its_path() {
     assert!(!lock_path(&path).exists(), "the lock file goes with it");
 }
 
+both_modes!(a_live_server_with_a_full_backlog_is_in_use_at_once);
 /// A live server whose backlog is full is in use, found at once: the
 /// check does not wait in `connect` for room in that backlog.
-#[test]
-fn a_live_server_with_a_full_backlog_is_in_use_at_once() {
+fn a_live_server_with_a_full_backlog_is_in_use_at_once(park: bool) {
     let path = socket_path("full.sock");
     let (gate, started) = Gate::new();
-    let server = spawn(
-        Server::builder().bind_unix(&path).workers(1).backlog(1),
-        gate.handler(b"x"),
-    );
+    let builder = Server::builder()
+        .bind_unix(&path)
+        .park_idle(park)
+        .workers(1)
+        .backlog(1);
+    // An event loop would accept every client while its handler waits at
+    // the gate: held to one connection, it leaves the others in the backlog.
+    let builder = if park {
+        builder.max_connections(1)
+    } else {
+        builder
+    };
+    let server = spawn(builder, gate.handler(b"x"));
     let busy = unix_client(&path);
     expect_started(&started, 1);
-    // The one worker is held at the gate; clients now wait in the backlog
-    // until it is full.
+    // The one worker (or parked, the one connection allowed) is held at the
+    // gate; clients now wait in the backlog until it is full.
     let mut waiting = Vec::new();
     loop {
         let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
@@ -251,7 +282,11 @@ fn a_live_server_with_a_full_backlog_is_in_use_at_once() {
         let path = path.clone();
         thread::spawn(move || {
             let t = Instant::now();
-            let built = Server::builder().bind_unix(&path).build(Echo).map(drop);
+            let built = Server::builder()
+                .bind_unix(&path)
+                .park_idle(park)
+                .build(Echo)
+                .map(drop);
             let _ = tx.send((built, t.elapsed()));
         })
     };
@@ -273,14 +308,20 @@ fn a_live_server_with_a_full_backlog_is_in_use_at_once() {
     assert!(!path.exists());
 }
 
+both_modes!(a_crashed_servers_socket_and_lock_files_are_reused_then_removed);
 /// A stale socket file next to the lock file of the server that crashed
 /// is replaced; both go when the new server stops.
-#[test]
-fn a_crashed_servers_socket_and_lock_files_are_reused_then_removed() {
+fn a_crashed_servers_socket_and_lock_files_are_reused_then_removed(park: bool) {
     let path = socket_path("crashed.sock");
     drop(UnixListener::bind(&path).unwrap());
     std::fs::File::create(lock_path(&path)).unwrap();
-    let server = spawn(Server::builder().bind_unix(&path).workers(1), Echo);
+    let server = spawn(
+        Server::builder()
+            .bind_unix(&path)
+            .park_idle(park)
+            .workers(1),
+        Echo,
+    );
     assert!(lock_path(&path).exists(), "kept while the socket file is");
     let mut c = unix_client(&path);
     c.write_all(b"y").unwrap();
@@ -293,10 +334,10 @@ fn a_crashed_servers_socket_and_lock_files_are_reused_then_removed() {
     assert!(!lock_path(&path).exists());
 }
 
+both_modes!(servers_starting_together_on_a_stale_path_let_exactly_one_bind);
 /// Servers starting together on a stale path: exactly one binds it, the
 /// others find it in use, and the file left is the winner's.
-#[test]
-fn servers_starting_together_on_a_stale_path_let_exactly_one_bind() {
+fn servers_starting_together_on_a_stale_path_let_exactly_one_bind(park: bool) {
     const SERVERS: usize = 4;
     for _ in 0..10 {
         let path = socket_path("race.sock");
@@ -306,7 +347,10 @@ fn servers_starting_together_on_a_stale_path_let_exactly_one_bind() {
             .map(|i| {
                 let (path, barrier) = (path.clone(), Arc::clone(&barrier));
                 thread::spawn(move || {
-                    let builder = Server::builder().bind_unix(&path).workers(1);
+                    let builder = Server::builder()
+                        .bind_unix(&path)
+                        .park_idle(park)
+                        .workers(1);
                     barrier.wait();
                     // Probes of the losers reach the winner as empty
                     // connections: a failed write there is no matter.

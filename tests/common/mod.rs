@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: clients with timeouts, so a bug
-//! fails a test fast instead of hanging it, and servers on port 0.
+//! fails a test fast instead of hanging it, and servers on port 0; and
+//! [`both_modes!`], which runs a test in each serving mode.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -15,6 +16,65 @@ pub mod proxy_check;
 
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Makes a test of each serving mode of a stream server from a function
+/// `fn NAME(park: bool)`: a module `NAME` with two tests, `NAME::threads`
+/// (a thread per connection) and `NAME::parked` (`park_idle(true)`:
+/// connections on event loops). The function gets the mode as `park`, for
+/// `.park_idle(park)` on its stream builders (datagram builders leave it
+/// out: the mode is for streams). Written just above the function, where
+/// `#[test]` would be:
+///
+/// ```ignore
+/// both_modes!(serves_in_each_mode);
+/// /// What it checks.
+/// fn serves_in_each_mode(park: bool) {
+///     let server = spawn(Server::builder().bind("127.0.0.1:0").park_idle(park), Echo);
+///     // ...
+/// }
+/// ```
+///
+/// A parked run that fails for a known reason in the library stays in the
+/// matrix, ignored with that reason until it is fixed:
+/// `both_modes!(#[parked_ignore = "parked: why, in one line"] NAME);`.
+#[macro_export]
+macro_rules! both_modes {
+    ($( $(#[parked_ignore = $why:literal])? $name:ident ),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn threads() {
+                super::$name(false)
+            }
+
+            #[test]
+            $(#[ignore = $why])?
+            fn parked() {
+                super::$name(true)
+            }
+        }
+    )+};
+}
+
+/// Held by a test that measures or changes the whole process (its
+/// threads, descriptors or memory, its panic hook), so that the other
+/// tests of its binary that do so, such as its other mode's run, wait.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that failed holding it leaves it poisoned, not wrong.
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A child process, killed and reaped when dropped, also when the test
+/// panics: a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Both do nothing once the child has been reaped.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// An example program: `cargo test` builds the examples next to the test
 /// binaries.
@@ -80,14 +140,19 @@ pub fn spawn<H: Handler>(builder: ServerBuilder, handler: H) -> ServerThread {
 }
 
 /// Serves `handler` over TCP and UDP, on IPv4 and IPv6 loopback, sends
-/// `request` to each (TCP: then half-closes) and checks each reply.
-pub fn over_both<H: Handler>(handler: H, request: &[u8], check: impl Fn(&[u8])) {
+/// `request` to each (TCP: then half-closes) and checks each reply. `park`:
+/// the TCP server parks its connections (`park_idle`).
+pub fn over_both<H: Handler>(park: bool, handler: H, request: &[u8], check: impl Fn(&[u8])) {
     let handler = Arc::new(handler);
     for bind in ["127.0.0.1:0", "[::1]:0"] {
         for transport in [Transport::Stream, Transport::Datagram] {
             let shared = Arc::clone(&handler);
             let server = spawn(
-                Server::builder().bind(bind).transport(transport).workers(2),
+                Server::builder()
+                    .bind(bind)
+                    .transport(transport)
+                    .park_idle(park && transport == Transport::Stream)
+                    .workers(2),
                 move |conn: &mut Connection| shared.handle(conn),
             );
             let addr = server.local_addr();
@@ -205,6 +270,16 @@ impl Gate {
         }
     }
 
+    /// Called by a handler serving `conn`: [`arrive`](Self::arrive),
+    /// through [`Connection::offload`], as the `park_idle` mode's rule
+    /// wants of a blocking call that is not the connection's I/O: there
+    /// the wait holds a helper thread while the connection parks, not the
+    /// event loop that serves other connections too. In the thread mode
+    /// `offload` simply calls it.
+    pub fn arrive_from(&self, conn: &Connection) {
+        conn.offload(|| self.arrive())
+    }
+
     /// A handler that arrives at this gate, then writes `reply`.
     pub fn handler(
         &self,
@@ -212,7 +287,7 @@ impl Gate {
     ) -> impl Fn(&mut Connection) -> std::io::Result<()> + Send + Sync + 'static {
         let gate = self.clone();
         move |conn: &mut Connection| {
-            gate.arrive();
+            gate.arrive_from(conn);
             conn.write_all(reply)
         }
     }
@@ -254,6 +329,20 @@ pub fn rss_kib() -> u64 {
 /// Threads of this process (Linux).
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Threads of this process whose name starts with `prefix` (Linux shows
+/// the first 15 bytes of a name in `comm`).
+pub fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|task| {
+            // A thread may end between the listing and this read.
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim_end().starts_with(prefix))
+        })
+        .count()
 }
 
 /// Open descriptors of this process (Linux).
