@@ -71,10 +71,7 @@ fn graceful_drain_delivers_the_in_flight_reply(park: bool) {
     assert_eq!((report.drained, report.forced, report.dropped), (1, 0, 0));
 }
 
-both_modes!(
-    #[parked_ignore = "parked: stop() takes shutdown_timeout + 200 ms: helpers get a grace of their own"]
-    a_stuck_handler_is_forced_after_the_timeout
-);
+both_modes!(a_stuck_handler_is_forced_after_the_timeout);
 fn a_stuck_handler_is_forced_after_the_timeout(park: bool) {
     let (gate, started) = Gate::new();
     let handler = {

@@ -64,4 +64,24 @@ impl Listener {
             Listener::Datagram(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
+
+    /// Accepts one connection already in non-blocking mode (for the event
+    /// loops): TCP in the one `accept4(SOCK_NONBLOCK)` call.
+    pub(crate) fn accept_nonblocking(&self) -> io::Result<(Stream, Addr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+                let (socket, peer) = SockRef::from(l).accept4(flags)?;
+                match peer.as_socket() {
+                    Some(peer) => Ok((Stream::Tcp(socket.into()), Addr::Inet(peer))),
+                    None => Err(io::ErrorKind::ConnectionAborted.into()),
+                }
+            }
+            _ => {
+                let (stream, peer) = self.accept()?;
+                stream.set_nonblocking(true)?;
+                Ok((stream, peer))
+            }
+        }
+    }
 }

@@ -36,6 +36,7 @@ use crate::report::{log_or_eprint, with_skipped};
 use crate::stats::{add, bump, LoopGauges};
 use crate::sys::errors::{classify, ErrorClass};
 use crate::sys::overflow;
+use crate::sys::rusage::{self, Usage};
 use crate::{Addr, Handler};
 
 const WAKER: Token = Token(usize::MAX);
@@ -72,6 +73,10 @@ struct Task {
     timer_at: Option<Instant>,
     /// Shutdown gave up on it: its next wait fails at once.
     cut: bool,
+    /// What its socket is registered for in the poll: nothing until it
+    /// first waits (a connection served without waiting costs no
+    /// registration), then readable, and writable too once a write waited.
+    interest: Option<Interest>,
 }
 
 /// Offloaded calls finished, for the loop to resume their connections.
@@ -113,13 +118,27 @@ pub(crate) struct EventLoop<H: Handler> {
     /// When shutdown began for this loop: give up on the rest at this time.
     force_at: Option<Instant>,
     forced: bool,
+    /// This thread's use at the start of the turn, to tell a handler that
+    /// held the loop from a thread the scheduler left waiting.
+    turn_usage: Usage,
 }
 
 impl<H: Handler> EventLoop<H> {
-    /// Sets up a loop and makes it known to the server (stats, shutdown).
-    pub(crate) fn new(shared: Arc<Shared<H>>, helpers: Arc<Helpers>) -> io::Result<Self> {
+    /// Makes a loop's poll (its descriptors are taken before the thread
+    /// starts, so that running out of them is an error of `run()`).
+    pub(crate) fn poll() -> io::Result<(Poll, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok((poll, waker))
+    }
+
+    /// Sets up a loop on its poll and makes it known to the server (stats,
+    /// shutdown).
+    pub(crate) fn new(
+        shared: Arc<Shared<H>>,
+        helpers: Arc<Helpers>,
+        (poll, waker): (Poll, Arc<Waker>),
+    ) -> io::Result<Self> {
         let listener_fd = shared.core.listener.sock_ref().as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&listener_fd), LISTENER, Interest::READABLE)?;
@@ -156,6 +175,7 @@ impl<H: Handler> EventLoop<H> {
             backoff: Backoff::default(),
             force_at: None,
             forced: false,
+            turn_usage: Usage::default(),
         })
     }
 
@@ -167,6 +187,7 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut events = Events::with_capacity(1024);
         loop {
+            self.turn_usage = rusage::this_thread();
             self.run_ready();
             let now = Instant::now();
             if self.force_at.is_none() && self.shared.core.stopping() {
@@ -282,7 +303,7 @@ impl<H: Handler> EventLoop<H> {
         let held = started.elapsed();
         if held > STALL {
             let peer = task.peer.clone();
-            self.stalled(&peer, held);
+            self.maybe_stalled(&peer, held);
         }
         match result {
             CoroutineResult::Yield(park) => self.park(key, park),
@@ -308,6 +329,30 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
         };
+        let want = match wait {
+            Wait::Write => Interest::READABLE | Interest::WRITABLE,
+            _ => Interest::READABLE,
+        };
+        let writable = want.is_writable();
+        if task
+            .interest
+            .map_or(true, |has| writable && !has.is_writable())
+        {
+            let fd = task.stream.as_raw_fd();
+            let registry = self.poll.registry();
+            // Registering looks at the socket's readiness at once, so an
+            // edge that came between the failed call and now is not lost.
+            let done = match task.interest {
+                None => registry.register(&mut SourceFd(&fd), Token(key), want),
+                Some(_) => registry.reregister(&mut SourceFd(&fd), Token(key), want),
+            };
+            if done.is_err() {
+                // No readiness can reach it: it fails like a cut one.
+                task.cut = true;
+            } else {
+                task.interest = Some(want);
+            }
+        }
         if task.cut {
             self.runnable.push_back((key, Wake::Cut));
             return;
@@ -410,7 +455,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 st.books.reserve();
             }
-            let accepted = core.listener.accept();
+            let accepted = core.listener.accept_nonblocking();
             let mut st = core.lock();
             st.books.unreserve();
             let (stream, peer) = match accepted {
@@ -432,7 +477,9 @@ impl<H: Handler> EventLoop<H> {
                         ErrorClass::Retry => continue,
                         ErrorClass::Descriptors => {
                             if let Some((stream, peer)) = accept::shed_with_spare(&core) {
-                                self.admit(stream, peer);
+                                if stream.set_nonblocking(true).is_ok() {
+                                    self.admit(stream, peer);
+                                }
                             }
                         }
                         ErrorClass::Resource => {}
@@ -467,15 +514,7 @@ impl<H: Handler> EventLoop<H> {
     fn start(&mut self, stream: Stream, peer: Addr, admitted: Admitted) {
         let core = Arc::clone(&self.shared.core);
         let key = self.free_keys.pop().unwrap_or(self.tasks.len());
-        let registered = stream.set_nonblocking(true).and_then(|()| {
-            self.poll.registry().register(
-                &mut SourceFd(&stream.as_raw_fd()),
-                Token(key),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        });
-        let stack = registered.and_then(|()| self.stacks.take());
-        let stack = match stack {
+        let stack = match self.stacks.take() {
             Ok(stack) => stack,
             Err(e) => {
                 self.free_keys.push(key);
@@ -510,6 +549,7 @@ impl<H: Handler> EventLoop<H> {
                 .map(|t| deadline_after(Instant::now(), t)),
             timer_at: None,
             cut: false,
+            interest: None,
         };
         if key == self.tasks.len() {
             self.tasks.push(Some(task));
@@ -587,6 +627,22 @@ impl<H: Handler> EventLoop<H> {
         add(&self.shared.core.counters.forced_at_shutdown, forced);
         for key in parked {
             self.wake(key, Wake::Cut);
+        }
+    }
+
+    /// A handler kept the thread for `held` (wall-clock) before it parked
+    /// or ended. It stalled the loop if, during this turn, the thread
+    /// blocked (a `sleep`, a lock, blocking I/O) or computed for that long;
+    /// not if the scheduler merely left it waiting on a busy machine.
+    fn maybe_stalled(&mut self, peer: &Addr, held: Duration) {
+        let now = rusage::this_thread();
+        let before = std::mem::replace(&mut self.turn_usage, now);
+        let blocked = now.blocked > before.blocked;
+        let computed = now.cpu.saturating_sub(before.cpu) >= STALL;
+        if blocked || computed {
+            self.stalled(peer, held);
+        } else {
+            log::debug!("event loop descheduled for {held:?} while serving {peer}");
         }
     }
 

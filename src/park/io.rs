@@ -144,18 +144,21 @@ impl ParkedStream {
     }
 
     /// Reads, parking until data comes or the read timeout passes (then
-    /// `WouldBlock`, as a blocking socket's timeout reads).
+    /// `WouldBlock`, as a blocking socket's timeout reads). The deadline is
+    /// only worked out once the read would block.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let deadline = self.read_timeout.map(|t| deadline_after(Instant::now(), t));
-        self.read_until(buf, deadline)
+        self.read_within(buf, None)
     }
 
-    /// Reads with one deadline, however the bytes trickle in.
-    pub(crate) fn read_until(
+    /// Reads with one deadline, however the bytes trickle in; `None`: the
+    /// read timeout from when the read first would block.
+    pub(crate) fn read_within(
         &mut self,
         buf: &mut [u8],
-        deadline: Option<Instant>,
+        fixed: Option<Instant>,
     ) -> io::Result<usize> {
+        let mut deadline = fixed;
+        let mut waited = false;
         loop {
             match (&*self.stream).read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -167,6 +170,10 @@ impl ParkedStream {
                     return result;
                 }
             }
+            if !waited && fixed.is_none() {
+                deadline = self.read_timeout.map(|t| deadline_after(Instant::now(), t));
+            }
+            waited = true;
             let idle = self.awaiting;
             match park(Park::Read { deadline, idle }) {
                 Ok(Wake::Ready) => {}
@@ -186,9 +193,8 @@ impl ParkedStream {
     /// Writes, parking until the peer takes some bytes or the write
     /// timeout passes (then `WouldBlock`).
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let deadline = self
-            .write_timeout
-            .map(|t| deadline_after(Instant::now(), t));
+        let mut deadline = None;
+        let mut waited = false;
         loop {
             match (&*self.stream).write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -197,6 +203,12 @@ impl ParkedStream {
                     self.awaiting = true;
                     return result;
                 }
+            }
+            if !waited {
+                deadline = self
+                    .write_timeout
+                    .map(|t| deadline_after(Instant::now(), t));
+                waited = true;
             }
             match park(Park::Write { deadline }) {
                 Ok(Wake::Ready) => {}
@@ -221,7 +233,7 @@ pub(crate) struct Within<'a> {
 
 impl Read for Within<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.stream.read_until(buf, Some(self.deadline)) {
+        match self.stream.read_within(buf, Some(self.deadline)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no complete PROXY header in time",

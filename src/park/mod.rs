@@ -79,13 +79,20 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     let mut started = Ok(());
     for id in 0..settings.workers() {
         let name = format!("{}-{id}", settings.thread_name);
+        let poll = match EventLoop::<H>::poll() {
+            Ok(poll) => poll,
+            Err(source) => {
+                started = Err(Error::Spawn { name, source });
+                break;
+            }
+        };
         *running.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let leave = Leave(Arc::clone(&running));
         let (shared, helpers) = (Arc::clone(shared), Arc::clone(&helpers));
         // A loop's coroutines never leave its thread, so it is made there.
         let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
             let _leave = leave;
-            match EventLoop::new(Arc::clone(&shared), helpers) {
+            match EventLoop::new(Arc::clone(&shared), helpers, poll) {
                 Ok(event_loop) => event_loop.run(),
                 Err(e) => {
                     let msg = format!("cannot start an event loop: {e}; shutting down");
@@ -131,7 +138,10 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
             .0;
     }
     drop(left);
-    helpers.stop(EXIT_GRACE);
+    // The same deadline for the helpers: a helper stuck in an offloaded
+    // call is left behind, as a stuck worker is in the thread mode, rather
+    // than given a grace of its own.
+    helpers.stop(leave_by.saturating_duration_since(Instant::now()));
     if core.passed {
         // Whoever serves the passed socket next may expect it blocking.
         let _ = core.listener.sock_ref().set_nonblocking(false);

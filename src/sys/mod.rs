@@ -24,4 +24,5 @@ pub(crate) mod flock;
 pub(crate) mod overflow;
 pub(crate) mod poll;
 pub(crate) mod ports;
+pub(crate) mod rusage;
 pub(crate) mod wake;
