@@ -33,6 +33,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Round-trip times in nanoseconds (echo workloads only).
     pub latencies: Vec<u32>,
+    /// Connections the load left open for the caller to close once it has
+    /// read the server's CPU time (F and G), so that the server's closing
+    /// of thousands of them is not counted against the round.
+    pub open: Vec<TcpStream>,
 }
 
 impl Outcome {
@@ -63,6 +67,7 @@ impl Outcome {
         }
         self.elapsed = self.elapsed.max(other.elapsed);
         self.latencies.extend(other.latencies);
+        self.open.extend(other.open);
     }
 }
 
@@ -261,4 +266,251 @@ pub fn hold(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, Outcome) {
     }
     out.elapsed = start.elapsed();
     (held, out)
+}
+
+/// Workloads F and G: `connections` persistent echo connections shared by
+/// `loaders` client threads, each thread waiting on its share with epoll
+/// (mio) and keeping one 64-byte message in flight on every connection:
+/// as a reply is back in full, its round trip is recorded and the next
+/// message goes out. A few threads drive thousands of connections this
+/// way, where a thread per connection would swamp a small machine.
+///
+/// Each connection makes one exchange before the window (blocking, with
+/// the timeouts of [`connect`]), so the server serves all of them when the
+/// clock starts. At the end of the window no new message goes out, and the
+/// replies still in flight are read (and counted, the round's time running
+/// on until the last), so that every message the server echoed is counted
+/// against its CPU time, and no connection is closed with a reply unread
+/// (which would reset it). A connection with no reply for [`TIMEOUT`]
+/// counts one error and is left out of the rest of the round.
+pub fn echo_many(
+    addr: SocketAddr,
+    connections: usize,
+    loaders: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    let loaders = loaders.clamp(1, connections.max(1));
+    // Loaders wait at `ready` once their connections are open, and at `go`
+    // for the start.
+    let ready = Arc::new(Barrier::new(loaders + 1));
+    let go = Arc::new(Barrier::new(loaders + 1));
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let handles: Vec<_> = (0..loaders)
+        .map(|l| {
+            // An even share: the first `connections % loaders` take one more.
+            let share = connections / loaders + usize::from(l < connections % loaders);
+            let (ready, go) = (Arc::clone(&ready), Arc::clone(&go));
+            let started = Arc::clone(&started);
+            thread::spawn(move || {
+                let mut out = Outcome::default();
+                let prepared = EchoLoader::open(addr, share, &mut out);
+                ready.wait();
+                go.wait();
+                let start = *started.get().expect("set before release");
+                match prepared {
+                    Ok(mut loader) => {
+                        loader.run(start + window, &mut out);
+                        out.elapsed = start.elapsed();
+                        out.open = loader.conns.into_iter().map(|c| c.stream).collect();
+                    }
+                    Err(e) => {
+                        out.error(format!("setup: {e}"));
+                        out.elapsed = start.elapsed();
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    ready.wait();
+    on_start();
+    started.set(Instant::now()).expect("set once");
+    go.wait();
+    let mut total = Outcome::default();
+    for h in handles {
+        match h.join() {
+            Ok(out) => total.merge(out),
+            Err(_) => total.error("client thread panicked"),
+        }
+    }
+    total
+}
+
+/// One connection of [`echo_many`].
+struct Pending {
+    stream: TcpStream,
+    /// When the message in flight went out.
+    sent: Instant,
+    /// Bytes of its reply back so far.
+    got: usize,
+    /// A message is out and its reply not back in full.
+    waiting: bool,
+    /// Still in the round: no error, no timeout.
+    live: bool,
+}
+
+/// One client thread of [`echo_many`] and its share of the connections.
+struct EchoLoader {
+    poll: mio::Poll,
+    conns: Vec<Pending>,
+}
+
+impl EchoLoader {
+    /// Opens `n` connections, one exchange each, then makes them
+    /// non-blocking and registers them. A connection that fails to open
+    /// is an error in `out`; the others go on.
+    fn open(addr: SocketAddr, n: usize, out: &mut Outcome) -> io::Result<EchoLoader> {
+        use std::os::fd::AsRawFd;
+        let poll = mio::Poll::new()?;
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let opened = connect(addr).and_then(|mut s| {
+                s.set_nodelay(true)?;
+                let mut reply = [0u8; MESSAGE];
+                s.write_all(&[b'x'; MESSAGE])?;
+                s.read_exact(&mut reply)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            });
+            match opened {
+                Ok(stream) => {
+                    let token = mio::Token(conns.len());
+                    let fd = stream.as_raw_fd();
+                    poll.registry().register(
+                        &mut mio::unix::SourceFd(&fd),
+                        token,
+                        mio::Interest::READABLE,
+                    )?;
+                    conns.push(Pending {
+                        stream,
+                        sent: Instant::now(),
+                        got: 0,
+                        waiting: false,
+                        live: true,
+                    });
+                }
+                Err(e) => out.error(format!("connect: {e}")),
+            }
+            if out.errors >= MAX_ERRORS_PER_CLIENT {
+                break;
+            }
+        }
+        Ok(EchoLoader { poll, conns })
+    }
+
+    /// Sends the message on connection `i`; an error takes it out.
+    fn send(&mut self, i: usize, out: &mut Outcome) {
+        let c = &mut self.conns[i];
+        c.sent = Instant::now();
+        c.got = 0;
+        c.waiting = true;
+        // 64 bytes into a socket with nothing unacknowledged: all of it
+        // fits the send buffer, or the connection is broken.
+        match (&c.stream).write(&[b'x'; MESSAGE]) {
+            Ok(MESSAGE) => {}
+            Ok(n) => {
+                c.live = false;
+                out.error(format!("short write: {n} of {MESSAGE} bytes"));
+            }
+            Err(e) => {
+                c.live = false;
+                out.error(e);
+            }
+        }
+    }
+
+    /// Reads what connection `i` has; at a whole reply, records the round
+    /// trip and, before `deadline`, sends the next message.
+    fn receive(&mut self, i: usize, deadline: Instant, out: &mut Outcome) {
+        let mut buf = [0u8; MESSAGE];
+        loop {
+            let c = &mut self.conns[i];
+            if !c.live {
+                return;
+            }
+            match (&c.stream).read(&mut buf[c.got..]) {
+                Ok(0) => {
+                    c.live = false;
+                    out.error("the server closed the connection");
+                    return;
+                }
+                Ok(n) => {
+                    c.got += n;
+                    if c.got < MESSAGE {
+                        // Edge-triggered: read on until it would block.
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let rtt = now.duration_since(c.sent).as_nanos();
+                    out.latencies.push(rtt.min(u32::MAX as u128) as u32);
+                    out.ops += 1;
+                    c.got = 0;
+                    c.waiting = false;
+                    if now < deadline && out.ops < MAX_OPS_PER_CLIENT {
+                        self.send(i, out);
+                    }
+                    // One message in flight: nothing more comes until the
+                    // next is sent, and its arrival is a new edge.
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    c.live = false;
+                    out.error(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The round: a message out on every connection, then replies and
+    /// next messages until `deadline`, then the replies still in flight.
+    fn run(&mut self, deadline: Instant, out: &mut Outcome) {
+        let mut events = mio::Events::with_capacity(1024);
+        for i in 0..self.conns.len() {
+            self.send(i, out);
+        }
+        let give_up = deadline + TIMEOUT;
+        let mut checked = Instant::now();
+        loop {
+            let now = Instant::now();
+            if out.errors >= MAX_ERRORS_PER_CLIENT || now >= give_up {
+                break;
+            }
+            let until = if now < deadline {
+                deadline
+            } else if self.conns.iter().any(|c| c.live && c.waiting) {
+                give_up
+            } else {
+                break;
+            };
+            let wait = (until - now).min(Duration::from_millis(50));
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    out.error(format!("poll: {e}"));
+                    break;
+                }
+            }
+            for event in events.iter() {
+                self.receive(event.token().0, deadline, out);
+            }
+            // Every 100 ms: a connection waiting longer than TIMEOUT for
+            // its reply is an error, and out of the round.
+            if checked.elapsed() >= Duration::from_millis(100) {
+                checked = Instant::now();
+                for c in self.conns.iter_mut().filter(|c| c.live && c.waiting) {
+                    if checked.duration_since(c.sent) > TIMEOUT {
+                        c.live = false;
+                        out.error("no reply within the timeout");
+                    }
+                }
+            }
+        }
+        for c in self.conns.iter_mut().filter(|c| c.live && c.waiting) {
+            c.live = false;
+            out.error("no reply within the timeout");
+        }
+    }
 }

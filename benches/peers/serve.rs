@@ -17,8 +17,12 @@ use chrono::Local;
 /// The servers compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// This crate.
+    /// This crate, a thread per served connection (the default mode).
     Socketserver,
+    /// This crate with `park_idle(true)`: `workers` event loops, each
+    /// handler on a coroutine stack, parked while its socket would block.
+    /// Stream workloads only.
+    SocketserverParked,
     /// tokio's multi-threaded runtime, a task per connection.
     Tokio,
     /// std: a thread per connection (one thread for UDP).
@@ -31,8 +35,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Socketserver,
+        Kind::SocketserverParked,
         Kind::Tokio,
         Kind::Std,
         Kind::Bare,
@@ -42,6 +47,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Socketserver => "socketserver",
+            Kind::SocketserverParked => "socketserver-parked",
             Kind::Tokio => "tokio",
             Kind::Std => "std",
             Kind::Bare => "bare",
@@ -51,6 +57,11 @@ impl Kind {
 
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Whether this server can run `workload` (`park_idle` is for streams).
+    pub fn serves(self, workload: Workload) -> bool {
+        !(self == Kind::SocketserverParked && workload == Workload::UdpEcho)
     }
 }
 
@@ -81,20 +92,37 @@ impl Workload {
     }
 }
 
-/// The settings this crate's server runs with, as the README states them.
-pub fn socketserver_settings(workload: Workload) -> &'static str {
-    match workload {
-        Workload::Daytime => "workers(2)",
-        Workload::Echo => "workers(2).max_workers(1024)",
-        Workload::UdpEcho => "workers(2), Transport::Datagram",
+/// The pool ceiling of this crate's echo server when the driver will hold
+/// `connections` at once: the default 1024, or the next multiple of 1024
+/// above `connections`, so that the thread mode serves every connection (a
+/// thread each) with a worker to spare (a pool with every worker busy warns
+/// that new clients wait).
+pub fn echo_max_workers(connections: usize) -> usize {
+    (connections + 1).div_ceil(1024).max(1) * 1024
+}
+
+/// The settings this crate's server runs with, as the README states them,
+/// for a load of at most `connections` at once.
+pub fn socketserver_settings(kind: Kind, workload: Workload, connections: usize) -> String {
+    let base = match workload {
+        Workload::Daytime => "workers(2)".to_string(),
+        Workload::Echo => format!("workers(2).max_workers({})", echo_max_workers(connections)),
+        Workload::UdpEcho => "workers(2), Transport::Datagram".to_string(),
+    };
+    if kind == Kind::SocketserverParked {
+        format!("{base}.park_idle(true)")
+    } else {
+        base
     }
 }
 
 /// Runs one server in this process; never returns unless it fails to start.
-pub fn serve(kind: Kind, workload: Workload) -> io::Result<()> {
+/// `connections`: the most the driver will hold at once.
+pub fn serve(kind: Kind, workload: Workload, connections: usize) -> io::Result<()> {
     exit_when_driver_goes();
     match kind {
-        Kind::Socketserver => serve_socketserver(workload),
+        Kind::Socketserver => serve_socketserver(workload, connections, false),
+        Kind::SocketserverParked => serve_socketserver(workload, connections, true),
         Kind::Tokio => serve_tokio(workload),
         Kind::Std => serve_std(workload),
         Kind::Bare => serve_bare(workload),
@@ -133,10 +161,17 @@ fn daytime_text() -> String {
     Local::now().format_with_items(items.iter()).to_string()
 }
 
-fn serve_socketserver(workload: Workload) -> io::Result<()> {
+fn serve_socketserver(workload: Workload, connections: usize, parked: bool) -> io::Result<()> {
     use socketserver::handlers::{Daytime, Echo};
     use socketserver::{Server, Transport};
     let builder = Server::builder().bind("127.0.0.1:0").workers(2);
+    // park_idle(false) is the default: the thread mode is built exactly as
+    // before.
+    let builder = if parked {
+        builder.park_idle(true)
+    } else {
+        builder
+    };
     match workload {
         Workload::Daytime => {
             let server = builder.build(Daytime::new())?;
@@ -144,7 +179,9 @@ fn serve_socketserver(workload: Workload) -> io::Result<()> {
             server.run()?;
         }
         Workload::Echo => {
-            let server = builder.max_workers(1024).build(Echo)?;
+            let server = builder
+                .max_workers(echo_max_workers(connections))
+                .build(Echo)?;
             announce(server.local_addr().inet().expect("inet"));
             server.run()?;
         }
