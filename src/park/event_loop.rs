@@ -43,6 +43,8 @@ const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
 /// A handler that holds the loop this long without parking stalls it.
 pub(crate) const STALL: Duration = Duration::from_millis(100);
+/// How often a loop reads its thread's CPU use, for telling stalls apart.
+const USAGE_EVERY: Duration = Duration::from_millis(1);
 /// Connections accepted in one turn before the loop serves the others.
 const ACCEPT_BATCH: usize = 64;
 
@@ -118,9 +120,11 @@ pub(crate) struct EventLoop<H: Handler> {
     /// When shutdown began for this loop: give up on the rest at this time.
     force_at: Option<Instant>,
     forced: bool,
-    /// This thread's use at the start of the turn, to tell a handler that
-    /// held the loop from a thread the scheduler left waiting.
-    turn_usage: Usage,
+    /// This thread's use at the start of a recent turn, to tell a handler
+    /// that held the loop from a thread the scheduler left waiting; and
+    /// when it was read. Read at most once a millisecond: a system call per
+    /// turn would cost a busy loop more than the check is worth.
+    turn_usage: (Usage, Instant),
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -175,7 +179,7 @@ impl<H: Handler> EventLoop<H> {
             backoff: Backoff::default(),
             force_at: None,
             forced: false,
-            turn_usage: Usage::default(),
+            turn_usage: (Usage::default(), Instant::now()),
         })
     }
 
@@ -187,7 +191,10 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut events = Events::with_capacity(1024);
         loop {
-            self.turn_usage = rusage::this_thread();
+            let turn = Instant::now();
+            if turn.duration_since(self.turn_usage.1) >= USAGE_EVERY {
+                self.turn_usage = (rusage::this_thread(), turn);
+            }
             self.run_ready();
             let now = Instant::now();
             if self.force_at.is_none() && self.shared.core.stopping() {
@@ -636,7 +643,7 @@ impl<H: Handler> EventLoop<H> {
     /// not if the scheduler merely left it waiting on a busy machine.
     fn maybe_stalled(&mut self, peer: &Addr, held: Duration) {
         let now = rusage::this_thread();
-        let before = std::mem::replace(&mut self.turn_usage, now);
+        let (before, _) = std::mem::replace(&mut self.turn_usage, (now, Instant::now()));
         let blocked = now.blocked > before.blocked;
         let computed = now.cpu.saturating_sub(before.cpu) >= STALL;
         if blocked || computed {
