@@ -100,6 +100,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// An I/O error from the caller's own code, carried by `?` in a
+    /// function that returns this type (`impl From<io::Error>`): the
+    /// crate itself always reports one of the variants above, which say
+    /// what it was doing.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
 }
 
 impl Error {
@@ -111,7 +118,8 @@ impl Error {
             | Error::SetOption { source, .. }
             | Error::Bind { source, .. }
             | Error::Listen { source, .. }
-            | Error::Spawn { source, .. } => Some(source),
+            | Error::Spawn { source, .. }
+            | Error::Io(source) => Some(source),
             Error::NoAddress | Error::InvalidSetting { .. } | Error::SocketMismatch { .. } => None,
         }
     }
@@ -141,6 +149,21 @@ mod tests {
         let io = io::Error::from(err);
         assert_eq!(io.kind(), io::ErrorKind::AddrInUse);
         assert!(io.to_string().contains("127.0.0.1:80"));
+    }
+
+    /// `main() -> Result<(), socketserver::Error>` can use `?` on any I/O.
+    #[test]
+    fn question_mark_works_on_io_in_a_function_returning_error() {
+        fn main_like() -> Result<(), Error> {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            std::fs::read("/nonexistent/socketserver-test")?;
+            drop(listener);
+            Ok(())
+        }
+        let err = main_like().unwrap_err();
+        assert!(matches!(err, Error::Io(_)), "{err:?}");
+        assert_eq!(err.io_error().unwrap().kind(), io::ErrorKind::NotFound);
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
