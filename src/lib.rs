@@ -57,6 +57,7 @@
 mod accept;
 mod addr;
 mod admission;
+mod batch;
 mod builder;
 mod connection;
 mod core;
