@@ -8,7 +8,11 @@
 //! * A. short connections: connect, read the daytime reply to the end, close
 //! * B. echo over 4 persistent connections, 64-byte messages
 //! * C. echo over 64 persistent connections
-//! * D. UDP echo, 4 clients
+//! * D. UDP echo, 4 clients, 64-byte datagrams: one in flight per client,
+//!   clients and servers sharing the CPUs; then the same with the clients
+//!   on one CPU and the server on another (as a load generator beside a
+//!   server on its own cores measures it); then both again with 8
+//!   datagrams in flight per client
 //! * E. resident memory idle, and holding 1,000 idle connections
 //!
 //! The servers take turns in interleaved rounds (A B C A B C ..., the order
@@ -22,6 +26,7 @@
 //! `--only ABCDE` (all), `--clients N` for A (4), `--servers a,b` (all of
 //! socketserver, tokio, std, bare, python).
 
+mod cpus;
 mod load;
 mod procfs;
 mod serve;
@@ -66,6 +71,11 @@ fn main() {
         let letter = (b'A' + id as u8) as char;
         if args.only.contains(letter) {
             verdicts.extend(run_throughput(letter, spec, &args, python.as_deref()));
+        }
+    }
+    if args.only.contains('D') {
+        for spec in &UDP_MORE {
+            verdicts.extend(run_throughput('D', spec, &args, python.as_deref()));
         }
     }
     if args.only.contains('E') {
@@ -253,12 +263,66 @@ const SPECS: [Spec; 4] = [
         latency: true,
     },
     Spec {
-        title: "D. UDP echo, 4 clients, 64-byte datagrams",
+        title: UDP_TITLES[0],
         workload: Workload::UdpEcho,
         kinds: &Kind::ALL,
         unit: "round trips/s",
         clients: Some(4),
         load: load::udp_echo,
+        latency: true,
+    },
+];
+
+/// The servers of D's further tables (Python's would take most of the time).
+const UDP_KINDS: [Kind; 4] = [Kind::Socketserver, Kind::Tokio, Kind::Std, Kind::Bare];
+
+/// D's tables, the first in `SPECS`, the rest in `UDP_MORE`.
+const UDP_TITLES: [&str; 4] = [
+    "D. UDP echo, 4 clients, 64-byte datagrams, one in flight each, clients and server sharing the CPUs",
+    "D. UDP echo, 4 clients, one in flight each, the clients on one CPU and the server on another",
+    "D. UDP echo, 4 clients, 8 datagrams in flight each, sharing the CPUs",
+    "D. UDP echo, 4 clients, 8 datagrams in flight each, the clients on one CPU and the server on another",
+];
+
+/// What the socketserver / tokio ratio of each of D's tables is held to:
+/// the short name of the verdict and the target, if it is one. The second
+/// table measures what the outside load generator of the README measured.
+const UDP_TARGETS: [(&str, Option<f64>); 4] = [
+    ("UDP echo, shared CPUs, × tokio", Some(1.1)),
+    ("UDP echo, server on a CPU of its own, × tokio", Some(1.2)),
+    ("UDP echo, 8 in flight, shared CPUs, × tokio", None),
+    (
+        "UDP echo, 8 in flight, server on a CPU of its own, × tokio",
+        None,
+    ),
+];
+
+const UDP_MORE: [Spec; 3] = [
+    Spec {
+        title: UDP_TITLES[1],
+        workload: Workload::UdpEchoApart,
+        kinds: &UDP_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::udp_echo_apart,
+        latency: true,
+    },
+    Spec {
+        title: UDP_TITLES[2],
+        workload: Workload::UdpEcho,
+        kinds: &UDP_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::udp_echo_pipelined,
+        latency: true,
+    },
+    Spec {
+        title: UDP_TITLES[3],
+        workload: Workload::UdpEchoApart,
+        kinds: &UDP_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::udp_echo_pipelined_apart,
         latency: true,
     },
 ];
@@ -380,7 +444,7 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
     println!(
         "{} client {}, {} rounds of {:.1} s; medians over rounds; CPU × tokio is the same-round ratio of CPU time per operation (below 1: cheaper than tokio)\n",
         clients,
-        if spec.workload == Workload::Daytime || spec.workload == Workload::UdpEcho {
+        if spec.workload == Workload::Daytime || spec.workload.udp() {
             "threads"
         } else {
             "connections (a thread each)"
@@ -462,7 +526,16 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
             ));
         }
         'C' => verdicts.push(target("echo at 64 connections, × tokio", vs_tokio, 1.0)),
-        'D' => verdicts.push(target("UDP echo, × tokio", vs_tokio, 1.1)),
+        'D' => {
+            let i = UDP_TITLES
+                .iter()
+                .position(|&t| t == spec.title)
+                .unwrap_or(0);
+            verdicts.push(match UDP_TARGETS[i] {
+                (what, Some(want)) => target(what, vs_tokio, want),
+                (what, None) => format!("D. (not a target) {what}: {vs_tokio:.2}"),
+            });
+        }
         _ => {}
     }
     verdicts
