@@ -12,11 +12,12 @@ use std::fs::File;
 use std::io;
 use std::time::Duration;
 
+use crate::batch::Inbox;
 use crate::core::Core;
 use crate::net::datagram::DatagramSocket;
 use crate::net::stream::Stream;
 use crate::report::{log_or_eprint, with_skipped};
-use crate::stats::bump;
+use crate::stats::{add, bump};
 use crate::sys::errors::{classify, ErrorClass};
 use crate::Addr;
 
@@ -54,49 +55,75 @@ pub(crate) fn accept_one(core: &Core) -> Option<(Stream, Addr)> {
     }
 }
 
-/// Receives one datagram fit to serve: too large ones and those from a
-/// source port below `min_source_port` are counted and dropped here.
-/// `None` once shutdown has begun.
-pub(crate) fn receive_one(
+/// Receives a batch of datagrams (see `batch`) with at least one fit to
+/// serve, and lists those in `ready` as (start in the arena, length,
+/// source); too large ones, those from a source port below
+/// `min_source_port` and those the loop guard holds back are counted and
+/// dropped here. `false` once shutdown has begun.
+pub(crate) fn receive_batch(
     core: &Core,
     socket: &DatagramSocket,
-    buf: &mut [u8],
-) -> Option<(usize, Addr)> {
+    inbox: &mut Inbox,
+    ready: &mut Vec<(usize, usize, Addr)>,
+) -> bool {
     let max = core.settings.max_datagram;
     let counters = &core.counters;
     let mut backoff = Backoff::default();
     loop {
-        let received = socket.recv_from(buf);
+        ready.clear();
+        let received = inbox.receive(socket, || core.stopping());
         // Shutdown wakes receivers by shutting the socket's reading side
         // (an empty read, or an error with no address); a passed socket's
         // receive timeout expires every 100 ms. Either way, look first.
         if core.stopping() {
-            return None;
+            return false;
         }
-        match received {
-            Ok((len, peer)) => {
-                bump(&counters.datagrams_received);
-                if len > max {
-                    bump(&counters.dropped_truncated);
-                } else if peer
-                    .port()
-                    .is_some_and(|p| p < core.settings.min_source_port)
-                {
-                    bump(&counters.dropped_low_port);
-                } else if !loop_guard_admits(core, &peer) {
-                    bump(&counters.dropped_loop);
-                } else {
-                    return Some((len, peer));
+        let error = match received {
+            Ok(n) => {
+                add(&counters.datagrams_received, n as u64);
+                let mut unreadable = None;
+                for i in 0..n {
+                    let (start, len, peer) = inbox.datagram(i);
+                    let Some(peer) = peer else {
+                        unreadable = Some(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "a datagram came with no source address",
+                        ));
+                        continue;
+                    };
+                    if len > max {
+                        bump(&counters.dropped_truncated);
+                    } else if peer
+                        .port()
+                        .is_some_and(|p| p < core.settings.min_source_port)
+                    {
+                        bump(&counters.dropped_low_port);
+                    } else if !loop_guard_admits(core, &peer) {
+                        bump(&counters.dropped_loop);
+                    } else {
+                        ready.push((start, len, peer));
+                    }
+                }
+                if !ready.is_empty() {
+                    return true;
+                }
+                match (n, unreadable) {
+                    (_, Some(e)) => e,
+                    // The reading side was shut down, not by us.
+                    (0, None) => io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the socket's reading side is shut down",
+                    ),
+                    (_, None) => continue,
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if classify(&e) == ErrorClass::Retry => {}
-            Err(e) => {
-                log_error(core, "receive", &e);
-                if core.sleep_unless_stopped(backoff.next()) {
-                    return None;
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if classify(&e) == ErrorClass::Retry => continue,
+            Err(e) => e,
+        };
+        log_error(core, "receive", &error);
+        if core.sleep_unless_stopped(backoff.next()) {
+            return false;
         }
     }
 }

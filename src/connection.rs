@@ -6,7 +6,7 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net::datagram::DatagramSocket;
+use crate::batch::Outbox;
 use crate::park::io::{self as park, ParkedStream};
 use crate::slot::Slot;
 use crate::{Addr, Transport};
@@ -18,7 +18,11 @@ use crate::{Addr, Transport};
 /// * **Stream** (TCP, or a Unix stream socket): the accepted socket. Reads and writes go to the peer;
 ///   the read and write timeouts set on the builder are already applied.
 /// * **Datagram** (UDP, or a Unix datagram socket): one received datagram. Reading yields its bytes once,
-///   then end of file. Each `write` sends one reply datagram to the sender.
+///   then end of file. Each `write` sends one reply datagram to the sender: when the handler
+///   returns, together with the replies to the other datagrams its worker took off the socket
+///   at once (one `sendmmsg`), or at once on `flush` and for a reply over 4 KiB. A held reply
+///   that cannot be sent is reported to `on_error` and counted as a handler error, as the
+///   handler's own error would have been.
 ///
 /// So a handler written once serves TCP and UDP alike. The server owns the
 /// connection and closes it after the handler returns.
@@ -49,25 +53,39 @@ enum Kind {
     Datagram(Datagram),
 }
 
-/// A received datagram and the socket to answer on.
+/// A received datagram, and where its replies go.
 pub(crate) struct Datagram {
-    pub(crate) socket: DatagramSocket,
     pub(crate) peer: Addr,
-    /// The worker's receive buffer, lent for the exchange and given back after.
-    pub(crate) buf: Vec<u8>,
-    pub(crate) len: usize,
+    /// The worker's receive buffer, lent for the exchange and given back
+    /// after: the datagram is `buf[start..start + len]`.
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
     pos: usize,
+    /// The worker's replies of this batch, lent likewise: each `write` is
+    /// one reply datagram, sent with the batch's others.
+    out: Outbox,
 }
 
 impl Datagram {
-    pub(crate) fn new(socket: DatagramSocket, peer: Addr, buf: Vec<u8>, len: usize) -> Self {
+    pub(crate) fn new(peer: Addr, buf: Vec<u8>, start: usize, len: usize, out: Outbox) -> Self {
         Datagram {
-            socket,
             peer,
             buf,
+            start,
             len,
             pos: 0,
+            out,
         }
+    }
+
+    /// Gives back what was lent: the receive buffer and the replies.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, Outbox) {
+        (self.buf, self.out)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
     }
 }
 
@@ -116,10 +134,10 @@ impl Connection {
         }
     }
 
-    /// Gives the receive buffer back to the worker for the next datagram.
-    pub(crate) fn into_buffer(self) -> Option<Vec<u8>> {
+    /// Gives the datagram back to the worker, with what it lent.
+    pub(crate) fn into_datagram(self) -> Option<Datagram> {
         match self.kind {
-            Kind::Datagram(d) => Some(d.buf),
+            Kind::Datagram(d) => Some(d),
             Kind::Stream(_) | Kind::Parked(_) => None,
         }
     }
@@ -178,7 +196,7 @@ impl Connection {
     /// This does not consume it: `read` still yields the same bytes.
     pub fn datagram(&self) -> Option<&[u8]> {
         match &self.kind {
-            Kind::Datagram(d) => Some(&d.buf[..d.len]),
+            Kind::Datagram(d) => Some(d.bytes()),
             Kind::Stream(_) | Kind::Parked(_) => None,
         }
     }
@@ -186,8 +204,11 @@ impl Connection {
     /// Sends the received datagram back to its sender as one datagram (even
     /// an empty one, which `write_all` would skip). No effect on a stream.
     pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
-        match &self.kind {
-            Kind::Datagram(d) => d.socket.send_to(&d.buf[..d.len], &d.peer).map(drop),
+        match &mut self.kind {
+            Kind::Datagram(d) => {
+                let bytes = &d.buf[d.start..d.start + d.len];
+                d.out.reply(bytes, &d.peer)
+            }
             Kind::Stream(_) | Kind::Parked(_) => Ok(()),
         }
     }
@@ -288,7 +309,7 @@ impl Read for Connection {
             Kind::Stream(slot) => slot.read(buf),
             Kind::Parked(p) => p.read(buf),
             Kind::Datagram(d) => {
-                let rest = &d.buf[d.pos..d.len];
+                let rest = &d.buf[d.start + d.pos..d.start + d.len];
                 let n = rest.len().min(buf.len());
                 buf[..n].copy_from_slice(&rest[..n]);
                 d.pos += n;
@@ -320,7 +341,9 @@ impl Read for Connection {
 impl Write for Connection {
     /// Stream: writes to the peer. Datagram: sends `buf` as one datagram to
     /// the sender (so `write_all` of a large buffer is one datagram, or an
-    /// error if it exceeds what the network can carry).
+    /// error if it exceeds what the network can carry); up to 4 KiB, it is
+    /// held and sent when the handler returns (or at `flush`), with the
+    /// replies of the worker's batch.
     ///
     /// The write timeout bounds how long the peer may take no data. The
     /// socket's own timeout (`SO_SNDTIMEO`) returns a partial count when it
@@ -371,12 +394,18 @@ impl Write for Connection {
                 }
                 Ok(n)
             }
-            Kind::Datagram(d) => d.socket.send_to(buf, &d.peer),
+            Kind::Datagram(d) => d.out.reply(buf, &d.peer).map(|()| buf.len()),
         }
     }
 
+    /// Stream: nothing to do (writes are not buffered). Datagram: sends
+    /// the replies written so far at once, rather than with the rest of
+    /// the worker's batch when this handler returns.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match &mut self.kind {
+            Kind::Datagram(d) => d.out.send_held(),
+            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
+        }
     }
 }
 

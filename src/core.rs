@@ -189,9 +189,13 @@ impl Core {
             }
             _ => None,
         };
+        let mut pool = Pool::new(settings.limits());
+        if settings.transport == Transport::Datagram {
+            pool.receive_alone();
+        }
         Core {
             state: Mutex::new(State {
-                pool: Pool::new(settings.limits()),
+                pool,
                 books: Books::default(),
                 queue: VecDeque::new(),
                 active_at_stop: 0,

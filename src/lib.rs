@@ -63,6 +63,7 @@
 mod accept;
 mod addr;
 mod admission;
+mod batch;
 mod builder;
 mod connection;
 mod core;

@@ -48,6 +48,19 @@ pub(crate) struct Pool {
     pub(crate) stopping: bool,
     /// Serial number for the next worker thread's name.
     next_id: usize,
+    /// A datagram server's pool: one worker receives at a time (see
+    /// `batch`); the others stand by for handlers that take long.
+    sole_receiver: bool,
+    /// Datagram batches begun: whether the server is serving.
+    pub(crate) batches: u64,
+    /// When the receiving worker began serving a batch while keeping the
+    /// receiving to itself (`None` otherwise): the run thread hands the
+    /// receiving over if it takes long.
+    /// With the batch's number, so that only its worker clears it.
+    pub(crate) receiver_busy_since: Option<(std::time::Instant, u64)>,
+    /// The run thread waits without a timeout, the server being quiet: the
+    /// next batch must wake it.
+    pub(crate) supervisor_asleep: bool,
 }
 
 /// What a free worker does next.
@@ -90,6 +103,11 @@ impl Pool {
         }
     }
 
+    /// Makes this a datagram server's pool: one worker receives at a time.
+    pub(crate) fn receive_alone(&mut self) {
+        self.sole_receiver = true;
+    }
+
     /// Worker threads alive.
     pub(crate) fn threads(&self) -> usize {
         self.threads
@@ -112,12 +130,26 @@ impl Pool {
             Step::Stop
         } else if queued > 0 {
             Step::TakeQueued
-        } else if !self.run_accepting && self.accepting < self.limits.workers && room {
+        } else if !self.run_accepting && self.accepting < self.receivers() && room {
             // At most `workers` threads accept at once, so that threads the
             // pool grew beyond that can wait, idle, and retire.
             Step::Accept
         } else {
             Step::Wait
+        }
+    }
+
+    /// Whether no thread receives, and none is about to: not one started
+    /// or woken for it.
+    pub(crate) fn nobody_receiving(&self) -> bool {
+        self.accepting == 0 && self.starting == 0 && self.wakeups == 0
+    }
+
+    /// How many threads accept (receive) at once.
+    fn receivers(&self) -> usize {
+        match self.sole_receiver {
+            true => 1,
+            false => self.limits.workers,
         }
     }
 
@@ -288,6 +320,23 @@ mod tests {
         assert_eq!(p.next_step(0, false), Step::Wait, "max_connections held");
         p.stopping = true;
         assert_eq!(p.next_step(1, true), Step::Stop);
+    }
+
+    #[test]
+    fn a_datagram_pool_receives_on_one_worker_and_grows_when_asked() {
+        let mut p = pool(3, 4, 0);
+        p.receive_alone();
+        assert_eq!(p.next_step(0, true), Step::Accept);
+        p.accepting = 1;
+        assert_eq!(p.next_step(0, true), Step::Wait, "one receives");
+        // The other two stand by, untimed: they are within `workers`.
+        assert!(!p.begin_wait() && !p.begin_wait());
+        // The receiver took a batch and found it long: a standby takes over.
+        p.accepting = 0;
+        p.active = 1;
+        assert_eq!(p.on_busy(false, true), Grow::WakeIdle);
+        assert!(!p.end_wait(false, 0));
+        assert_eq!(p.next_step(0, true), Step::Accept);
     }
 
     #[test]

@@ -6,15 +6,18 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::admission::{self, Admitted};
+use crate::batch::{Inbox, Outbox, SLOTS};
 use crate::connection::{Connection, Datagram};
 use crate::core::{Accepted, Core, Shared};
+use crate::net::datagram::DatagramSocket;
 use crate::net::stream::Stream;
 use crate::proxy::{ProxyError, ProxyHeader};
 use crate::report::{drop_payload, log_or_eprint, panic_message, with_skipped, Failure};
 use crate::slot::Slot;
-use crate::stats::bump;
+use crate::stats::{add, bump};
 use crate::{Addr, Handler, ProxyProtocol};
 
 /// Serves one accepted connection to the end. Whatever it counts against
@@ -148,20 +151,84 @@ pub(crate) fn proxied_client(
     }
 }
 
-/// Runs the handler for one received datagram; gives the buffer back.
-pub(crate) fn serve_datagram<H: Handler>(shared: &Shared<H>, datagram: Datagram) -> Vec<u8> {
-    let mut conn = Connection::from_datagram(datagram, shared.core.local_addr.clone());
-    run_handler(shared, &mut conn);
-    conn.into_buffer().unwrap_or_default()
+/// Serves the datagrams of one batch (`ready`, as `receive_batch` listed
+/// them), one after the other, then sends their replies together. Returns
+/// the replies' outbox for the next batch.
+///
+/// Shutdown beginning in the middle of a batch ends it: the datagrams not
+/// yet started are dropped unserved and counted so. A reply that could not
+/// be sent turns its datagram's outcome into a handler error, reported as
+/// the handler's own would have been.
+pub(crate) fn serve_batch<H: Handler>(
+    shared: &Shared<H>,
+    socket: &DatagramSocket,
+    inbox: &mut Inbox,
+    ready: &[(usize, usize, Addr)],
+    mut out: Outbox,
+) -> Outbox {
+    let core = &*shared.core;
+    let counters = &core.counters;
+    let started = Instant::now();
+    let mut arena = std::mem::take(&mut inbox.arena);
+    // Which datagrams' handlers returned `Ok`, by their place in `ready`.
+    let mut ok = [false; SLOTS];
+    let mut served = 0;
+    for (k, (start, len, peer)) in ready.iter().enumerate().take(SLOTS) {
+        // The first was taken before shutdown began (`receive_batch`
+        // looked); the rest are not started once it has.
+        if k > 0 && core.stopping() {
+            add(&counters.dropped_at_shutdown, (ready.len() - k) as u64);
+            break;
+        }
+        out.begin(k);
+        let datagram = Datagram::new(peer.clone(), arena, *start, *len, out);
+        let mut conn = Connection::from_datagram(datagram, core.local_addr.clone());
+        ok[k] = call_handler(shared, &mut conn);
+        served += 1;
+        match conn.into_datagram() {
+            Some(d) => (arena, out) = d.into_parts(),
+            // Never: the connection was made of a datagram. The next
+            // receive makes a new arena.
+            None => return Outbox::new(socket.clone()),
+        }
+    }
+    inbox.arena = arena;
+    out.finish();
+    inbox.adapt(served, started.elapsed());
+    let mut completed = ok.iter().filter(|&&o| o).count() as u64;
+    for (k, error) in out.failures() {
+        let Some(flag) = ok.get_mut(k).filter(|o| **o) else {
+            continue;
+        };
+        // Counted once per datagram, however many of its replies failed.
+        *flag = false;
+        completed -= 1;
+        bump(&counters.handler_errors);
+        let failure = Failure::Error {
+            peer: &ready[k].2,
+            error: &error,
+        };
+        report(core, &failure);
+    }
+    add(&counters.completed, completed);
+    out
 }
 
 /// Calls the handler with panics caught: a panic costs this one connection,
 /// never the worker. Counts the outcome and reports failures to the hook.
 pub(crate) fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
+    if call_handler(shared, conn) {
+        bump(&shared.core.counters.completed);
+    }
+}
+
+/// `run_handler`, but a handler that returns `Ok` is left for the caller
+/// to count: returns whether it did.
+fn call_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) -> bool {
     let core = &shared.core;
     let counters = &core.counters;
     match catch_unwind(AssertUnwindSafe(|| shared.handler.handle(conn))) {
-        Ok(Ok(())) => bump(&counters.completed),
+        Ok(Ok(())) => return true,
         Ok(Err(error)) => {
             let peer = conn.peer_addr();
             match conn.idle_timeout() {
@@ -193,6 +260,7 @@ pub(crate) fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection)
             drop_payload(payload);
         }
     }
+    false
 }
 
 /// Calls the user's hook; a hook that panics must not take the worker down.

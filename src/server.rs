@@ -112,7 +112,7 @@ impl<H: Handler> Server<H> {
                 settings.workers()
             ),
         );
-        worker::fill_queue(core);
+        worker::run_thread(&self.shared);
         let report = drain(core);
         self.finish();
         log_or_eprint(

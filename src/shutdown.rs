@@ -116,7 +116,9 @@ pub struct ShutdownReport {
     /// a datagram handler is left to finish on its own.
     pub forced: usize,
     /// Connections closed without being served: accepted ones still in the
-    /// queue, and those still waiting in the listen backlog.
+    /// queue, and those still waiting in the listen backlog; and datagrams
+    /// a worker had taken off the socket in one batch with others but not
+    /// yet begun to serve.
     pub dropped: usize,
     /// Connections that were waiting for their client's next request when
     /// shutdown began (or came to wait so during it), and were given end

@@ -74,7 +74,8 @@ pub struct Stats {
     /// address whose port is outside the ephemeral range.
     pub dropped_loop: u64,
     /// Connections closed unserved by a shutdown: queued ones, and those
-    /// still waiting in the listen backlog.
+    /// still waiting in the listen backlog; and datagrams of a batch not
+    /// yet begun (see [`ShutdownReport::dropped`](crate::ShutdownReport)).
     pub dropped_at_shutdown: u64,
     /// Connections that were waiting for their client's next request when
     /// shutdown began, and were given end of file at once.

@@ -6,10 +6,11 @@
 
 use std::sync::{Arc, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::accept;
 use crate::admission::{self, Admitted};
-use crate::connection::Datagram;
+use crate::batch::{self, Inbox, Outbox};
 use crate::core::{Accepted, Core, Shared, State};
 use crate::net::listener::Listener;
 use crate::net::stream::Stream;
@@ -119,16 +120,23 @@ fn stream_loop<H: Handler>(shared: &Arc<Shared<H>>, slot: &Arc<Slot>, seat: &mut
     }
 }
 
-/// A datagram worker: receive on the shared socket and serve each
-/// datagram inline.
+/// A datagram worker: while it is the one worker receiving (see `batch`),
+/// receive a batch on the shared socket and serve it inline; otherwise
+/// stand by. The pool's books are kept per batch.
+///
+/// A batch expected to take long is served while another worker takes
+/// over the receiving, as a stream worker's connection is (`become_busy`).
+/// A short one is served keeping the receiving, so that no thread is woken
+/// for it: the run thread hands the receiving over if it takes long after
+/// all (`supervise_datagrams`).
 fn datagram_loop<H: Handler>(shared: &Arc<Shared<H>>, seat: &mut Seat) {
     let core = &*shared.core;
     let Listener::Datagram(socket) = &core.listener else {
         return;
     };
-    // One byte more than the largest datagram served: a datagram that
-    // fills it was larger than `max_datagram`, and is dropped, not cut.
-    let mut buf = vec![0u8; core.settings.max_datagram + 1];
+    let mut inbox = Inbox::new(socket, core.settings.max_datagram);
+    let mut outbox = Outbox::new(socket.clone());
+    let mut ready = Vec::with_capacity(batch::SLOTS);
     let mut st = core.lock();
     loop {
         match st.pool.next_step(0, true) {
@@ -145,17 +153,32 @@ fn datagram_loop<H: Handler>(shared: &Arc<Shared<H>>, seat: &mut Seat) {
         st.pool.accepting += 1;
         seat.accepting = true;
         drop(st);
-        let received = accept::receive_one(core, socket, &mut buf);
+        let received = accept::receive_batch(core, socket, &mut inbox, &mut ready);
         st = core.lock();
         st.pool.accepting -= 1;
         seat.accepting = false;
-        let Some((len, peer)) = received else {
+        if !received {
             continue;
-        };
-        become_busy(shared, st, seat);
-        let datagram = Datagram::new(socket.clone(), peer, buf, len);
-        buf = serve::serve_datagram(shared, datagram);
+        }
+        st.pool.batches += 1;
+        let batch = st.pool.batches;
+        if inbox.expect_long(ready.len()) {
+            become_busy(shared, st, seat);
+        } else {
+            st.pool.active += 1;
+            seat.active = true;
+            st.pool.receiver_busy_since = Some((Instant::now(), batch));
+            let wake = std::mem::take(&mut st.pool.supervisor_asleep);
+            drop(st);
+            if wake {
+                core.control.notify_all();
+            }
+        }
+        outbox = serve::serve_batch(shared, socket, &mut inbox, &ready, outbox);
         st = finish(core, seat);
+        if st.pool.receiver_busy_since.is_some_and(|(_, b)| b == batch) {
+            st.pool.receiver_busy_since = None;
+        }
     }
 }
 
@@ -294,10 +317,85 @@ fn wait_for_work<'a>(
     Some(st)
 }
 
+/// The run thread's part while serving: for a stream, fill the queue
+/// (`fill_queue`); for datagrams, watch the receiving
+/// (`supervise_datagrams`). Returns when shutdown begins.
+pub(crate) fn run_thread<H: Handler>(shared: &Arc<Shared<H>>) {
+    match shared.core.listener {
+        Listener::Datagram(_) => supervise_datagrams(shared),
+        _ => fill_queue(&shared.core),
+    }
+}
+
+/// How often the run thread of a datagram server looks at the receiving
+/// while datagrams come.
+const TICK: Duration = Duration::from_millis(1);
+/// A batch served keeping the receiving that is still running after this
+/// long was not the short one expected: another worker takes over.
+const TAKE_OVER: Duration = Duration::from_micros(200);
+/// Looks without a batch after which the run thread sleeps until the next.
+const QUIET_TICKS: u32 = 100;
+
+/// The run thread's part while serving datagrams. One worker receives at
+/// a time and serves short batches itself, keeping the receiving; when
+/// such a batch runs past [`TAKE_OVER`] (its handler blocked, say), the
+/// datagrams behind it would wait in the socket's buffer, so the receiving
+/// is handed to another worker, an idle one or a new one up to
+/// `max_workers`, as the pool grows for a busy stream server. So is it
+/// when no worker receives and none is busy (one died). Looks every
+/// [`TICK`] while datagrams come, and sleeps once the server has been quiet
+/// for [`QUIET_TICKS`] looks, until the next short batch wakes it.
+fn supervise_datagrams<H: Handler>(shared: &Arc<Shared<H>>) {
+    let core = &*shared.core;
+    let mut st = core.lock();
+    let mut seen = st.pool.batches;
+    let mut quiet = 0;
+    loop {
+        if st.pool.stopping {
+            return;
+        }
+        let stuck = st
+            .pool
+            .receiver_busy_since
+            .is_some_and(|(since, _)| since.elapsed() >= TAKE_OVER);
+        if st.pool.nobody_receiving() && (stuck || st.pool.active == 0) {
+            st.pool.receiver_busy_since = None;
+            let grow = match st.pool.on_busy(false, true) {
+                // As in `become_busy`: the socket's buffer holds the rest.
+                Grow::Exhausted => Grow::Nothing,
+                grow => grow,
+            };
+            if grow != Grow::Nothing {
+                drop(st);
+                act(shared, grow);
+                st = core.lock();
+                continue;
+            }
+        }
+        if st.pool.batches == seen {
+            quiet += 1;
+        } else {
+            (seen, quiet) = (st.pool.batches, 0);
+        }
+        if quiet >= QUIET_TICKS && st.pool.receiver_busy_since.is_none() {
+            st.pool.supervisor_asleep = true;
+            st = core.control.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.pool.supervisor_asleep = false;
+            quiet = 0;
+        } else {
+            st = core
+                .control
+                .wait_timeout(st, TICK)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
 /// The run thread's part while serving a stream: when every worker is busy
 /// and the pool is at `max_workers`, accept ahead into the queue (if
 /// `queue(n)` is set). Returns when shutdown begins.
-pub(crate) fn fill_queue(core: &Core) {
+fn fill_queue(core: &Core) {
     let settings = &core.settings;
     let stream = !matches!(core.listener, Listener::Datagram(_));
     let mut st = core.lock();

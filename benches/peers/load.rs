@@ -240,6 +240,105 @@ pub fn udp_echo(
     })
 }
 
+/// Datagrams each client of the pipelined UDP loads keeps in flight.
+pub const IN_FLIGHT: usize = 8;
+
+/// Workload D with the clients on every CPU but the last, which the server
+/// (`Workload::UdpEchoApart`) has to itself.
+pub fn udp_echo_apart(
+    addr: SocketAddr,
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    crate::cpus::leave_the_last(|| udp_echo(addr, clients, window, on_start))
+}
+
+/// Workload D, [`IN_FLIGHT`] datagrams in flight per client.
+pub fn udp_echo_pipelined(
+    addr: SocketAddr,
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    udp_pipelined(addr, clients, IN_FLIGHT, window, on_start)
+}
+
+/// The same, the clients on every CPU but the last.
+pub fn udp_echo_pipelined_apart(
+    addr: SocketAddr,
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    crate::cpus::leave_the_last(|| udp_pipelined(addr, clients, IN_FLIGHT, window, on_start))
+}
+
+/// Workload D, pipelined: `clients` UDP clients, each keeping `depth`
+/// 64-byte datagrams in flight: every reply that comes back is answered at
+/// once with a new datagram, as load generators that measure throughput do.
+/// Each datagram carries its send time, so every reply gives a round trip.
+/// A client that gets nothing back for 200 ms counts what it had in flight
+/// as lost (errors) and starts a new window; replies to the old one are
+/// skipped.
+fn udp_pipelined(
+    addr: SocketAddr,
+    clients: usize,
+    depth: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    let depth = depth.max(1);
+    run_clients(clients, window, on_start, || {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.connect(addr)?;
+        socket.set_read_timeout(Some(UDP_TIMEOUT))?;
+        let origin = Instant::now();
+        // The window this client is on: bytes 0..8 of every datagram.
+        let mut epoch = 0u64;
+        let mut in_flight = 0usize;
+        let mut message = [b'x'; MESSAGE];
+        let mut reply = [0u8; MESSAGE + 1];
+        let mut send = move |socket: &UdpSocket, epoch: u64| -> io::Result<()> {
+            message[..8].copy_from_slice(&epoch.to_le_bytes());
+            let sent = origin.elapsed().as_nanos() as u64;
+            message[8..16].copy_from_slice(&sent.to_le_bytes());
+            socket.send(&message).map(drop)
+        };
+        let step = move || -> io::Result<Option<u32>> {
+            while in_flight < depth {
+                send(&socket, epoch)?;
+                in_flight += 1;
+            }
+            loop {
+                match socket.recv(&mut reply) {
+                    Ok(n) if n == MESSAGE && reply[..8] == epoch.to_le_bytes() => {
+                        let mut sent = [0u8; 8];
+                        sent.copy_from_slice(&reply[8..16]);
+                        let rtt = (origin.elapsed().as_nanos() as u64)
+                            .saturating_sub(u64::from_le_bytes(sent));
+                        in_flight -= 1;
+                        return Ok(Some(rtt.min(u32::MAX as u64) as u32));
+                    }
+                    // A late reply of an abandoned window.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        // Nothing back for the timeout: what is in flight
+                        // is lost; start a new window.
+                        epoch += 1;
+                        let lost = std::mem::take(&mut in_flight);
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("{lost} datagrams unanswered for {UDP_TIMEOUT:?}: {e}"),
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(step)
+    })
+}
+
 /// Workload E: opens `n` connections to an echo server, one exchange on
 /// each so the server is serving every one, and returns them open and idle.
 pub fn hold(addr: SocketAddr, n: usize) -> (Vec<TcpStream>, Outcome) {

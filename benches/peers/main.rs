@@ -10,7 +10,11 @@
 //! * A. short connections: connect, read the daytime reply to the end, close
 //! * B. echo over 4 persistent connections, 64-byte messages
 //! * C. echo over 64 persistent connections
-//! * D. UDP echo, 4 clients
+//! * D. UDP echo, 4 clients, 64-byte datagrams: one in flight per client,
+//!   clients and servers sharing the CPUs; then the same with the clients
+//!   on one CPU and the server on another (as a load generator beside a
+//!   server on its own cores measures it); then both again with 8
+//!   datagrams in flight per client
 //! * E. memory idle, and holding 10,000 idle connections (`--held`):
 //!   resident memory plus 16 KiB of kernel stack per thread
 //! * F. echo over 512 persistent connections, driven by a few epoll client
@@ -33,6 +37,7 @@
 //! `--servers a,b` (all of socketserver, socketserver-parked, tokio, std,
 //! bare, python).
 
+mod cpus;
 mod load;
 mod procfs;
 mod serve;
@@ -88,6 +93,11 @@ fn main() {
         let letter = (b'A' + id as u8) as char;
         if args.only.contains(letter) {
             verdicts.extend(run_throughput(letter, spec, &args, python.as_deref()));
+        }
+    }
+    if args.only.contains('D') {
+        for spec in &UDP_MORE {
+            verdicts.extend(run_throughput('D', spec, &args, python.as_deref()));
         }
     }
     if args.only.contains('E') {
@@ -353,7 +363,7 @@ const SPECS: [Spec; 4] = [
         latency: true,
     },
     Spec {
-        title: "D. UDP echo, 4 clients, 64-byte datagrams",
+        title: UDP_TITLES[0],
         workload: Workload::UdpEcho,
         kinds: &Kind::ALL,
         unit: "round trips/s",
@@ -390,6 +400,60 @@ const MANY: [Spec; 2] = [
         unit: "round trips/s",
         clients: Some(5000),
         load: echo_many,
+        latency: true,
+    },
+];
+
+/// The servers of D's further tables (Python's would take most of the time).
+const UDP_KINDS: [Kind; 4] = [Kind::Socketserver, Kind::Tokio, Kind::Std, Kind::Bare];
+
+/// D's tables, the first in `SPECS`, the rest in `UDP_MORE`.
+const UDP_TITLES: [&str; 4] = [
+    "D. UDP echo, 4 clients, 64-byte datagrams, one in flight each, clients and server sharing the CPUs",
+    "D. UDP echo, 4 clients, one in flight each, the clients on one CPU and the server on another",
+    "D. UDP echo, 4 clients, 8 datagrams in flight each, sharing the CPUs",
+    "D. UDP echo, 4 clients, 8 datagrams in flight each, the clients on one CPU and the server on another",
+];
+
+/// What the socketserver / tokio ratio of each of D's tables is held to:
+/// the short name of the verdict and the target, if it is one. The second
+/// table measures what the outside load generator of the README measured.
+const UDP_TARGETS: [(&str, Option<f64>); 4] = [
+    ("UDP echo, shared CPUs, × tokio", Some(1.1)),
+    ("UDP echo, server on a CPU of its own, × tokio", Some(1.2)),
+    ("UDP echo, 8 in flight, shared CPUs, × tokio", None),
+    (
+        "UDP echo, 8 in flight, server on a CPU of its own, × tokio",
+        None,
+    ),
+];
+
+const UDP_MORE: [Spec; 3] = [
+    Spec {
+        title: UDP_TITLES[1],
+        workload: Workload::UdpEchoApart,
+        kinds: &UDP_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::udp_echo_apart,
+        latency: true,
+    },
+    Spec {
+        title: UDP_TITLES[2],
+        workload: Workload::UdpEcho,
+        kinds: &UDP_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::udp_echo_pipelined,
+        latency: true,
+    },
+    Spec {
+        title: UDP_TITLES[3],
+        workload: Workload::UdpEchoApart,
+        kinds: &UDP_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::udp_echo_pipelined_apart,
         latency: true,
     },
 ];
@@ -562,7 +626,7 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
             "connections over {} client threads (epoll), one message in flight on each",
             LOADERS.load(Relaxed).min(clients)
         )
-    } else if spec.workload == Workload::Daytime || spec.workload == Workload::UdpEcho {
+    } else if spec.workload == Workload::Daytime || spec.workload.udp() {
         "threads".to_string()
     } else {
         "connections (a thread each)".to_string()
@@ -677,7 +741,16 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
             ));
         }
         'C' => verdicts.push(target("echo at 64 connections, × tokio", vs_tokio, 1.0)),
-        'D' => verdicts.push(target("UDP echo, × tokio", vs_tokio, 1.1)),
+        'D' => {
+            let i = UDP_TITLES
+                .iter()
+                .position(|&t| t == spec.title)
+                .unwrap_or(0);
+            verdicts.push(match UDP_TARGETS[i] {
+                (what, Some(want)) => target(what, vs_tokio, want),
+                (what, None) => format!("D. (not a target) {what}: {vs_tokio:.2}"),
+            });
+        }
         _ => {}
     }
     verdicts

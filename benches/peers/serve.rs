@@ -74,6 +74,9 @@ pub enum Workload {
     Echo,
     /// UDP: send each datagram back.
     UdpEcho,
+    /// The same, the server on the last CPU alone (the clients get the
+    /// others: `cpus::leave_the_last`).
+    UdpEchoApart,
 }
 
 impl Workload {
@@ -82,13 +85,24 @@ impl Workload {
             Workload::Daytime => "daytime",
             Workload::Echo => "echo",
             Workload::UdpEcho => "udp-echo",
+            Workload::UdpEchoApart => "udp-echo-apart",
         }
     }
 
     pub fn parse(s: &str) -> Option<Workload> {
-        [Workload::Daytime, Workload::Echo, Workload::UdpEcho]
-            .into_iter()
-            .find(|w| w.name() == s)
+        [
+            Workload::Daytime,
+            Workload::Echo,
+            Workload::UdpEcho,
+            Workload::UdpEchoApart,
+        ]
+        .into_iter()
+        .find(|w| w.name() == s)
+    }
+
+    /// UDP echo, wherever the server runs.
+    pub fn udp(self) -> bool {
+        matches!(self, Workload::UdpEcho | Workload::UdpEchoApart)
     }
 }
 
@@ -107,7 +121,8 @@ pub fn socketserver_settings(kind: Kind, workload: Workload, connections: usize)
     let base = match workload {
         Workload::Daytime => "workers(2)".to_string(),
         Workload::Echo => format!("workers(2).max_workers({})", echo_max_workers(connections)),
-        Workload::UdpEcho => "workers(2), Transport::Datagram".to_string(),
+        // As the outside load generator's server ran (README, bench section).
+        Workload::UdpEcho | Workload::UdpEchoApart => "workers(4), Transport::Datagram".to_string(),
     };
     if kind == Kind::SocketserverParked {
         format!("{base}.park_idle(true)")
@@ -119,6 +134,14 @@ pub fn socketserver_settings(kind: Kind, workload: Workload, connections: usize)
 /// Runs one server in this process; never returns unless it fails to start.
 /// `connections`: the most the driver will hold at once.
 pub fn serve(kind: Kind, workload: Workload, connections: usize) -> io::Result<()> {
+    if workload == Workload::UdpEchoApart {
+        // Before any thread starts, so that all of them stay there.
+        crate::cpus::take_the_last()?;
+    }
+    let workload = match workload {
+        Workload::UdpEchoApart => Workload::UdpEcho,
+        w => w,
+    };
     exit_when_driver_goes();
     match kind {
         Kind::Socketserver => serve_socketserver(workload, connections, false),
@@ -185,8 +208,11 @@ fn serve_socketserver(workload: Workload, connections: usize, parked: bool) -> i
             announce(server.local_addr().inet().expect("inet"));
             server.run()?;
         }
-        Workload::UdpEcho => {
-            let server = builder.transport(Transport::Datagram).build(Echo)?;
+        Workload::UdpEcho | Workload::UdpEchoApart => {
+            let server = builder
+                .workers(4)
+                .transport(Transport::Datagram)
+                .build(Echo)?;
             announce(server.local_addr().inet().expect("inet"));
             server.run()?;
         }
@@ -347,7 +373,9 @@ def exit_when_driver_goes():
     os._exit(0)
 
 workload = sys.argv[1]
-if workload == "udp-echo":
+if workload == "udp-echo-apart" and len(os.sched_getaffinity(0)) > 1:
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+if workload.startswith("udp-echo"):
     server = Udp(("127.0.0.1", 0), UdpEcho)
 else:
     server = Tcp(("127.0.0.1", 0), Daytime if workload == "daytime" else Echo)

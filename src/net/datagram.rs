@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::UdpSocket;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 
@@ -15,11 +16,11 @@ pub(crate) enum DatagramSocket {
 }
 
 impl DatagramSocket {
-    /// Receives one datagram into `buf`.
-    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Addr)> {
+    /// The socket's descriptor, for batched calls.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            DatagramSocket::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Addr::Inet(a))),
-            DatagramSocket::Unix(s) => s.recv_from(buf).map(|(n, a)| (n, Addr::from_unix(&a))),
+            DatagramSocket::Udp(s) => s.as_fd(),
+            DatagramSocket::Unix(s) => s.as_fd(),
         }
     }
 
@@ -28,10 +29,15 @@ impl DatagramSocket {
         match (self, to) {
             (DatagramSocket::Udp(s), Addr::Inet(a)) => s.send_to(buf, a),
             (DatagramSocket::Unix(s), Addr::Unix(Some(path))) => s.send_to(buf, path),
-            _ => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                format!("cannot reply to {to}: it has no address to send to"),
-            )),
+            _ => Err(unanswerable(to)),
         }
     }
+}
+
+/// The error for a reply to a peer with no address (an unnamed Unix socket).
+pub(crate) fn unanswerable(to: &Addr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("cannot reply to {to}: it has no address to send to"),
+    )
 }

@@ -1,7 +1,8 @@
 //! Everything that depends on the operating system: which `accept` errors
 //! mean what, how blocked threads are woken at shutdown, which options
 //! accepted sockets inherit, socket activation, file locks, waiting on one
-//! socket, and the report of a parked handler's stack overflow. Every
+//! socket, datagrams in batches (`recvmmsg`, `sendmmsg`), and the report of
+//! a parked handler's stack overflow. Every
 //! `unsafe` block of the crate is in this module (and the two of `park/`), each with a `SAFETY:`
 //! comment saying why it is sound.
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -21,6 +22,7 @@ compile_error!(
 pub(crate) mod activation;
 pub(crate) mod errors;
 pub(crate) mod flock;
+pub(crate) mod mmsg;
 pub(crate) mod overflow;
 pub(crate) mod poll;
 pub(crate) mod ports;
