@@ -213,8 +213,10 @@ impl ServerBuilder {
     /// write that would block parks that connection until its socket is
     /// ready, while the thread serves others. The handler's code is the
     /// same plain blocking code; timeouts, limits, the PROXY header, panics,
-    /// `Stats` and shutdown behave as in the thread mode. `max_workers` and
-    /// `queue` do not apply.
+    /// `Stats` and shutdown behave as in the thread mode, with one
+    /// difference: `connection_timeout` counts from the accept, the PROXY
+    /// header included. `queue` does not apply, and `max_workers` bounds
+    /// the helper threads of `offload`.
     ///
     /// Choose it when many clients stay connected and speak rarely (chat,
     /// telemetry, keep-alive protocols): 10,000 idle connections cost a few
@@ -263,7 +265,7 @@ impl ServerBuilder {
     ///
     /// Each parked connection takes two memory maps (its stack and a guard
     /// page): with `park_idle`, `max_connections` defaults to what the
-    /// system's `vm.max_map_count` allows (about 30,000 on a stock Linux),
+    /// system's `vm.max_map_count` allows (about 28,000 on a stock Linux),
     /// and a higher `max_connections` is an error at `build()` that says
     /// which sysctl to raise.
     pub fn park_idle(mut self, on: bool) -> Self {
@@ -272,7 +274,8 @@ impl ServerBuilder {
     }
 
     /// Stack size of each handler under [`park_idle`](Self::park_idle), in
-    /// bytes. Default: 256 KiB. Range: 16 KiB..=64 MiB.
+    /// bytes. Default: 256 KiB. Range: 64 KiB..=64 MiB (a panic's backtrace,
+    /// with `RUST_BACKTRACE` set, is printed on this stack).
     ///
     /// This is address space: only the pages a handler touches become
     /// resident (4 KiB for a handler with a small buffer), and a stack
@@ -457,7 +460,12 @@ impl ServerBuilder {
         let mut settings = self.settings;
         settings.validate()?;
         if settings.park_idle {
-            settings.max_connections = Some(park::connection_cap(settings.max_connections)?);
+            let (loops, helpers) = (settings.workers(), settings.max_workers());
+            settings.max_connections = Some(park::connection_cap(
+                settings.max_connections,
+                loops,
+                helpers,
+            )?);
         }
         let options = SocketOptions {
             transport: settings.transport,

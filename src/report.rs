@@ -91,11 +91,20 @@ pub(crate) fn default_hook() -> ErrorHook {
 /// Logs through the `log` facade when a logger is installed; otherwise
 /// warnings and errors go to stderr so they are never lost, and lower
 /// levels are dropped.
+///
+/// Never panics: a logger that panics, or a closed stderr, costs the line,
+/// not the thread that logs it (an event loop serves many connections).
 pub(crate) fn log_or_eprint(level: log::Level, msg: &str) {
-    if log::max_level() != log::LevelFilter::Off {
-        log::log!(level, "{msg}");
-    } else if level <= log::Level::Warn {
-        eprintln!("socketserver: {msg}");
+    let logged = std::panic::catch_unwind(|| {
+        if log::max_level() != log::LevelFilter::Off {
+            log::log!(level, "{msg}");
+        } else if level <= log::Level::Warn {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "socketserver: {msg}");
+        }
+    });
+    if let Err(payload) = logged {
+        drop_payload(payload);
     }
 }
 

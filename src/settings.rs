@@ -62,10 +62,11 @@ pub(crate) const MAX_STACK: usize = 1 << 30;
 /// Default stack of a parked connection's handler: 256 KiB of address
 /// space, of which only the pages a handler touches become resident.
 pub(crate) const DEFAULT_PARKED_STACK: usize = 256 * 1024;
-/// Bounds of `parked_stack_size`: a handler needs a few pages for the
-/// library's own frames; above 64 MiB a stack per connection is address
+/// Bounds of `parked_stack_size`: a handler's panic, with
+/// `RUST_BACKTRACE` set, prints its backtrace on the handler's own stack,
+/// which takes some 40 KiB; above 64 MiB a stack per connection is address
 /// space better spent on threads.
-pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 16 * 1024..=64 << 20;
+pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=64 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -191,7 +192,7 @@ impl Settings {
             return invalid("park_idle", "applies to stream servers only");
         }
         if !PARKED_STACK_RANGE.contains(&self.parked_stack_size) {
-            return invalid("parked_stack_size", "must be between 16 KiB and 64 MiB");
+            return invalid("parked_stack_size", "must be between 64 KiB and 64 MiB");
         }
         if let Some(pp) = &self.proxy_protocol {
             if self.transport == Transport::Datagram {

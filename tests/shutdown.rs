@@ -162,3 +162,60 @@ fn queued_connections_are_closed_at_once_not_drained() {
     assert_eq!((report.drained, report.forced, report.dropped), (1, 0, 3));
     assert_eq!(handle.stats().dropped_at_shutdown, 3);
 }
+
+both_modes!(idle_connections_are_counted_once_and_those_behind_a_proxy_too);
+/// At shutdown a connection waiting for its client's next request is
+/// closed at once and counted once, however often its handler reads after
+/// the end of file; one whose only bytes so far were a PROXY header is
+/// idle too.
+fn idle_connections_are_counted_once_and_those_behind_a_proxy_too(park: bool) {
+    use socketserver::ProxyProtocol;
+    let handler = |conn: &mut socketserver::Connection| {
+        let mut buf = [0u8; 16];
+        let mut ends = 0;
+        while ends < 5 {
+            match conn.read(&mut buf)? {
+                0 => ends += 1,
+                n => conn.write_all(&buf[..n])?,
+            }
+        }
+        Ok(())
+    };
+    for proxied in [false, true] {
+        let mut builder = Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .shutdown_timeout(Duration::from_secs(3));
+        if proxied {
+            builder = builder.proxy_protocol(ProxyProtocol::new().trust_loopback());
+        }
+        let server = spawn(builder, handler);
+        let addr = server.local_addr();
+        let clients: Vec<_> = (0..2)
+            .map(|_| {
+                let mut c = connect(&addr);
+                if proxied {
+                    c.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 4000 80\r\n")
+                        .unwrap();
+                    // Nothing to echo yet: the header alone makes no reply.
+                } else {
+                    c.write_all(b"x").unwrap();
+                    let mut back = [0u8; 1];
+                    c.read_exact(&mut back).unwrap();
+                }
+                c
+            })
+            .collect();
+        // Each connection is being served (its header read) before the stop.
+        wait_until("both connections served", || server.stats().active == 2);
+        if park {
+            wait_until("both parked", || server.stats().parked == 2);
+        }
+        let started = Instant::now();
+        let report = server.stop().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "{report}");
+        assert_eq!(report.closed_idle, 2, "proxied {proxied}: {report}");
+        assert!(report.is_clean(), "proxied {proxied}: {report}");
+        drop(clients);
+    }
+}

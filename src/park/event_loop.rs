@@ -43,8 +43,6 @@ const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
 /// A handler that holds the loop this long without parking stalls it.
 pub(crate) const STALL: Duration = Duration::from_millis(100);
-/// How often a loop reads its thread's CPU use, for telling stalls apart.
-const USAGE_EVERY: Duration = Duration::from_millis(1);
 /// Connections accepted in one turn before the loop serves the others.
 const ACCEPT_BATCH: usize = 64;
 
@@ -75,10 +73,22 @@ struct Task {
     timer_at: Option<Instant>,
     /// Shutdown gave up on it: its next wait fails at once.
     cut: bool,
+    /// Shutdown closed it as idle (counted once, however often it reads).
+    closed_idle: bool,
     /// What its socket is registered for in the poll: nothing until it
     /// first waits (a connection served without waiting costs no
     /// registration), then readable, and writable too once a write waited.
     interest: Option<Interest>,
+}
+
+/// Clears what marks a coroutine as running on this thread.
+struct LeftCoroutine;
+
+impl Drop for LeftCoroutine {
+    fn drop(&mut self) {
+        park_io::leave();
+        overflow::leave_stack();
+    }
 }
 
 /// Offloaded calls finished, for the loop to resume their connections.
@@ -120,11 +130,9 @@ pub(crate) struct EventLoop<H: Handler> {
     /// When shutdown began for this loop: give up on the rest at this time.
     force_at: Option<Instant>,
     forced: bool,
-    /// This thread's use at the start of a recent turn, to tell a handler
-    /// that held the loop from a thread the scheduler left waiting; and
-    /// when it was read. Read at most once a millisecond: a system call per
-    /// turn would cost a busy loop more than the check is worth.
-    turn_usage: (Usage, Instant),
+    /// This thread's use at the start of the turn, to tell a handler that
+    /// held the loop from a thread the scheduler left waiting.
+    turn_usage: Usage,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -179,7 +187,7 @@ impl<H: Handler> EventLoop<H> {
             backoff: Backoff::default(),
             force_at: None,
             forced: false,
-            turn_usage: (Usage::default(), Instant::now()),
+            turn_usage: Usage::default(),
         })
     }
 
@@ -191,10 +199,8 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut events = Events::with_capacity(1024);
         loop {
-            let turn = Instant::now();
-            if turn.duration_since(self.turn_usage.1) >= USAGE_EVERY {
-                self.turn_usage = (rusage::this_thread(), turn);
-            }
+            // After the poll, so that its own blocking is not counted.
+            self.turn_usage = rusage::this_thread();
             self.run_ready();
             let now = Instant::now();
             if self.force_at.is_none() && self.shared.core.stopping() {
@@ -245,6 +251,13 @@ impl<H: Handler> EventLoop<H> {
         }
         self.gauges.live.store(0, Relaxed);
         self.gauges.parked.store(0, Relaxed);
+        let mut loops = self
+            .shared
+            .core
+            .loops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        loops.retain(|l| !Arc::ptr_eq(&l.gauges, &self.gauges));
     }
 
     fn task_wait(&self, key: usize) -> Option<Wait> {
@@ -304,9 +317,12 @@ impl<H: Handler> EventLoop<H> {
         };
         overflow::enter_stack(task.stack_start);
         let started = Instant::now();
-        let result = task.coro.resume(wake);
-        park_io::leave();
-        overflow::leave_stack();
+        let result = {
+            // However `resume` returns, unwinding included, no coroutine
+            // runs on this thread any more.
+            let _left = LeftCoroutine;
+            task.coro.resume(wake)
+        };
         let held = started.elapsed();
         if held > STALL {
             let peer = task.peer.clone();
@@ -365,7 +381,9 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         if stopping && wait == (Wait::Read { idle: true }) {
-            bump(&self.shared.core.counters.closed_idle);
+            if !std::mem::replace(&mut task.closed_idle, true) {
+                bump(&self.shared.core.counters.closed_idle);
+            }
             self.runnable.push_back((key, Wake::Closing));
             return;
         }
@@ -497,9 +515,16 @@ impl<H: Handler> EventLoop<H> {
                 }
             };
             bump(&core.counters.accepted);
+            // Admitted under the lock that gave the reservation back, so
+            // that loops accepting at once never hold more than
+            // `max_connections` between them.
+            let admitted = st.books.admit(settings, &core.counters, &peer);
             drop(st);
             self.backoff = Backoff::default();
-            self.admit(stream, peer);
+            match admitted {
+                Ok(admitted) => self.start(stream, peer, admitted),
+                Err(_) => admission::refuse(settings, &core.counters, &stream),
+            }
         }
     }
 
@@ -556,6 +581,7 @@ impl<H: Handler> EventLoop<H> {
                 .map(|t| deadline_after(Instant::now(), t)),
             timer_at: None,
             cut: false,
+            closed_idle: false,
             interest: None,
         };
         if key == self.tasks.len() {
@@ -587,9 +613,26 @@ impl<H: Handler> EventLoop<H> {
         }
         // The coroutine has returned, so its stack is free to reuse.
         self.stacks.give_back(task.coro.into_stack());
+        self.compact_timers();
         // Dropping the last handle closes the socket, which also takes it
         // out of the poll.
         drop(task.stream);
+    }
+
+    /// Drops the timer entries of connections that have ended (or moved
+    /// on to a later entry) once they outnumber the live ones, so that a
+    /// high connection rate with long timeouts does not grow the heap.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.live + 1024 {
+            return;
+        }
+        let tasks = &self.tasks;
+        self.timers.retain(|Reverse((at, key, generation))| {
+            tasks
+                .get(*key)
+                .and_then(Option::as_ref)
+                .is_some_and(|t| t.generation == *generation && t.timer_at == Some(*at))
+        });
     }
 
     /// Shutdown has begun: stop accepting, close idle connections now,
@@ -599,17 +642,17 @@ impl<H: Handler> EventLoop<H> {
         let listener_fd = core.listener.sock_ref().as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&listener_fd));
         self.accept_more = false;
+        self.accept_paused_until = None;
         self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
-        let idle: Vec<usize> = self
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                t.as_ref()
-                    .is_some_and(|t| t.wait == Wait::Read { idle: true })
-            })
-            .map(|(key, _)| key)
-            .collect();
+        let mut idle = Vec::new();
+        for (key, task) in self.tasks.iter_mut().enumerate() {
+            if let Some(task) = task.as_mut() {
+                if task.wait == (Wait::Read { idle: true }) {
+                    task.closed_idle = true;
+                    idle.push(key);
+                }
+            }
+        }
         add(&core.counters.closed_idle, idle.len() as u64);
         for key in idle {
             self.wake(key, Wake::Closing);
@@ -643,7 +686,7 @@ impl<H: Handler> EventLoop<H> {
     /// not if the scheduler merely left it waiting on a busy machine.
     fn maybe_stalled(&mut self, peer: &Addr, held: Duration) {
         let now = rusage::this_thread();
-        let (before, _) = std::mem::replace(&mut self.turn_usage, (now, Instant::now()));
+        let before = std::mem::replace(&mut self.turn_usage, now);
         let blocked = now.blocked > before.blocked;
         let computed = now.cpu.saturating_sub(before.cpu) >= STALL;
         if blocked || computed {

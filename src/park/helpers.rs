@@ -83,21 +83,20 @@ impl Helpers {
         let name = format!("{}-offload", self.core.settings.thread_name);
         if let Err(e) = thread::Builder::new().name(name).spawn(move || me.serve()) {
             self.core.counters.helpers.fetch_sub(1, Relaxed);
-            let orphan = {
+            let orphans: Vec<Queued> = {
                 let mut st = self.lock();
                 st.threads -= 1;
-                // With no thread at all, nobody would ever run it.
-                if st.threads == 0 {
-                    st.queue.pop_back()
-                } else {
-                    None
+                // With no thread at all, nobody would ever run them.
+                match st.threads {
+                    0 => st.queue.drain(..).collect(),
+                    _ => Vec::new(),
                 }
             };
             if let Some(skipped) = self.core.logs.spawn_errors.admit() {
                 let msg = format!("cannot start an offload helper thread: {e}");
                 log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
             }
-            if let Some(q) = orphan {
+            for q in orphans {
                 q.job.run();
                 q.inbox.done(q.key);
             }

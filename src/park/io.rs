@@ -123,6 +123,11 @@ impl ParkedStream {
         }
     }
 
+    /// Counts the connection as waiting for its client's next request.
+    pub(crate) fn mark_awaiting(&mut self) {
+        self.awaiting = true;
+    }
+
     pub(crate) fn stream(&self) -> &Stream {
         &self.stream
     }
@@ -282,6 +287,9 @@ impl Job {
 
 impl Drop for Job {
     fn drop(&mut self) {
+        // The closure and what it owns go first: it may borrow the frame
+        // that waits for the mark.
+        drop(self.run.take());
         self.done.set();
     }
 }

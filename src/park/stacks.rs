@@ -10,7 +10,7 @@ use crate::Error;
 
 /// Stacks kept for reuse by one loop. A reused stack costs no system call,
 /// and the pages its last handler touched are already resident.
-const KEEP: usize = 256;
+const KEEP: usize = 64;
 
 /// Memory maps each stack takes: the stack and its guard page.
 const MAPS_PER_STACK: usize = 2;
@@ -18,6 +18,10 @@ const MAPS_PER_STACK: usize = 2;
 /// Memory maps left for everything else in the process: libraries, thread
 /// stacks, the allocator's arenas.
 const MAPS_RESERVED: usize = 4096;
+
+/// Memory maps of one helper thread of `offload`: its stack and guard
+/// page, and its alternate signal stack and guard page.
+const MAPS_PER_THREAD: usize = 4;
 
 /// One loop's stacks.
 pub(crate) struct Stacks {
@@ -65,12 +69,23 @@ fn max_map_count() -> Option<usize> {
 
 /// The `max_connections` a `park_idle` server works with: as set, if the
 /// memory-map limit allows it, otherwise an error naming the sysctl;
-/// unset, what the limit allows.
-pub(crate) fn connection_cap(max_connections: Option<usize>) -> Result<usize, Error> {
+/// unset, what the limit allows. The maps of the stacks each of `loops`
+/// keeps for reuse, and of up to `helpers` offload threads, come first.
+pub(crate) fn connection_cap(
+    max_connections: Option<usize>,
+    loops: usize,
+    helpers: usize,
+) -> Result<usize, Error> {
     let Some(maps) = max_map_count() else {
         return Ok(max_connections.unwrap_or(usize::MAX));
     };
-    let cap = maps.saturating_sub(MAPS_RESERVED) / MAPS_PER_STACK;
+    let kept = loops.saturating_mul(KEEP * MAPS_PER_STACK);
+    let threads = helpers.saturating_mul(MAPS_PER_THREAD);
+    let cap = maps
+        .saturating_sub(MAPS_RESERVED)
+        .saturating_sub(kept)
+        .saturating_sub(threads)
+        / MAPS_PER_STACK;
     match max_connections {
         None => Ok(cap.max(1)),
         Some(n) if n <= cap => Ok(n),
@@ -78,10 +93,11 @@ pub(crate) fn connection_cap(max_connections: Option<usize>) -> Result<usize, Er
             setting: "max_connections",
             reason: format!(
                 "{n} connections under park_idle need {} memory maps (a stack and its guard \
-                 page each), but vm.max_map_count is {maps}: at most {cap} connections fit; \
-                 lower max_connections or raise the limit (sysctl -w vm.max_map_count={})",
+                 page each), but vm.max_map_count is {maps}: with the process's other maps at \
+                 most {cap} connections fit; lower max_connections or raise the limit \
+                 (sysctl -w vm.max_map_count={})",
                 n * MAPS_PER_STACK,
-                n * MAPS_PER_STACK + MAPS_RESERVED
+                n * MAPS_PER_STACK + (maps - cap * MAPS_PER_STACK)
             ),
         }),
     }
@@ -94,10 +110,13 @@ mod tests {
     #[test]
     fn the_map_limit_caps_connections_or_explains_itself() {
         let Some(maps) = max_map_count() else { return };
-        let cap = connection_cap(None).unwrap();
-        assert_eq!(cap, (maps - MAPS_RESERVED) / MAPS_PER_STACK);
-        assert_eq!(connection_cap(Some(10)).unwrap(), 10);
-        let err = connection_cap(Some(cap + 1)).unwrap_err().to_string();
+        let cap = connection_cap(None, 2, 16).unwrap();
+        let others = MAPS_RESERVED + 2 * KEEP * MAPS_PER_STACK + 16 * MAPS_PER_THREAD;
+        assert_eq!(cap, (maps - others) / MAPS_PER_STACK);
+        assert_eq!(connection_cap(Some(10), 2, 16).unwrap(), 10);
+        let err = connection_cap(Some(cap + 1), 2, 16)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("vm.max_map_count"), "{err}");
     }
 

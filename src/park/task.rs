@@ -39,7 +39,14 @@ pub(crate) fn body<H: Handler>(
             steps(&shared, stream, peer.clone(), &mut admitted);
         }));
         if let Err(payload) = served {
-            serve::internal_error(&shared.core, &peer, payload);
+            // Nothing may unwind out of a coroutine: it would leave its
+            // loop thread.
+            let reported = catch_unwind(AssertUnwindSafe(|| {
+                serve::internal_error(&shared.core, &peer, payload);
+            }));
+            if let Err(payload) = reported {
+                crate::report::drop_payload(payload);
+            }
         }
         Done { admitted }
     }
@@ -65,7 +72,12 @@ fn steps<H: Handler>(shared: &Shared<H>, stream: Arc<Stream>, peer: Addr, admitt
                 })
             };
             match serve::proxied_client(core, pp, &stream, &peer, admitted, read) {
-                Some(client) => (client, Some(peer)),
+                Some(client) => {
+                    // The header is the proxy's, not a request: the
+                    // connection waits for its client's first one.
+                    parked.mark_awaiting();
+                    (client, Some(peer))
+                }
                 None => return,
             }
         }

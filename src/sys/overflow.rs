@@ -23,9 +23,11 @@ thread_local! {
     static GUARD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// How far below a stack's lowest address a fault still counts as its
+/// How far below a stack's guard page a fault still counts as its
 /// overflow. Rust probes large frames page by page, so the first fault is
-/// in the guard page; the wider window covers code compiled without probes.
+/// in the guard page; the window only adds faults that land in unmapped
+/// space just below it (a neighbouring stack there is mapped, and a frame
+/// that skipped the guard page without probing would not fault at all).
 const WINDOW: usize = 64 * 1024;
 
 /// Size of the alternate signal stack given to a loop thread that has none.
