@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batch::Outbox;
-use crate::park::io::{self as park, ParkedStream};
 use crate::slot::Slot;
+use crate::sys::parking::{self as park, ParkedStream};
 use crate::{Addr, Transport};
 
 /// One client's connection (stream) or one datagram exchange (datagram).

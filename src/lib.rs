@@ -54,8 +54,8 @@
 //! a connection waiting for input holds no thread.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 // Every `unsafe` block is in `sys` (the calls into the operating system
-// that std does not wrap) and `park` (the coroutines' parking point),
-// each with a SAFETY comment.
+// that std does not wrap, and the coroutines' parking point), each with a
+// SAFETY comment.
 #![deny(unsafe_code)]
 
 // The path of one connection, top down: server -> worker -> accept /
@@ -73,9 +73,6 @@ mod handler;
 pub mod handlers;
 mod loop_guard;
 mod net;
-// The parking point of a coroutine and the borrow of an offloaded call:
-// see the SAFETY comments in `park/io.rs`.
-#[allow(unsafe_code)]
 mod park;
 mod passed;
 mod pool;

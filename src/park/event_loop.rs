@@ -12,7 +12,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -23,32 +22,31 @@ use corosensei::{Coroutine, CoroutineResult};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::accept::{self, Backoff};
-use crate::admission::{self, Admitted};
+use crate::accept::Backoff;
+use crate::admission::Admitted;
 use crate::core::{LoopHandle, Shared};
 use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
 use crate::park::helpers::{Helpers, Inbox};
-use crate::park::io::{self as park_io, Park, Wake};
 use crate::park::stacks::{self, Stacks};
 use crate::park::task::{self, Done};
 use crate::report::{log_or_eprint, with_skipped};
-use crate::stats::{add, bump, LoopGauges};
-use crate::sys::errors::{classify, ErrorClass};
+use crate::stats::{bump, LoopGauges};
 use crate::sys::overflow;
+use crate::sys::parking::{self as park_io, Park, Wake};
 use crate::sys::rusage::{self, Usage};
 use crate::{Addr, Handler};
 
 const WAKER: Token = Token(usize::MAX);
-const LISTENER: Token = Token(usize::MAX - 1);
+pub(super) const LISTENER: Token = Token(usize::MAX - 1);
 /// A handler that holds the loop this long without parking stalls it.
 pub(crate) const STALL: Duration = Duration::from_millis(100);
 /// Connections accepted in one turn before the loop serves the others.
-const ACCEPT_BATCH: usize = 64;
+pub(super) const ACCEPT_BATCH: usize = 64;
 
 /// What a connection's coroutine waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
+pub(super) enum Wait {
     /// Running, or in the run queue.
     Nothing,
     Read {
@@ -58,27 +56,27 @@ enum Wait {
     Offload,
 }
 
-struct Task {
-    coro: Coroutine<Wake, Park, Done, DefaultStack>,
+pub(super) struct Task {
+    pub(super) coro: Coroutine<Wake, Park, Done, DefaultStack>,
     /// Where its stack mapping starts (the guard page), for the overflow report.
-    stack_start: usize,
+    pub(super) stack_start: usize,
     /// Tells apart the tasks that reuse a key, for stale timers.
-    generation: u32,
-    stream: Arc<Stream>,
-    peer: Addr,
-    wait: Wait,
-    io_deadline: Option<Instant>,
-    conn_deadline: Option<Instant>,
+    pub(super) generation: u32,
+    pub(super) stream: Arc<Stream>,
+    pub(super) peer: Addr,
+    pub(super) wait: Wait,
+    pub(super) io_deadline: Option<Instant>,
+    pub(super) conn_deadline: Option<Instant>,
     /// When this task's live entry in the timer heap fires.
-    timer_at: Option<Instant>,
+    pub(super) timer_at: Option<Instant>,
     /// Shutdown gave up on it: its next wait fails at once.
-    cut: bool,
+    pub(super) cut: bool,
     /// Shutdown closed it as idle (counted once, however often it reads).
-    closed_idle: bool,
+    pub(super) closed_idle: bool,
     /// What its socket is registered for in the poll: nothing until it
     /// first waits (a connection served without waiting costs no
     /// registration), then readable, and writable too once a write waited.
-    interest: Option<Interest>,
+    pub(super) interest: Option<Interest>,
 }
 
 /// Clears what marks a coroutine as running on this thread.
@@ -93,8 +91,8 @@ impl Drop for LeftCoroutine {
 
 /// Offloaded calls finished, for the loop to resume their connections.
 pub(crate) struct Finished {
-    keys: Mutex<Vec<usize>>,
-    waker: Arc<Waker>,
+    pub(super) keys: Mutex<Vec<usize>>,
+    pub(super) waker: Arc<Waker>,
 }
 
 impl Inbox for Finished {
@@ -110,29 +108,29 @@ impl Inbox for Finished {
 
 /// A loop's state; see the module documentation.
 pub(crate) struct EventLoop<H: Handler> {
-    shared: Arc<Shared<H>>,
-    helpers: Arc<Helpers>,
-    poll: Poll,
-    finished: Arc<Finished>,
-    gauges: Arc<LoopGauges>,
-    tasks: Vec<Option<Task>>,
-    free_keys: Vec<usize>,
-    generation: u32,
-    runnable: VecDeque<(usize, Wake)>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
-    stacks: Stacks,
-    live: usize,
-    parked: usize,
+    pub(super) shared: Arc<Shared<H>>,
+    pub(super) helpers: Arc<Helpers>,
+    pub(super) poll: Poll,
+    pub(super) finished: Arc<Finished>,
+    pub(super) gauges: Arc<LoopGauges>,
+    pub(super) tasks: Vec<Option<Task>>,
+    pub(super) free_keys: Vec<usize>,
+    pub(super) generation: u32,
+    pub(super) runnable: VecDeque<(usize, Wake)>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    pub(super) stacks: Stacks,
+    pub(super) live: usize,
+    pub(super) parked: usize,
     /// The listener may have connections waiting: accept in this turn.
-    accept_more: bool,
-    accept_paused_until: Option<Instant>,
-    backoff: Backoff,
+    pub(super) accept_more: bool,
+    pub(super) accept_paused_until: Option<Instant>,
+    pub(super) backoff: Backoff,
     /// When shutdown began for this loop: give up on the rest at this time.
-    force_at: Option<Instant>,
-    forced: bool,
+    pub(super) force_at: Option<Instant>,
+    pub(super) forced: bool,
     /// This thread's use at the start of the turn, to tell a handler that
     /// held the loop from a thread the scheduler left waiting.
-    turn_usage: Usage,
+    pub(super) turn_usage: Usage,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -260,7 +258,7 @@ impl<H: Handler> EventLoop<H> {
         loops.retain(|l| !Arc::ptr_eq(&l.gauges, &self.gauges));
     }
 
-    fn task_wait(&self, key: usize) -> Option<Wait> {
+    pub(super) fn task_wait(&self, key: usize) -> Option<Wait> {
         self.tasks.get(key)?.as_ref().map(|t| t.wait)
     }
 
@@ -296,7 +294,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Puts a parked task in the run queue.
-    fn wake(&mut self, key: usize, wake: Wake) {
+    pub(super) fn wake(&mut self, key: usize, wake: Wake) {
         let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
@@ -311,7 +309,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Runs one handler until it parks or ends.
-    fn resume(&mut self, key: usize, wake: Wake) {
+    pub(super) fn resume(&mut self, key: usize, wake: Wake) {
         let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
@@ -394,61 +392,6 @@ impl<H: Handler> EventLoop<H> {
         self.arm(key);
     }
 
-    /// Makes sure the timer heap holds an entry for the task's earliest
-    /// deadline. One live entry per task: a later deadline keeps the
-    /// earlier entry, which re-arms when it fires early, so a busy
-    /// connection does not fill the heap with one entry per read.
-    fn arm(&mut self, key: usize) {
-        let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
-            return;
-        };
-        let due = match (task.io_deadline, task.conn_deadline) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return,
-            },
-        };
-        if task.timer_at.map_or(true, |t| due < t) {
-            task.timer_at = Some(due);
-            self.timers.push(Reverse((due, key, task.generation)));
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let counters = &self.shared.core.counters;
-            let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
-                continue;
-            };
-            if task.generation != generation || task.timer_at != Some(at) {
-                continue;
-            }
-            task.timer_at = None;
-            let mut wake = None;
-            if task.conn_deadline.is_some_and(|d| d <= now) {
-                // As the thread mode's watchdog does: the handler's I/O
-                // fails from now on, however it trickles its bytes.
-                task.conn_deadline = None;
-                let _ = task.stream.shutdown(Shutdown::Both);
-                bump(&counters.timed_out);
-                wake = Some(Wake::Ready);
-            }
-            if task.io_deadline.is_some_and(|d| d <= now) {
-                wake = Some(Wake::TimedOut);
-            }
-            let parked_on_io = matches!(task.wait, Wait::Read { .. } | Wait::Write);
-            match wake {
-                Some(w) if parked_on_io => self.wake(key, w),
-                _ => self.arm(key),
-            }
-        }
-    }
-
     fn take_finished(&mut self) {
         let keys =
             std::mem::take(&mut *self.finished.keys.lock().unwrap_or_else(|e| e.into_inner()));
@@ -459,91 +402,8 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Accepts up to a batch of connections and starts serving each.
-    fn accept_some(&mut self) {
-        let now = Instant::now();
-        if self.force_at.is_some() || self.accept_paused_until.is_some_and(|t| t > now) {
-            return;
-        }
-        self.accept_paused_until = None;
-        let core = Arc::clone(&self.shared.core);
-        let settings = &core.settings;
-        for _ in 0..ACCEPT_BATCH {
-            {
-                let mut st = core.lock();
-                if !st.books.room(settings) {
-                    // A connection ending on any loop makes room and
-                    // accepts again.
-                    st.books.room_wanted = true;
-                    self.accept_more = false;
-                    return;
-                }
-                st.books.reserve();
-            }
-            let accepted = core.listener.accept_nonblocking();
-            let mut st = core.lock();
-            st.books.unreserve();
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_more = false;
-                    return;
-                }
-                // Shutdown shut the listener down; the loop sees the flag
-                // at its next turn.
-                Err(_) if core.stopping() => {
-                    self.accept_more = false;
-                    return;
-                }
-                Err(e) => {
-                    drop(st);
-                    bump(&core.counters.accept_errors);
-                    match classify(&e) {
-                        ErrorClass::Retry => continue,
-                        ErrorClass::Descriptors => {
-                            if let Some((stream, peer)) = accept::shed_with_spare(&core) {
-                                if stream.set_nonblocking(true).is_ok() {
-                                    self.admit(stream, peer);
-                                }
-                            }
-                        }
-                        ErrorClass::Resource => {}
-                    }
-                    accept::log_error(&core, "accept", &e);
-                    self.accept_paused_until = Some(now + self.backoff.next());
-                    return;
-                }
-            };
-            bump(&core.counters.accepted);
-            // Admitted under the lock that gave the reservation back, so
-            // that loops accepting at once never hold more than
-            // `max_connections` between them.
-            let admitted = st.books.admit(settings, &core.counters, &peer);
-            drop(st);
-            self.backoff = Backoff::default();
-            match admitted {
-                Ok(admitted) => self.start(stream, peer, admitted),
-                Err(_) => admission::refuse(settings, &core.counters, &stream),
-            }
-        }
-    }
-
-    /// Admits a connection just accepted, or refuses it by
-    /// `max_per_source`; starts serving an admitted one.
-    fn admit(&mut self, stream: Stream, peer: Addr) {
-        let core = &self.shared.core;
-        let admitted = core
-            .lock()
-            .books
-            .admit(&core.settings, &core.counters, &peer);
-        match admitted {
-            Ok(admitted) => self.start(stream, peer, admitted),
-            Err(_) => admission::refuse(&core.settings, &core.counters, &stream),
-        }
-    }
-
     /// Registers a connection and runs its handler until it first parks.
-    fn start(&mut self, stream: Stream, peer: Addr, admitted: Admitted) {
+    pub(super) fn start(&mut self, stream: Stream, peer: Addr, admitted: Admitted) {
         let core = Arc::clone(&self.shared.core);
         let key = self.free_keys.pop().unwrap_or(self.tasks.len());
         let stack = match self.stacks.take() {
@@ -596,7 +456,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// A handler returned: release its books, keep its stack, close it.
-    fn finish(&mut self, key: usize, done: Done) {
+    pub(super) fn finish(&mut self, key: usize, done: Done) {
         let Some(task) = self.tasks.get_mut(key).and_then(Option::take) else {
             return;
         };
@@ -617,101 +477,5 @@ impl<H: Handler> EventLoop<H> {
         // Dropping the last handle closes the socket, which also takes it
         // out of the poll.
         drop(task.stream);
-    }
-
-    /// Drops the timer entries of connections that have ended (or moved
-    /// on to a later entry) once they outnumber the live ones, so that a
-    /// high connection rate with long timeouts does not grow the heap.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.live + 1024 {
-            return;
-        }
-        let tasks = &self.tasks;
-        self.timers.retain(|Reverse((at, key, generation))| {
-            tasks
-                .get(*key)
-                .and_then(Option::as_ref)
-                .is_some_and(|t| t.generation == *generation && t.timer_at == Some(*at))
-        });
-    }
-
-    /// Shutdown has begun: stop accepting, close idle connections now,
-    /// and give the others `shutdown_timeout`.
-    fn begin_stop(&mut self, now: Instant) {
-        let core = Arc::clone(&self.shared.core);
-        let listener_fd = core.listener.sock_ref().as_raw_fd();
-        let _ = self.poll.registry().deregister(&mut SourceFd(&listener_fd));
-        self.accept_more = false;
-        self.accept_paused_until = None;
-        self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
-        let mut idle = Vec::new();
-        for (key, task) in self.tasks.iter_mut().enumerate() {
-            if let Some(task) = task.as_mut() {
-                if task.wait == (Wait::Read { idle: true }) {
-                    task.closed_idle = true;
-                    idle.push(key);
-                }
-            }
-        }
-        add(&core.counters.closed_idle, idle.len() as u64);
-        for key in idle {
-            self.wake(key, Wake::Closing);
-        }
-    }
-
-    /// `shutdown_timeout` has passed: cut every connection still served;
-    /// their I/O fails from now on, so their handlers end.
-    fn force_all(&mut self) {
-        self.forced = true;
-        let mut forced = 0;
-        let mut parked = Vec::new();
-        for (key, task) in self.tasks.iter_mut().enumerate() {
-            let Some(task) = task else { continue };
-            forced += 1;
-            task.cut = true;
-            let _ = task.stream.shutdown(Shutdown::Both);
-            if matches!(task.wait, Wait::Read { .. } | Wait::Write) {
-                parked.push(key);
-            }
-        }
-        add(&self.shared.core.counters.forced_at_shutdown, forced);
-        for key in parked {
-            self.wake(key, Wake::Cut);
-        }
-    }
-
-    /// A handler kept the thread for `held` (wall-clock) before it parked
-    /// or ended. It stalled the loop if, during this turn, the thread
-    /// blocked (a `sleep`, a lock, blocking I/O) or computed for that long;
-    /// not if the scheduler merely left it waiting on a busy machine.
-    fn maybe_stalled(&mut self, peer: &Addr, held: Duration) {
-        let now = rusage::this_thread();
-        let before = std::mem::replace(&mut self.turn_usage, now);
-        let blocked = now.blocked > before.blocked;
-        let computed = now.cpu.saturating_sub(before.cpu) >= STALL;
-        if blocked || computed {
-            self.stalled(peer, held);
-        } else {
-            log::debug!("event loop descheduled for {held:?} while serving {peer}");
-        }
-    }
-
-    fn stalled(&self, peer: &Addr, held: Duration) {
-        let core = &self.shared.core;
-        bump(&core.counters.loop_stalls);
-        if let Some(skipped) = core.logs.stalls.admit() {
-            let msg = format!(
-                "the handler serving {peer} held its event loop for {held:?} without waiting \
-                 on its connection; every other connection of that thread waited too (send \
-                 blocking calls through Connection::offload)"
-            );
-            log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
-        }
-    }
-
-    fn log_internal(&self, msg: &str) {
-        if let Some(skipped) = self.shared.core.logs.internal.admit() {
-            log_or_eprint(log::Level::Error, &with_skipped(msg.to_string(), skipped));
-        }
     }
 }

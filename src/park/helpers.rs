@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::core::Core;
-use crate::park::io::Job;
 use crate::report::{log_or_eprint, with_skipped};
+use crate::sys::parking::Job;
 
 /// Where a finished job's connection goes back to.
 pub(crate) trait Inbox: Send + Sync {

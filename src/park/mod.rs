@@ -2,21 +2,22 @@
 //! connections each, a handler per connection on a small stack of its own,
 //! parked off the thread whenever its socket would block.
 //!
-//! * `event_loop.rs`: one loop thread: accept, resume, poll, deadlines,
-//!   shutdown.
+//! * `event_loop.rs`: one loop thread: poll, resume, park, start and end
+//!   a connection; `accepting.rs`, `deadlines.rs` and `stopping.rs`: its
+//!   accepting, its timers, and its shutdown and stall reports.
 //! * `task.rs`: what runs inside a connection's coroutine.
-//! * `io.rs`: the parking point, the parked stream, `offload`.
 //! * `helpers.rs`: the helper threads `offload` runs on.
 //! * `stacks.rs`: the handlers' stacks, reused, and the memory-map limit.
 //!
-//! The two `unsafe` blocks of this module (the parking point and the
-//! lifetime of an offloaded call) are in `io.rs`, each with its reason.
-#![warn(clippy::undocumented_unsafe_blocks)]
+//! The parking point itself, the parked stream and `offload` are in
+//! `sys/parking.rs`, with the `unsafe` they need.
 
+mod accepting;
+mod deadlines;
 pub(crate) mod event_loop;
 pub(crate) mod helpers;
-pub(crate) mod io;
 pub(crate) mod stacks;
+mod stopping;
 pub(crate) mod task;
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -12,9 +12,9 @@ use crate::connection::Connection;
 use crate::core::Shared;
 use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
-use crate::park::io::{self, ParkYielder, ParkedStream, Wake, Within};
 use crate::proxy::read_header;
 use crate::serve;
+use crate::sys::parking::{self, ParkYielder, ParkedStream, Wake, Within};
 use crate::{Addr, Handler};
 
 /// What a finished coroutine hands back to its loop.
@@ -33,7 +33,7 @@ pub(crate) fn body<H: Handler>(
     admitted: Admitted,
 ) -> impl FnOnce(&ParkYielder, Wake) -> Done + 'static {
     move |yielder, _first| {
-        io::enter(yielder);
+        parking::enter(yielder);
         let mut admitted = admitted;
         let served = catch_unwind(AssertUnwindSafe(|| {
             steps(&shared, stream, peer.clone(), &mut admitted);

@@ -1,9 +1,9 @@
 //! Everything that depends on the operating system: which `accept` errors
 //! mean what, how blocked threads are woken at shutdown, which options
 //! accepted sockets inherit, socket activation, file locks, waiting on one
-//! socket, datagrams in batches (`recvmmsg`, `sendmmsg`), and the report of
-//! a parked handler's stack overflow. Every
-//! `unsafe` block of the crate is in this module (and the two of `park/`), each with a `SAFETY:`
+//! socket, datagrams in batches (`recvmmsg`, `sendmmsg`), the parking
+//! point of a parked handler and the report of its stack overflow. Every
+//! `unsafe` block of the crate is in this module, each with a `SAFETY:`
 //! comment saying why it is sound.
 #![warn(clippy::undocumented_unsafe_blocks)]
 //!
@@ -24,6 +24,7 @@ pub(crate) mod errors;
 pub(crate) mod flock;
 pub(crate) mod mmsg;
 pub(crate) mod overflow;
+pub(crate) mod parking;
 pub(crate) mod poll;
 pub(crate) mod ports;
 pub(crate) mod rusage;

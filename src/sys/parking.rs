@@ -1,5 +1,6 @@
-//! The parking point: how a handler's blocking `read`, `write` and
-//! `offload` give its thread back to the event loop.
+//! The parking point of `park_idle`: how a handler's blocking `read`,
+//! `write` and `offload` give its thread back to the event loop (see
+//! `park/`), and how they block when called off the loop.
 //!
 //! Each parked connection's handler runs in a coroutine. When its socket
 //! would block, [`park`] suspends the coroutine with what it waits for

@@ -1,0 +1,99 @@
+//! A loop's accepting: a batch at a time from the shared listener, each
+//! connection admitted (or refused) by the books before it is served.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::accept::{self, Backoff};
+use crate::admission;
+use crate::net::stream::Stream;
+use crate::park::event_loop::{EventLoop, ACCEPT_BATCH};
+use crate::stats::bump;
+use crate::sys::errors::{classify, ErrorClass};
+use crate::{Addr, Handler};
+
+impl<H: Handler> EventLoop<H> {
+    /// Accepts up to a batch of connections and starts serving each.
+    pub(super) fn accept_some(&mut self) {
+        let now = Instant::now();
+        if self.force_at.is_some() || self.accept_paused_until.is_some_and(|t| t > now) {
+            return;
+        }
+        self.accept_paused_until = None;
+        let core = Arc::clone(&self.shared.core);
+        let settings = &core.settings;
+        for _ in 0..ACCEPT_BATCH {
+            {
+                let mut st = core.lock();
+                if !st.books.room(settings) {
+                    // A connection ending on any loop makes room and
+                    // accepts again.
+                    st.books.room_wanted = true;
+                    self.accept_more = false;
+                    return;
+                }
+                st.books.reserve();
+            }
+            let accepted = core.listener.accept_nonblocking();
+            let mut st = core.lock();
+            st.books.unreserve();
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_more = false;
+                    return;
+                }
+                // Shutdown shut the listener down; the loop sees the flag
+                // at its next turn.
+                Err(_) if core.stopping() => {
+                    self.accept_more = false;
+                    return;
+                }
+                Err(e) => {
+                    drop(st);
+                    bump(&core.counters.accept_errors);
+                    match classify(&e) {
+                        ErrorClass::Retry => continue,
+                        ErrorClass::Descriptors => {
+                            if let Some((stream, peer)) = accept::shed_with_spare(&core) {
+                                if stream.set_nonblocking(true).is_ok() {
+                                    self.admit(stream, peer);
+                                }
+                            }
+                        }
+                        ErrorClass::Resource => {}
+                    }
+                    accept::log_error(&core, "accept", &e);
+                    self.accept_paused_until = Some(now + self.backoff.next());
+                    return;
+                }
+            };
+            bump(&core.counters.accepted);
+            // Admitted under the lock that gave the reservation back, so
+            // that loops accepting at once never hold more than
+            // `max_connections` between them.
+            let admitted = st.books.admit(settings, &core.counters, &peer);
+            drop(st);
+            self.backoff = Backoff::default();
+            match admitted {
+                Ok(admitted) => self.start(stream, peer, admitted),
+                Err(_) => admission::refuse(settings, &core.counters, &stream),
+            }
+        }
+    }
+
+    /// Admits a connection just accepted, or refuses it by
+    /// `max_per_source`; starts serving an admitted one.
+    pub(super) fn admit(&mut self, stream: Stream, peer: Addr) {
+        let core = &self.shared.core;
+        let admitted = core
+            .lock()
+            .books
+            .admit(&core.settings, &core.counters, &peer);
+        match admitted {
+            Ok(admitted) => self.start(stream, peer, admitted),
+            Err(_) => admission::refuse(&core.settings, &core.counters, &stream),
+        }
+    }
+}

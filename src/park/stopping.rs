@@ -1,0 +1,100 @@
+//! A loop at shutdown (idle connections closed at once, the rest cut
+//! after `shutdown_timeout`), and what it reports of itself: stalls and
+//! internal errors.
+
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+
+use crate::deadline::deadline_after;
+use crate::park::event_loop::{EventLoop, Wait, STALL};
+use crate::report::{log_or_eprint, with_skipped};
+use crate::stats::{add, bump};
+use crate::sys::parking::Wake;
+use crate::sys::rusage;
+use crate::{Addr, Handler};
+
+impl<H: Handler> EventLoop<H> {
+    /// Shutdown has begun: stop accepting, close idle connections now,
+    /// and give the others `shutdown_timeout`.
+    pub(super) fn begin_stop(&mut self, now: Instant) {
+        let core = Arc::clone(&self.shared.core);
+        let listener_fd = core.listener.sock_ref().as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&listener_fd));
+        self.accept_more = false;
+        self.accept_paused_until = None;
+        self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
+        let mut idle = Vec::new();
+        for (key, task) in self.tasks.iter_mut().enumerate() {
+            if let Some(task) = task.as_mut() {
+                if task.wait == (Wait::Read { idle: true }) {
+                    task.closed_idle = true;
+                    idle.push(key);
+                }
+            }
+        }
+        add(&core.counters.closed_idle, idle.len() as u64);
+        for key in idle {
+            self.wake(key, Wake::Closing);
+        }
+    }
+
+    /// `shutdown_timeout` has passed: cut every connection still served;
+    /// their I/O fails from now on, so their handlers end.
+    pub(super) fn force_all(&mut self) {
+        self.forced = true;
+        let mut forced = 0;
+        let mut parked = Vec::new();
+        for (key, task) in self.tasks.iter_mut().enumerate() {
+            let Some(task) = task else { continue };
+            forced += 1;
+            task.cut = true;
+            let _ = task.stream.shutdown(Shutdown::Both);
+            if matches!(task.wait, Wait::Read { .. } | Wait::Write) {
+                parked.push(key);
+            }
+        }
+        add(&self.shared.core.counters.forced_at_shutdown, forced);
+        for key in parked {
+            self.wake(key, Wake::Cut);
+        }
+    }
+
+    /// A handler kept the thread for `held` (wall-clock) before it parked
+    /// or ended. It stalled the loop if, during this turn, the thread
+    /// blocked (a `sleep`, a lock, blocking I/O) or computed for that long;
+    /// not if the scheduler merely left it waiting on a busy machine.
+    pub(super) fn maybe_stalled(&mut self, peer: &Addr, held: Duration) {
+        let now = rusage::this_thread();
+        let before = std::mem::replace(&mut self.turn_usage, now);
+        let blocked = now.blocked > before.blocked;
+        let computed = now.cpu.saturating_sub(before.cpu) >= STALL;
+        if blocked || computed {
+            self.stalled(peer, held);
+        } else {
+            log::debug!("event loop descheduled for {held:?} while serving {peer}");
+        }
+    }
+
+    pub(super) fn stalled(&self, peer: &Addr, held: Duration) {
+        let core = &self.shared.core;
+        bump(&core.counters.loop_stalls);
+        if let Some(skipped) = core.logs.stalls.admit() {
+            let msg = format!(
+                "the handler serving {peer} held its event loop for {held:?} without waiting \
+                 on its connection; every other connection of that thread waited too (send \
+                 blocking calls through Connection::offload)"
+            );
+            log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
+        }
+    }
+
+    pub(super) fn log_internal(&self, msg: &str) {
+        if let Some(skipped) = self.shared.core.logs.internal.admit() {
+            log_or_eprint(log::Level::Error, &with_skipped(msg.to_string(), skipped));
+        }
+    }
+}
