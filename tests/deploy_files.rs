@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::haproxy::find_haproxy;
+use common::haproxy::{find_haproxy, have_haproxy};
 
 /// How long an outside program may run before the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -46,6 +46,9 @@ fn run_bounded(cmd: &mut Command) -> Output {
 
 #[test]
 fn haproxy_accepts_the_config() {
+    if have_haproxy().is_none() {
+        return;
+    }
     let config = root().join("deploy/haproxy.cfg");
     let out = run_bounded(
         Command::new(find_haproxy())

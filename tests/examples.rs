@@ -48,6 +48,14 @@ fn start(name: &str, args: &[&str]) -> Running {
     }
 }
 
+/// A test that fails before `stop` leaves no example running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Running {
     /// SIGTERM, as Ctrl-C or systemd would stop it: exits 0 after
     /// printing what the shutdown drained.

@@ -14,7 +14,6 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -168,25 +167,11 @@ impl Drop for Inetd {
     }
 }
 
-/// Where `program` is installed: on the PATH, or in the sbin directories
-/// (rdate lives in /usr/sbin, which not every PATH includes).
-fn find(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
-/// The client's path. Fails the test if it is not installed (`.ci/run`
-/// installs them), or if `nc` is not OpenBSD's, whose flags the tests use.
-fn require(program: &str, package: &str) -> String {
-    let path = find(program).unwrap_or_else(|| {
-        panic!(
-            "`{program}` is not installed: the interop tests need it; \
-             `.ci/run` installs it (apt-get install {package})"
-        )
-    });
+/// The client's path, or `None` (the test is skipped, or fails under
+/// `.ci/run`) if it is not installed; fails the test if `nc` is not
+/// OpenBSD's, whose flags the tests use.
+fn require(program: &str, package: &str) -> Option<String> {
+    let path = outside_program(program, package)?;
     if program == "nc" {
         let help = Command::new(&path).arg("-h").output().unwrap();
         let text = String::from_utf8_lossy(&help.stderr) + String::from_utf8_lossy(&help.stdout);
@@ -195,7 +180,7 @@ fn require(program: &str, package: &str) -> String {
             "`nc` is not OpenBSD netcat (apt-get install netcat-openbsd): {text}"
         );
     }
-    path.to_string_lossy().into_owned()
+    Some(path.to_string_lossy().into_owned())
 }
 
 /// Runs a client with `input` on its stdin, killed after 5 s if it has
@@ -268,7 +253,9 @@ fn assert_chargen(out: &[u8], max: usize) {
 
 both_modes!(rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6);
 fn rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6(park: bool) {
-    let rdate = require("rdate", "rdate");
+    let Some(rdate) = require("rdate", "rdate") else {
+        return;
+    };
     for (ip, family) in [("127.0.0.1", "-4"), ("::1", "-6")] {
         let inetd = Inetd::start(ip, mode(park));
         let (host, port) = inetd.host_port("time", "tcp");
@@ -281,7 +268,9 @@ fn rdate_reads_the_time_over_tcp_and_udp_on_ipv4_and_ipv6(park: bool) {
 
 both_modes!(nc_talks_to_every_service_over_tcp);
 fn nc_talks_to_every_service_over_tcp(park: bool) {
-    let nc_path = require("nc", "netcat-openbsd");
+    let Some(nc_path) = require("nc", "netcat-openbsd") else {
+        return;
+    };
     let inetd = Inetd::start("127.0.0.1", mode(park));
     let nc = |service, input: &[u8], flag| {
         let (host, port) = inetd.host_port(service, "tcp");
@@ -307,7 +296,9 @@ fn nc_talks_to_every_service_over_tcp(park: bool) {
 
 #[test]
 fn nc_talks_to_every_service_over_udp() {
-    let nc_path = require("nc", "netcat-openbsd");
+    let Some(nc_path) = require("nc", "netcat-openbsd") else {
+        return;
+    };
     let path = std::env::temp_dir().join(format!("inetd-quotes-{}.txt", std::process::id()));
     std::fs::write(&path, "Short one.\n%\nAnother,\n  on two lines.\n").unwrap();
     let inetd = Inetd::start("::1", &["--quotes", &path.to_string_lossy()]);
@@ -340,7 +331,9 @@ fn nc_talks_to_every_service_over_udp() {
 
 both_modes!(socat_talks_to_every_service_over_tcp);
 fn socat_talks_to_every_service_over_tcp(park: bool) {
-    let socat_path = require("socat", "socat");
+    let Some(socat_path) = require("socat", "socat") else {
+        return;
+    };
     let inetd = Inetd::start("127.0.0.1", mode(park));
     let quotes = default_quotes();
     let both_ways = |service, input: &[u8]| {
@@ -364,7 +357,9 @@ fn socat_talks_to_every_service_over_tcp(park: bool) {
 
 #[test]
 fn socat_talks_to_every_service_over_udp() {
-    let socat_path = require("socat", "socat");
+    let Some(socat_path) = require("socat", "socat") else {
+        return;
+    };
     let inetd = Inetd::start("127.0.0.1", &[]);
     let quotes = default_quotes();
     // -t1: after stdin's end, wait up to 1 s for the reply.

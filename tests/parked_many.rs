@@ -70,7 +70,7 @@ fn ten_thousand_idle_and_fifty_active_on_two_loops() {
         return hold_idle_clients(addr.parse().unwrap());
     }
     if nofile() < (IDLE + 2 * ACTIVE + 100) as u64 {
-        println!("skipped: the open-files limit is below {IDLE} (ulimit -n)");
+        eprintln!("skipped: the open-files limit is below {IDLE} (ulimit -n)");
         return;
     }
     let server = Server::builder()

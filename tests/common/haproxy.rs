@@ -274,15 +274,13 @@ pub fn version() -> String {
 /// `haproxy` on PATH, or in the sbin directories Debian installs it to,
 /// which are not on every user's PATH.
 pub fn find_haproxy() -> PathBuf {
-    let path = env::var_os("PATH").unwrap_or_default();
-    env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("haproxy"))
-        .find(|candidate| candidate.is_file())
-        .expect(
-            "haproxy is not installed: these tests run a real HAProxy \
-             (Debian: apt-get install haproxy; .ci/run installs it)",
-        )
+    have_haproxy().expect("haproxy is not installed (Debian: apt-get install haproxy)")
+}
+
+/// HAProxy's path, or `None` (with one line saying the test is skipped)
+/// when it is not installed; see [`super::outside_program`].
+pub fn have_haproxy() -> Option<PathBuf> {
+    super::outside_program("haproxy", "haproxy")
 }
 
 /// A new empty directory for one HAProxy's files.

@@ -420,3 +420,33 @@ pub fn stop_timed(server: ServerThread) -> (socketserver::ShutdownReport, Durati
     let (report, took) = rx.recv_timeout(TIMEOUT * 2).expect("stop() to return");
     (report.expect("stop"), took)
 }
+
+/// The environment variable under which a missing outside program fails
+/// its test instead of skipping it. `.ci/run` sets it, after installing
+/// the programs, so that CI runs every test.
+pub const REQUIRE_ALL: &str = "SOCKETSERVER_TEST_REQUIRE_ALL";
+
+/// Where an outside program (a real client or proxy the test talks to) is
+/// installed: on the PATH, or in the sbin directories, which not every
+/// PATH includes. When it is missing, the test says so in one line and
+/// is skipped (`None`), unless [`REQUIRE_ALL`] is set: then it fails.
+pub fn outside_program(program: &str, package: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        let why = format!(
+            "`{program}` is not installed (Debian: apt-get install {package}; .ci/run installs it)"
+        );
+        if std::env::var_os(REQUIRE_ALL).is_some() {
+            panic!("{why}, and {REQUIRE_ALL} is set");
+        }
+        // Straight to stderr, past the test harness's capture, so that a
+        // skip shows in a plain `cargo test`.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "skipped: {why}");
+    }
+    found
+}
