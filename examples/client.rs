@@ -62,7 +62,9 @@ fn talk(args: &Args) -> std::io::Result<Vec<u8>> {
         let socket = UdpSocket::bind(local)?;
         socket.set_read_timeout(timeout)?;
         socket.send_to(send, addr)?;
-        let (n, _) = socket.recv_from(&mut buf)?;
+        let (n, _) = socket
+            .recv_from(&mut buf)
+            .map_err(|e| no_reply(e, args.timeout))?;
         buf.truncate(n);
         return Ok(buf);
     }
@@ -73,7 +75,21 @@ fn talk(args: &Args) -> std::io::Result<Vec<u8>> {
         stream.shutdown(std::net::Shutdown::Write)?;
     }
     // As the seed's client does: one recv of up to 1024 bytes.
-    let n = stream.read(&mut buf)?;
+    let n = stream
+        .read(&mut buf)
+        .map_err(|e| no_reply(e, args.timeout))?;
     buf.truncate(n);
     Ok(buf)
+}
+
+/// A receive timeout reads as "Resource temporarily unavailable"; say what
+/// it means.
+fn no_reply(e: std::io::Error, secs: u64) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no reply within {secs} s (is a server listening there, on this transport?)"),
+        ),
+        _ => e,
+    }
 }

@@ -74,6 +74,10 @@ fn main() -> ExitCode {
     };
     let qotd = match qotd {
         Ok(qotd) => qotd,
+        Err(socketserver::Error::InvalidSetting { reason, .. }) => {
+            eprintln!("inetd: --quotes: {reason}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => return common::fail("inetd", &e),
     };
     let service = |name, port, tcp_workers, handler| Service {

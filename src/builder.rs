@@ -79,6 +79,18 @@ impl ServerBuilder {
         let shown = format!("{addr:?}");
         let shown = shown.trim_matches('"').to_string();
         let resolved = addr.to_socket_addrs().map(|it| it.collect());
+        // std says only "invalid socket address" for an address without a
+        // port; say what is missing.
+        let resolved = resolved.map_err(|e| match no_port(&shown) {
+            true => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "no port: write it as {}:PORT (0 for any free port)",
+                    bracketed(&shown)
+                ),
+            ),
+            false => e,
+        });
         self.target = Some(Target::Inet(shown, resolved));
         self
     }
@@ -531,5 +543,20 @@ impl ServerBuilder {
         };
         let core = Core::new(settings, bound, self.on_error, open_spare());
         Ok(Server::new(Arc::new(core), handler))
+    }
+}
+
+/// Whether `addr` is an IP address or a host name with no port.
+fn no_port(addr: &str) -> bool {
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    addr.parse::<std::net::IpAddr>().is_ok()
+        || (!addr.is_empty() && !addr.contains(':') && !addr.contains(' '))
+}
+
+/// An IPv6 address in brackets, as it is written before a port.
+fn bracketed(addr: &str) -> String {
+    match addr.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => addr.to_string(),
     }
 }

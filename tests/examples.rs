@@ -178,6 +178,43 @@ fn a_bad_flag_or_address_fails_with_a_message() {
         assert!(out.stdout.is_empty(), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
     }
+    // An address without a port says what is missing.
+    let out = Command::new(example("echo_server"))
+        .args(["--bind", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no port") && stderr.contains("127.0.0.1:PORT"),
+        "{stderr}"
+    );
+    // A missing quotes file, and a UDP request nobody answers, in words.
+    let out = Command::new(example("inetd"))
+        .args(["--quotes", "/nonexistent/quotes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.starts_with("inetd: --quotes: cannot read /nonexistent/quotes"),
+        "{stderr}"
+    );
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(example("client"))
+        .args(["--udp", "--timeout", "1", "--connect"])
+        .arg(silent.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no reply within 1 s"), "{stderr}");
+    // Each example's help shows its own port.
+    let help = Command::new(example("echo_server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("0.0.0.0:7007"));
     let busy = start("time_server", &["--bind", "127.0.0.1:0"]);
     let out = Command::new(example("time_server"))
         .args(["--bind", &busy.addr.to_string()])
@@ -205,7 +242,7 @@ fn help_lists_the_flags() {
         "--backlog",
         "--udp",
         "--park-idle",
-        "127.0.0.1:6789",
+        "0.0.0.0:6789",
     ] {
         assert!(help.contains(flag), "{flag} missing from {help}");
     }

@@ -29,7 +29,7 @@ pub fn serve<H: Handler>(
                 .long("bind")
                 .value_name("ADDR")
                 .default_value(default_bind)
-                .help("address to listen on, e.g. 0.0.0.0:6789 or [::]:6789"),
+                .help(bind_help(default_bind)),
         )
         .arg(
             Arg::new("unix")
@@ -130,6 +130,12 @@ pub fn serve<H: Handler>(
         }
         Err(e) => fail(name, &e),
     }
+}
+
+/// The `--bind` help, with this example's own port.
+fn bind_help(default_bind: &str) -> String {
+    let port = default_bind.rsplit(':').next().unwrap_or("PORT");
+    format!("address to listen on, with its port: e.g. 0.0.0.0:{port}, or [::]:{port} for IPv6 and IPv4")
 }
 
 /// `ADDR (tcp)`, `ADDR (udp)`, or for a Unix socket `unix:PATH (stream)`.
