@@ -53,6 +53,8 @@
 //! them on a few event-loop threads instead, with the same handler code:
 //! a connection waiting for input holds no thread.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+// docs.rs marks what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Every `unsafe` block is in `sys` (the calls into the operating system
 // that std does not wrap, and the coroutines' parking point), each with a
 // SAFETY comment.

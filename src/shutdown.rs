@@ -72,6 +72,7 @@ impl ShutdownHandle {
     /// handlers are taken away and the thread ends, so a later Ctrl-C acts
     /// as it would have without this (or on whatever the program set up).
     #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut registered = self.core.signals.lock().unwrap_or_else(|e| e.into_inner());
