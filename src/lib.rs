@@ -78,6 +78,7 @@ mod net;
 mod park;
 mod passed;
 mod pool;
+mod prometheus;
 pub mod proxy;
 mod report;
 mod serve;

@@ -247,3 +247,67 @@ fn help_lists_the_flags() {
         assert!(help.contains(flag), "{flag} missing from {help}");
     }
 }
+
+/// `--metrics ADDR`: the counters served over HTTP from a second server,
+/// scraped by a real client and read by Prometheus's own parser (Python's
+/// `prometheus_client`).
+#[test]
+fn metrics_are_served_to_a_prometheus_parser() {
+    let Some(python) = outside_program("python3", "python3") else {
+        return;
+    };
+    let has_parser = Command::new(&python)
+        .args(["-c", "import prometheus_client.parser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_parser {
+        let why = "Python's prometheus_client is not installed (apt-get install python3-prometheus-client)";
+        assert!(std::env::var_os(REQUIRE_ALL).is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut server = start(
+        "echo_server",
+        &["--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+    );
+    let mut line = String::new();
+    server.stdout.read_line(&mut line).unwrap();
+    let url = line
+        .trim_end()
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("second line {line:?}"))
+        .to_string();
+    assert_eq!(tcp_exchange(&server.addr, Some(b"hello")), b"hello");
+    let script = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+reply = urllib.request.urlopen(sys.argv[1], timeout=5)
+assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+families = text_string_to_metric_families(reply.read().decode())
+print(json.dumps({s.name: [f.type, float(s.value)] for f in families for s in f.samples}))
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        parsed.contains(r#""echo_server_accepted_total": ["counter", 1.0]"#),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains(r#""echo_server_workers": ["gauge", "#),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains(r#""echo_server_parked": ["gauge", 0.0]"#),
+        "{parsed}"
+    );
+    // The shutdown report follows.
+    server.stop();
+}

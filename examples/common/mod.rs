@@ -3,6 +3,8 @@
 // Each example uses the parts it needs: `inetd` builds its own servers.
 #![allow(dead_code)]
 
+pub mod metrics;
+
 use std::io;
 use std::process::ExitCode;
 
@@ -71,6 +73,12 @@ pub fn serve<H: Handler>(
                 .help("expect a PROXY protocol header (v1 or v2) from proxies on loopback, such as HAProxy's send-proxy"),
         )
         .arg(
+            Arg::new("metrics")
+                .long("metrics")
+                .value_name("ADDR")
+                .help("also serve the server's counters to Prometheus over HTTP at ADDR, e.g. 127.0.0.1:9100 (path /metrics)"),
+        )
+        .arg(
             Arg::new("park-idle")
                 .long("park-idle")
                 .action(ArgAction::SetTrue)
@@ -122,8 +130,22 @@ pub fn serve<H: Handler>(
     if let Err(e) = server.shutdown_handle().shutdown_on_signals() {
         return fail(name, &e);
     }
+    let metrics = match args.get_one::<String>("metrics") {
+        Some(addr) => match metrics::serve(addr, server.shutdown_handle(), name) {
+            Ok(running) => Some(running),
+            Err(e) => return fail(name, &e),
+        },
+        None => None,
+    };
     println!("listening on {}", describe(&server.local_addr(), transport));
-    match server.run() {
+    if let Some(m) = &metrics {
+        println!("metrics on http://{}/metrics", m.local_addr());
+    }
+    let served = server.run();
+    if let Some(m) = metrics {
+        let _ = m.stop();
+    }
+    match served {
         Ok(report) => {
             println!("shut down: {report}");
             ExitCode::SUCCESS
