@@ -147,7 +147,7 @@ impl fmt::Display for ShutdownReport {
 
 /// How long threads get to leave after their sockets were shut down; a
 /// handler that ignores the errors is left behind rather than waited for.
-const EXIT_GRACE: Duration = Duration::from_millis(100);
+pub(crate) const EXIT_GRACE: Duration = Duration::from_millis(100);
 
 /// The drain, run by the run thread once shutdown has begun.
 ///
@@ -181,6 +181,13 @@ pub(crate) fn drain(core: &Core) -> ShutdownReport {
 
     let leave_by = deadline_after(Instant::now().max(deadline), EXIT_GRACE);
     drop(core.wait_until(&core.control, leave_by, |st| st.pool.threads() == 0));
+    report(core, in_flight, forced)
+}
+
+/// What a shutdown did: of the `in_flight` handlers running when it
+/// began, `forced` were cut and the idle ones closed (counted); the rest
+/// drained. Both serving modes report through this.
+pub(crate) fn report(core: &Core, in_flight: usize, forced: usize) -> ShutdownReport {
     let closed_idle = core.counters.closed_idle.load(Relaxed) as usize;
     ShutdownReport {
         drained: in_flight.saturating_sub(forced + closed_idle),

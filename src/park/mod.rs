@@ -23,21 +23,17 @@ pub(crate) mod task;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::core::{Core, Shared};
+use crate::core::Shared;
 use crate::deadline::{deadline_after, FAR_FUTURE};
-use crate::shutdown::ShutdownReport;
+use crate::shutdown::{self, ShutdownReport, EXIT_GRACE};
 use crate::{Error, Handler};
 
 pub(crate) use stacks::connection_cap;
 
 use event_loop::EventLoop;
 use helpers::Helpers;
-
-/// How long past `shutdown_timeout` the run thread waits for the loops'
-/// cut handlers to unwind before it reports.
-const EXIT_GRACE: Duration = Duration::from_millis(100);
 
 /// Loop threads still running, and a way to wait for none.
 #[derive(Default)]
@@ -148,19 +144,7 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
         let _ = core.listener.sock_ref().set_nonblocking(false);
     }
     started?;
-    Ok(report(core))
-}
-
-/// What the shutdown did, from the counters.
-fn report(core: &Core) -> ShutdownReport {
-    let c = &core.counters;
-    let in_flight = core.lock().active_at_stop;
-    let forced = c.forced_at_shutdown.load(Relaxed) as usize;
-    let closed_idle = c.closed_idle.load(Relaxed) as usize;
-    ShutdownReport {
-        drained: in_flight.saturating_sub(forced + closed_idle),
-        forced,
-        dropped: c.dropped_at_shutdown.load(Relaxed) as usize,
-        closed_idle,
-    }
+    // The loops counted what they cut.
+    let forced = core.counters.forced_at_shutdown.load(Relaxed) as usize;
+    Ok(shutdown::report(core, core.lock().active_at_stop, forced))
 }

@@ -29,12 +29,7 @@ impl RecvBatch {
         let cap = cap.max(1);
         RecvBatch {
             hdrs: (0..cap).map(|_| zeroed_mmsghdr()).collect(),
-            iovs: (0..cap)
-                .map(|_| libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0,
-                })
-                .collect(),
+            iovs: empty_iovecs(cap),
             names: (0..cap).map(|_| zeroed_storage()).collect(),
             received: 0,
         }
@@ -173,12 +168,7 @@ impl SendBatch {
         let cap = cap.max(1);
         SendBatch {
             hdrs: (0..cap).map(|_| zeroed_mmsghdr()).collect(),
-            iovs: (0..cap)
-                .map(|_| libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0,
-                })
-                .collect(),
+            iovs: empty_iovecs(cap),
         }
     }
 
@@ -259,6 +249,15 @@ fn zeroed_mmsghdr() -> libc::mmsghdr {
     // on some targets), for which all zeros is a valid value: null
     // pointers and zero lengths.
     unsafe { mem::zeroed() }
+}
+
+/// `cap` iovecs pointing nowhere, filled in before each call.
+fn empty_iovecs(cap: usize) -> Vec<libc::iovec> {
+    let empty = libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    };
+    vec![empty; cap]
 }
 
 fn zeroed_storage() -> libc::sockaddr_storage {
