@@ -20,14 +20,14 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use socketserver::{listen_fds, Connection, Error, Server, Transport};
 
-use common::{tcp_exchange, udp_exchange, TIMEOUT};
+use common::{tcp_exchange, udp_exchange, KillOnDrop, TIMEOUT};
 
 /// Selects the case a child process runs; unset, the helper does nothing.
 const CASE_VAR: &str = "SOCKETSERVER_ACTIVATION_CASE";
@@ -38,18 +38,6 @@ const HELPER: &str = "helper_in_a_child_process";
 /// How long a child process may take, building and starting servers on a
 /// loaded machine included, before the test fails.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A child process, killed and reaped when dropped: a failing test leaves
-/// nothing running.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // Both do nothing once the child has been reaped.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `case` in a child process that systemd's variables say was passed
 /// `fds` descriptors named `names`, and returns its output once it has

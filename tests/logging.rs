@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -27,23 +27,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use socketserver::{Connection, Failure, Server};
 
-use common::{example, sigterm, thread_count, TIMEOUT};
+use common::{example, sigterm, thread_count, KillOnDrop, TIMEOUT};
 
 /// How long a child process may take to start (a test binary's harness
 /// included) and to say it is ready, on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A child process, killed and reaped when dropped, also when the test
-/// panics: a failing test leaves nothing running.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // Both do nothing once the child has been reaped.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 impl KillOnDrop {
     /// Waits up to `limit` for the child to exit.

@@ -7,12 +7,20 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connect, spawn, TIMEOUT};
+use common::{connect, spawn, KillOnDrop, TIMEOUT};
 use socketserver::{Connection, Error, Server, Transport};
+
+/// A parked server on one event loop, so that its connections share it.
+fn one_loop() -> socketserver::ServerBuilder {
+    Server::builder()
+        .bind("127.0.0.1:0")
+        .park_idle(true)
+        .workers(1)
+}
 
 const NAP: Duration = Duration::from_millis(200);
 
@@ -48,13 +56,7 @@ fn round_trip(client: &mut TcpStream, line: &str) -> Duration {
 /// The slowest of 20 round trips of `other` while `slow` waits for its
 /// reply to `request`.
 fn others_worst_while(request: &str) -> (Duration, socketserver::Stats) {
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .park_idle(true)
-            .workers(1),
-        lines,
-    );
+    let server = spawn(one_loop(), lines);
     let addr = server.local_addr();
     let mut other = connect(&addr);
     round_trip(&mut other, "warm\n");
@@ -96,13 +98,7 @@ fn a_sleep_on_the_loop_is_counted_as_a_stall() {
 
 #[test]
 fn a_panic_in_an_offloaded_call_costs_that_connection_only() {
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .park_idle(true)
-            .workers(1),
-        lines,
-    );
+    let server = spawn(one_loop(), lines);
     let addr = server.local_addr();
     let mut victim = connect(&addr);
     victim.write_all(b"panic-offload\n").unwrap();
@@ -143,13 +139,7 @@ fn io_from_another_thread_blocks_that_thread_only() {
             .unwrap()
         })
     };
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .park_idle(true)
-            .workers(1),
-        handler,
-    );
+    let server = spawn(one_loop(), handler);
     let addr = server.local_addr();
     let mut first = connect(&addr);
     let mut second = connect(&addr);
@@ -205,16 +195,6 @@ fn more_connections_than_memory_maps_allow_is_explained_at_build() {
             .parked_stack_size(bad)
             .build(socketserver::handlers::Echo);
         assert!(matches!(built, Err(Error::InvalidSetting { .. })));
-    }
-}
-
-/// Kills the child process however the test ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

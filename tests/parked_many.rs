@@ -8,10 +8,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{connect, TIMEOUT};
+use common::{connect, KillOnDrop, TIMEOUT};
 use socketserver::handlers::Echo;
 use socketserver::Server;
 
@@ -40,15 +40,6 @@ fn threads_of_this_process() -> usize {
         .trim()
         .parse()
         .unwrap()
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Run in the child: hold `IDLE` connections open until stdin closes.

@@ -322,6 +322,16 @@ struct Spec {
     latency: bool,
 }
 
+/// The servers of B and C: every one with a persistent-connection echo
+/// (the bare loop has none).
+const ECHO_KINDS: [Kind; 5] = [
+    Kind::Socketserver,
+    Kind::SocketserverParked,
+    Kind::Tokio,
+    Kind::Std,
+    Kind::Python,
+];
+
 const SPECS: [Spec; 4] = [
     Spec {
         title: "A. short connections: connect, read the daytime reply to EOF, close",
@@ -335,13 +345,7 @@ const SPECS: [Spec; 4] = [
     Spec {
         title: "B. echo, 4 persistent connections, 64-byte messages",
         workload: Workload::Echo,
-        kinds: &[
-            Kind::Socketserver,
-            Kind::SocketserverParked,
-            Kind::Tokio,
-            Kind::Std,
-            Kind::Python,
-        ],
+        kinds: &ECHO_KINDS,
         unit: "round trips/s",
         clients: Some(4),
         load: load::echo,
@@ -350,13 +354,7 @@ const SPECS: [Spec; 4] = [
     Spec {
         title: "C. echo, 64 persistent connections, 64-byte messages",
         workload: Workload::Echo,
-        kinds: &[
-            Kind::Socketserver,
-            Kind::SocketserverParked,
-            Kind::Tokio,
-            Kind::Std,
-            Kind::Python,
-        ],
+        kinds: &ECHO_KINDS,
         unit: "round trips/s",
         clients: Some(64),
         load: load::echo,
