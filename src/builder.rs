@@ -456,7 +456,10 @@ impl ServerBuilder {
     /// ([`Failure::IdleTimeout`]), with the client's address, on the worker
     /// thread. Default: through the `log` facade when a logger is
     /// installed, otherwise a line on stderr for errors and panics; each
-    /// kind at most once a second, with a count of the lines left out.
+    /// kind at most once a second, with a count of the lines left out. An
+    /// error that says only that the client hung up (`BrokenPipe`,
+    /// `ConnectionReset`, `ConnectionAborted`) is counted as a handler
+    /// error but logged at `debug`, never on stderr.
     pub fn on_error<F>(mut self, hook: F) -> Self
     where
         F: Fn(&Failure<'_>) + Send + Sync + 'static,

@@ -66,12 +66,14 @@ impl fmt::Display for Failure<'_> {
 pub(crate) type ErrorHook = Arc<dyn Fn(&Failure<'_>) + Send + Sync>;
 
 /// The default hook: through the `log` facade when a logger is installed
-/// (panics at `error`, errors at `warn`, idle timeouts at `info`),
-/// otherwise one line on stderr for panics and errors. Each kind is
-/// limited to one line a second, with a count of the lines left out, so
-/// that ten thousand clients resetting their connections cost a few lines.
+/// (panics at `error`, errors at `warn`, idle timeouts at `info`, and
+/// errors that only say the client hung up at `debug`), otherwise one line
+/// on stderr for panics and the other errors. Each kind is limited to one
+/// line a second, with a count of the lines left out, so that a flood of
+/// failing clients costs a few lines.
 pub(crate) fn default_hook() -> ErrorHook {
     let limits = [
+        RateLimit::per_second(),
         RateLimit::per_second(),
         RateLimit::per_second(),
         RateLimit::per_second(),
@@ -79,6 +81,13 @@ pub(crate) fn default_hook() -> ErrorHook {
     Arc::new(move |failure: &Failure<'_>| {
         let (limit, level) = match failure {
             Failure::Panic { .. } => (&limits[0], log::Level::Error),
+            // A client that resets or closes while its reply is written is
+            // the network's everyday business, not the server's fault; so
+            // is a liveness probe (a connect and close) from another server
+            // of the same Unix path.
+            Failure::Error { error, .. } if client_gone(error.kind()) => {
+                (&limits[3], log::Level::Debug)
+            }
             Failure::Error { .. } => (&limits[1], log::Level::Warn),
             Failure::IdleTimeout { .. } => (&limits[2], log::Level::Info),
         };
@@ -86,6 +95,17 @@ pub(crate) fn default_hook() -> ErrorHook {
             log_or_eprint(level, &with_skipped(failure.to_string(), skipped));
         }
     })
+}
+
+/// Whether a stream error means only that the client has gone: it reset
+/// the connection, or closed it while a reply was being written.
+pub(crate) fn client_gone(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// Logs through the `log` facade when a logger is installed; otherwise

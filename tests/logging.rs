@@ -1,8 +1,8 @@
 //! What the server says, and what it leaves behind, when things go wrong:
 //!
-//! * a flood of clients resetting their connections costs a few log lines,
-//!   not one per client (handler errors are logged at most once a second
-//!   per kind, with a count of the lines left out);
+//! * a flood of clients resetting their connections costs no log lines at
+//!   the default level (a client that hangs up is logged at `debug`; the
+//!   rate limit on other failures is checked in `tests/log_levels.rs`);
 //! * a client that sends nothing for the read timeout is reported as an
 //!   idle timeout, in words that say so;
 //! * `shutdown_on_signals` starts one signal thread however often it is
@@ -144,14 +144,8 @@ fn connect_write_reset(addr: SocketAddr) -> io::Result<()> {
     Ok(()) // dropped here: closed with a reset
 }
 
-/// `N` in a line ending `(N more like it not logged)`.
-fn left_out(line: &str) -> Option<u64> {
-    let head = line.strip_suffix(" more like it not logged)")?;
-    head[head.rfind('(')? + 1..].parse().ok()
-}
-
-both_modes!(ten_thousand_resets_cost_a_few_log_lines);
-fn ten_thousand_resets_cost_a_few_log_lines(park: bool) {
+both_modes!(ten_thousand_resets_cost_no_warnings);
+fn ten_thousand_resets_cost_no_warnings(park: bool) {
     let mut args = vec!["--bind", "127.0.0.1:0"];
     args.extend(park.then_some("--park-idle"));
     let (mut server, rx) = spawn_piped(example("echo_server"), &args, &[]);
@@ -191,38 +185,9 @@ fn ten_thousand_resets_cost_a_few_log_lines(park: bool) {
         "{failed} of {RESETS} clients failed, the first: {:?}",
         first_error.lock().unwrap()
     );
-    let mut resets = RESETS - failed;
-
-    // A flood that ended within the first second gave the rate limit no
-    // time to let a second line out: go on resetting, one client at a
-    // time, until a line with a count of those left out arrives.
+    let resets = RESETS - failed;
     let mut stderr = Vec::new();
     let mut stdout = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Ok((stream, line)) = rx.try_recv() {
-            match stream {
-                Stream::Stderr => stderr.push(line),
-                Stream::Stdout => stdout.push(line),
-            }
-        }
-        if stderr.iter().any(|line| left_out(line).is_some()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with a count of lines left out; stderr:\n{}",
-            stderr.join("\n")
-        );
-        connect_write_reset(addr).expect("one more client");
-        resets += 1;
-        if let Ok((stream, line)) = rx.recv_timeout(Duration::from_millis(50)) {
-            match stream {
-                Stream::Stderr => stderr.push(line),
-                Stream::Stdout => stdout.push(line),
-            }
-        }
-    }
 
     // Stop it as systemd would, and collect the rest of its output.
     sigterm(&server.0);
@@ -249,30 +214,27 @@ fn ten_thousand_resets_cost_a_few_log_lines(park: bool) {
     );
 
     let lines = stderr.len();
-    let with_count = stderr.iter().filter(|l| left_out(l).is_some()).count();
-    let accounted: u64 = stderr.iter().map(|l| 1 + left_out(l).unwrap_or(0)).sum();
+    let handler_errors = stderr
+        .iter()
+        .filter(|l| l.contains("handler error"))
+        .count();
     println!(
-        "{RESETS} clients reset in {flood_time:.2?} ({failed} failed to connect), \
-         {resets} resets in all; the server ran {run_time:.2?} and wrote {lines} stderr \
-         lines, {with_count} of them with a count of lines left out, accounting for \
-         {accounted} reports: {:.1} lines per 10,000 resets",
-        lines as f64 * 10_000.0 / resets as f64
+        "{RESETS} clients reset in {flood_time:.2?} ({failed} failed to connect); the \
+         server ran {run_time:.2?} and wrote {lines} stderr lines, {handler_errors} of \
+         them handler errors"
     );
     for line in &stderr {
         println!("  stderr: {line}");
     }
-    // One line a second per kind: handler errors, and possibly a busy
-    // pool and accept errors; the server ran a few seconds.
+    // A reset is the client's business: logged at debug, so not at all
+    // under the examples' default level. Anything else (a busy pool,
+    // accept errors) at most once a second per kind.
+    assert_eq!(handler_errors, 0, "{}", stderr.join("\n"));
     let allowed = (3 * (run_time.as_secs() as usize + 1)).max(20);
     assert!(
         lines <= allowed,
         "{lines} stderr lines for {resets} resets in {run_time:?} (allowed {allowed}):\n{}",
         stderr.join("\n")
-    );
-    assert!(with_count >= 1, "{}", stderr.join("\n"));
-    assert!(
-        accounted <= resets as u64 + lines as u64,
-        "more reports than clients: {accounted}"
     );
 }
 

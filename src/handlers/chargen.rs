@@ -131,7 +131,7 @@ impl Handler for Chargen {
         loop {
             match conn.write_all(&CYCLE) {
                 Ok(()) => {}
-                Err(e) if super::client_gone(e.kind()) => return Ok(()),
+                Err(e) if crate::report::client_gone(e.kind()) => return Ok(()),
                 Err(e) => return Err(e),
             }
         }

@@ -29,7 +29,7 @@ impl Handler for Discard {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if super::client_gone(e.kind()) => return Ok(()),
+                Err(e) if crate::report::client_gone(e.kind()) => return Ok(()),
                 Err(e) => return Err(e),
             }
         }

@@ -25,6 +25,7 @@
 use std::io::{self, Write};
 use std::net::Shutdown;
 
+use crate::report::client_gone;
 use crate::Connection;
 
 mod amplification;
@@ -66,15 +67,4 @@ pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> 
         Err(e) if !client_gone(e.kind()) && e.kind() != io::ErrorKind::NotConnected => Err(e),
         _ => Ok(()),
     }
-}
-
-/// Whether a stream error means the client has gone: the normal end of a
-/// service that runs until the client closes (chargen, discard).
-pub(crate) fn client_gone(kind: io::ErrorKind) -> bool {
-    matches!(
-        kind,
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-    )
 }
