@@ -451,10 +451,34 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS with this acceptor's certificate (stream servers only):
+    /// the handshake runs before the handler, after the PROXY header if
+    /// one is expected, and the handler's `Connection` reads and writes
+    /// plaintext. See the [`tls`](crate::tls) module. Default: off. On a
+    /// datagram server this is an [`Error::InvalidSetting`] at `build()`
+    /// (DTLS is not supported).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, acceptor: crate::tls::TlsAcceptor) -> Self {
+        self.settings.tls = Some(acceptor);
+        self
+    }
+
+    /// How long a client has for the whole TLS handshake, counted from
+    /// when the server starts it, however its bytes trickle in; a client
+    /// that takes longer is closed, counted in
+    /// [`Stats::tls_handshake_failures`](crate::Stats::tls_handshake_failures).
+    /// Default: 10 s. Must not be zero. Only used with `tls`.
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.tls_handshake_timeout = timeout;
+        self
+    }
+
     /// Called for each handler that returns `Err` or panics, and each
     /// connection closed for sending nothing for the read timeout
-    /// ([`Failure::IdleTimeout`]), with the client's address, on the worker
-    /// thread. Default: through the `log` facade when a logger is
+    /// ([`Failure::IdleTimeout`]) or for failing its TLS handshake
+    /// ([`Failure::TlsHandshake`]), with the client's address, on the
+    /// worker thread. Default: through the `log` facade when a logger is
     /// installed, otherwise a line on stderr for errors and panics; each
     /// kind at most once a second, with a count of the lines left out. An
     /// error that says only that the client hung up (`BrokenPipe`,

@@ -4,11 +4,14 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::batch::Outbox;
 use crate::slot::Slot;
+pub(crate) use crate::socket_io::Datagram;
+use crate::socket_io::SocketIo;
 use crate::sys::parking::{self as park, ParkedStream};
+#[cfg(feature = "tls")]
+use crate::tls::{Session, TlsInfo};
 use crate::{Addr, Transport};
 
 /// One client's connection (stream) or one datagram exchange (datagram).
@@ -16,7 +19,9 @@ use crate::{Addr, Transport};
 /// It is `Read + Write` for both transports:
 ///
 /// * **Stream** (TCP, or a Unix stream socket): the accepted socket. Reads and writes go to the peer;
-///   the read and write timeouts set on the builder are already applied.
+///   the read and write timeouts set on the builder are already applied. With
+///   [`tls`](crate::ServerBuilder::tls) set, the handshake is done before the handler
+///   runs, and reads and writes are plaintext, encrypted underneath.
 /// * **Datagram** (UDP, or a Unix datagram socket): one received datagram. Reading yields its bytes once,
 ///   then end of file. Each `write` sends one reply datagram to the sender: when the handler
 ///   returns, together with the replies to the other datagrams its worker took off the socket
@@ -27,66 +32,17 @@ use crate::{Addr, Transport};
 /// So a handler written once serves TCP and UDP alike. The server owns the
 /// connection and closes it after the handler returns.
 pub struct Connection {
-    kind: Kind,
+    io: SocketIo,
     peer: Addr,
     /// The listening address; when it is a wildcard (`0.0.0.0`, `[::]`) the
     /// address the client reached is asked of the socket, on demand.
     local: Addr,
-    /// The stream's read timeout, mirrored here to word its expiry.
-    read_timeout: Option<Duration>,
-    /// A read failed because the client sent nothing for the read timeout.
-    read_timed_out: bool,
-    /// The stream's write timeout, mirrored here to bound stalls (below).
-    write_timeout: Option<Duration>,
-    /// A write already waited out the write timeout without the peer taking
-    /// all of it: the next write fails at once.
-    stalled: bool,
     /// The proxy that passed the connection on (PROXY protocol).
     proxy: Option<Addr>,
-}
-
-enum Kind {
-    /// A stream served by a thread of its own (the thread mode).
-    Stream(Arc<Slot>),
-    /// A stream served under `park_idle`.
-    Parked(ParkedStream),
-    Datagram(Datagram),
-}
-
-/// A received datagram, and where its replies go.
-pub(crate) struct Datagram {
-    pub(crate) peer: Addr,
-    /// The worker's receive buffer, lent for the exchange and given back
-    /// after: the datagram is `buf[start..start + len]`.
-    buf: Vec<u8>,
-    start: usize,
-    len: usize,
-    pos: usize,
-    /// The worker's replies of this batch, lent likewise: each `write` is
-    /// one reply datagram, sent with the batch's others.
-    out: Outbox,
-}
-
-impl Datagram {
-    pub(crate) fn new(peer: Addr, buf: Vec<u8>, start: usize, len: usize, out: Outbox) -> Self {
-        Datagram {
-            peer,
-            buf,
-            start,
-            len,
-            pos: 0,
-            out,
-        }
-    }
-
-    /// Gives back what was lent: the receive buffer and the replies.
-    pub(crate) fn into_parts(self) -> (Vec<u8>, Outbox) {
-        (self.buf, self.out)
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
+    /// The TLS session over `io`, once its handshake is done: the handler
+    /// then reads and writes plaintext through it.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<Session>>,
 }
 
 impl Connection {
@@ -96,50 +52,32 @@ impl Connection {
         local: Addr,
         timeouts: (Option<Duration>, Option<Duration>),
     ) -> Self {
-        Connection {
-            kind: Kind::Stream(slot),
-            peer,
-            local,
-            read_timeout: timeouts.0,
-            read_timed_out: false,
-            write_timeout: timeouts.1,
-            stalled: false,
-            proxy: None,
-        }
+        Connection::over(SocketIo::stream(slot, timeouts), peer, local)
     }
 
     pub(crate) fn parked(stream: ParkedStream, peer: Addr, local: Addr) -> Self {
-        Connection {
-            read_timeout: stream.read_timeout(),
-            write_timeout: stream.write_timeout(),
-            kind: Kind::Parked(stream),
-            peer,
-            local,
-            read_timed_out: false,
-            stalled: false,
-            proxy: None,
-        }
+        Connection::over(SocketIo::parked(stream), peer, local)
     }
 
     pub(crate) fn from_datagram(datagram: Datagram, local: Addr) -> Self {
+        let peer = datagram.peer.clone();
+        Connection::over(SocketIo::datagram(datagram), peer, local)
+    }
+
+    fn over(io: SocketIo, peer: Addr, local: Addr) -> Self {
         Connection {
-            peer: datagram.peer.clone(),
-            kind: Kind::Datagram(datagram),
+            io,
+            peer,
             local,
-            read_timeout: None,
-            read_timed_out: false,
-            write_timeout: None,
-            stalled: false,
             proxy: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
     /// Gives the datagram back to the worker, with what it lent.
     pub(crate) fn into_datagram(self) -> Option<Datagram> {
-        match self.kind {
-            Kind::Datagram(d) => Some(d),
-            Kind::Stream(_) | Kind::Parked(_) => None,
-        }
+        self.io.into_datagram()
     }
 
     /// The client's address, as accepted (stream) or as the datagram's source.
@@ -153,7 +91,7 @@ impl Connection {
 
     /// The read timeout that expired, if the last failed read was one.
     pub(crate) fn idle_timeout(&self) -> Option<Duration> {
-        self.read_timeout.filter(|_| self.read_timed_out)
+        self.io.idle_timeout()
     }
 
     /// The proxy's own address, when the connection came through a proxy
@@ -171,46 +109,28 @@ impl Connection {
     /// address.
     pub fn local_addr(&self) -> Addr {
         let wildcard = self.local.ip().is_some_and(|ip| ip.is_unspecified());
-        match &self.kind {
-            Kind::Stream(slot) if wildcard => slot
-                .with(|s| s.local_inet())
-                .map_or_else(|_| self.local.clone(), Addr::Inet),
-            Kind::Parked(p) if wildcard => p
-                .stream()
-                .local_inet()
-                .map_or_else(|_| self.local.clone(), Addr::Inet),
+        match self.io.local_inet() {
+            Some(Ok(addr)) if wildcard => Addr::Inet(addr),
             _ => self.local.clone(),
         }
     }
 
     /// Whether this is a stream connection or a datagram exchange.
     pub fn transport(&self) -> Transport {
-        match self.kind {
-            Kind::Stream(_) | Kind::Parked(_) => Transport::Stream,
-            Kind::Datagram(_) => Transport::Datagram,
-        }
+        self.io.transport()
     }
 
     /// The received datagram's bytes (datagram transport), or `None` for a stream.
     ///
     /// This does not consume it: `read` still yields the same bytes.
     pub fn datagram(&self) -> Option<&[u8]> {
-        match &self.kind {
-            Kind::Datagram(d) => Some(d.bytes()),
-            Kind::Stream(_) | Kind::Parked(_) => None,
-        }
+        self.io.datagram_bytes()
     }
 
     /// Sends the received datagram back to its sender as one datagram (even
     /// an empty one, which `write_all` would skip). No effect on a stream.
     pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
-        match &mut self.kind {
-            Kind::Datagram(d) => {
-                let bytes = &d.buf[d.start..d.start + d.len];
-                d.out.reply(bytes, &d.peer)
-            }
-            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
-        }
+        self.io.echo_datagram()
     }
 
     /// Sets the timeout of each read; `None` blocks without limit.
@@ -219,13 +139,7 @@ impl Connection {
     /// with [`io::ErrorKind::TimedOut`] ("the client sent nothing for ...").
     /// No effect on a datagram exchange, whose read never blocks.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout))?,
-            Kind::Parked(p) => p.set_read_timeout(timeout),
-            Kind::Datagram(_) => return Ok(()),
-        }
-        self.read_timeout = timeout;
-        Ok(())
+        self.io.set_read_timeout(timeout)
     }
 
     /// Sets the timeout of each write; `None` blocks without limit.
@@ -233,42 +147,61 @@ impl Connection {
     /// Starts as the builder's `write_timeout`. No effect on a datagram
     /// exchange, whose socket is shared by all workers.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout))?,
-            Kind::Parked(p) => p.set_write_timeout(timeout),
-            Kind::Datagram(_) => return Ok(()),
-        }
-        self.write_timeout = timeout;
-        self.stalled = false;
-        Ok(())
+        self.io.set_write_timeout(timeout)
     }
 
     /// The current read timeout (`None` for a datagram exchange).
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.read_timeout()),
-            Kind::Parked(p) => Ok(p.read_timeout()),
-            Kind::Datagram(_) => Ok(None),
-        }
+        self.io.read_timeout()
     }
 
     /// The current write timeout (`None` for a datagram exchange).
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.write_timeout()),
-            Kind::Parked(p) => Ok(p.write_timeout()),
-            Kind::Datagram(_) => Ok(None),
-        }
+        self.io.write_timeout()
     }
 
     /// Shuts down the reading, writing or both halves of a stream; for
     /// example `Shutdown::Write` tells the client that the reply is complete
     /// while still reading. No effect on a datagram exchange.
+    ///
+    /// Over TLS, shutting down the writing half sends TLS's `close_notify`
+    /// first, so the client knows the reply was not cut short.
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.shutdown(how)),
-            Kind::Parked(p) => p.stream().shutdown(how),
-            Kind::Datagram(_) => Ok(()),
+        #[cfg(feature = "tls")]
+        if let (Some(tls), Shutdown::Write | Shutdown::Both) = (&mut self.tls, how) {
+            tls.close_notify(&mut self.io, true)?;
+        }
+        self.io.shutdown(how)
+    }
+
+    /// What the TLS handshake settled, on a server with
+    /// [`tls`](crate::ServerBuilder::tls) set; `None` otherwise.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(&self) -> Option<TlsInfo<'_>> {
+        self.tls.as_deref().map(Session::info)
+    }
+
+    /// Runs the TLS handshake on this connection within `limit`; the
+    /// handler then reads and writes plaintext.
+    #[cfg(feature = "tls")]
+    pub(crate) fn start_tls(
+        &mut self,
+        acceptor: &crate::tls::TlsAcceptor,
+        limit: Duration,
+    ) -> io::Result<()> {
+        let session = Session::handshake(acceptor, &mut self.io, limit)?;
+        self.tls = Some(Box::new(session));
+        Ok(())
+    }
+
+    /// The handler is done with the connection: over TLS, tells the
+    /// client so with `close_notify` (once, and not on a connection whose
+    /// client stopped taking data).
+    pub(crate) fn finish(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            let _ = tls.close_notify(&mut self.io, false);
         }
     }
 
@@ -296,50 +229,30 @@ impl Connection {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        match self.kind {
-            Kind::Parked(_) => park::offload(f),
-            Kind::Stream(_) | Kind::Datagram(_) => f(),
+        match self.io.is_parked() {
+            true => park::offload(f),
+            false => f(),
         }
     }
 }
 
 impl Read for Connection {
+    /// Over TLS, decrypted bytes; a client that closes without TLS's
+    /// `close_notify` reads as end of file, as with most TLS stacks (a
+    /// protocol that must tell a cut reply from a whole one frames its
+    /// messages).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = match &mut self.kind {
-            Kind::Stream(slot) => slot.read(buf),
-            Kind::Parked(p) => p.read(buf),
-            Kind::Datagram(d) => {
-                let rest = &d.buf[d.start + d.pos..d.start + d.len];
-                let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                d.pos += n;
-                return Ok(n);
-            }
-        };
-        match result {
-            // A blocking socket's SO_RCVTIMEO expiring reads as
-            // EAGAIN (and a parked read's deadline likewise); say what
-            // it means.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.read_timed_out = true;
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    match self.read_timeout {
-                        Some(t) => format!("the client sent nothing for {t:?} (read timeout)"),
-                        None => "the client sent nothing for the read timeout".into(),
-                    },
-                ))
-            }
-            result => {
-                self.read_timed_out = false;
-                result
-            }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.read(&mut self.io, buf);
         }
+        self.io.read(buf)
     }
 }
 
 impl Write for Connection {
-    /// Stream: writes to the peer. Datagram: sends `buf` as one datagram to
+    /// Stream: writes to the peer (over TLS, encrypted, and sent before
+    /// `write` returns). Datagram: sends `buf` as one datagram to
     /// the sender (so `write_all` of a large buffer is one datagram, or an
     /// error if it exceeds what the network can carry); up to 4 KiB, it is
     /// held and sent when the handler returns (or at `flush`), with the
@@ -352,60 +265,18 @@ impl Write for Connection {
     /// marks the connection stalled and the next one fails at once with
     /// `TimedOut`.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let stalled = || {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took no data for the write timeout",
-            )
-        };
-        match &mut self.kind {
-            Kind::Parked(p) => {
-                if self.stalled {
-                    return Err(stalled());
-                }
-                match p.write(buf) {
-                    // The write timeout passed with nothing taken.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.stalled = true;
-                        Err(stalled())
-                    }
-                    result => result,
-                }
-            }
-            Kind::Stream(slot) => {
-                if self.stalled {
-                    return Err(stalled());
-                }
-                let Some(timeout) = self.write_timeout else {
-                    return slot.write(buf);
-                };
-                let start = Instant::now();
-                let n = match slot.write(buf) {
-                    // A blocking socket's SO_SNDTIMEO expiring with nothing
-                    // sent reads as EAGAIN; say what it means.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.stalled = true;
-                        return Err(stalled());
-                    }
-                    result => result?,
-                };
-                if n < buf.len() && start.elapsed() >= timeout {
-                    self.stalled = true;
-                }
-                Ok(n)
-            }
-            Kind::Datagram(d) => d.out.reply(buf, &d.peer).map(|()| buf.len()),
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.write(&mut self.io, buf);
         }
+        self.io.write(buf)
     }
 
     /// Stream: nothing to do (writes are not buffered). Datagram: sends
     /// the replies written so far at once, rather than with the rest of
     /// the worker's batch when this handler returns.
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.kind {
-            Kind::Datagram(d) => d.out.send_held(),
-            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
-        }
+        self.io.flush()
     }
 }
 

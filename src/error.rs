@@ -101,6 +101,13 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A TLS certificate, key or CA file is missing or unusable; the
+    /// [`TlsError`](crate::tls::TlsError) names the file and what is wrong.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+
     /// An I/O error from the caller's own code, carried by `?` in a
     /// function that returns this type (`impl From<io::Error>`): the
     /// crate itself always reports one of the variants above, which say
@@ -120,6 +127,8 @@ impl Error {
             | Error::Listen { source, .. }
             | Error::Spawn { source, .. }
             | Error::Io(source) => Some(source),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => e.io_error(),
             Error::NoAddress | Error::InvalidSetting { .. } | Error::SocketMismatch { .. } => None,
         }
     }

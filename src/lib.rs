@@ -88,9 +88,13 @@ mod shutdown;
 #[cfg(feature = "signals")]
 mod signals;
 mod slot;
+mod socket_io;
 mod stats;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod transport;
 mod unix_path;
 mod watchdog;

@@ -29,7 +29,7 @@ impl Stats {
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 24] = [
+        let rows: [(&str, Kind, u64, &str); 26] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -173,6 +173,18 @@ impl Stats {
                 Kind::Counter,
                 s.forced_at_shutdown,
                 "Handlers cut after shutdown_timeout.",
+            ),
+            (
+                "tls_handshakes_total",
+                Kind::Counter,
+                s.tls_handshakes,
+                "TLS handshakes completed.",
+            ),
+            (
+                "tls_handshake_failures_total",
+                Kind::Counter,
+                s.tls_handshake_failures,
+                "Connections closed for a failed or slow TLS handshake.",
             ),
         ];
         let prefix: String = prefix

@@ -28,6 +28,16 @@ pub enum Failure<'a> {
         /// The panic's message, or `"<non-string panic payload>"`.
         message: &'a str,
     },
+    /// The client failed its TLS handshake (feature `tls`): it spoke
+    /// plaintext or garbage, offered nothing the server accepts, presented
+    /// no certificate or one refused, closed, or took over
+    /// `tls_handshake_timeout`. The handler never saw the connection.
+    TlsHandshake {
+        /// The client (as named by the PROXY header, if any).
+        peer: &'a Addr,
+        /// What went wrong (`TimedOut` for a handshake too slow).
+        error: &'a io::Error,
+    },
     /// The client sent nothing for the read timeout, and the handler gave
     /// up on it (its read failed with `TimedOut` and it returned that error).
     IdleTimeout {
@@ -44,6 +54,7 @@ impl Failure<'_> {
         match self {
             Failure::Error { peer, .. }
             | Failure::Panic { peer, .. }
+            | Failure::TlsHandshake { peer, .. }
             | Failure::IdleTimeout { peer, .. } => peer,
         }
     }
@@ -54,6 +65,9 @@ impl fmt::Display for Failure<'_> {
         match self {
             Failure::Error { peer, error } => write!(f, "handler error for {peer}: {error}"),
             Failure::Panic { peer, message } => write!(f, "handler panicked for {peer}: {message}"),
+            Failure::TlsHandshake { peer, error } => {
+                write!(f, "TLS handshake with {peer} failed: {error}")
+            }
             Failure::IdleTimeout { peer, after } => write!(
                 f,
                 "closed {peer}: it sent nothing for {after:?} (the read timeout)"
@@ -66,13 +80,15 @@ impl fmt::Display for Failure<'_> {
 pub(crate) type ErrorHook = Arc<dyn Fn(&Failure<'_>) + Send + Sync>;
 
 /// The default hook: through the `log` facade when a logger is installed
-/// (panics at `error`, errors at `warn`, idle timeouts at `info`, and
+/// (panics at `error`, errors at `warn`, idle timeouts and failed TLS
+/// handshakes at `info`, and
 /// errors that only say the client hung up at `debug`), otherwise one line
 /// on stderr for panics and the other errors. Each kind is limited to one
 /// line a second, with a count of the lines left out, so that a flood of
 /// failing clients costs a few lines.
 pub(crate) fn default_hook() -> ErrorHook {
     let limits = [
+        RateLimit::per_second(),
         RateLimit::per_second(),
         RateLimit::per_second(),
         RateLimit::per_second(),
@@ -90,6 +106,9 @@ pub(crate) fn default_hook() -> ErrorHook {
             }
             Failure::Error { .. } => (&limits[1], log::Level::Warn),
             Failure::IdleTimeout { .. } => (&limits[2], log::Level::Info),
+            // Scanners and plaintext clients knock on every TLS port: the
+            // count in Stats is what matters, the lines are for debugging.
+            Failure::TlsHandshake { .. } => (&limits[4], log::Level::Info),
         };
         if let Some(skipped) = limit.admit() {
             log_or_eprint(level, &with_skipped(failure.to_string(), skipped));

@@ -103,7 +103,44 @@ fn serve_steps<H: Handler>(
     let timeouts = (settings.read_timeout, settings.write_timeout);
     let mut conn = Connection::stream(Arc::clone(slot), peer, core.local_addr.clone(), timeouts);
     conn.set_proxy(proxy);
-    run_handler(shared, &mut conn);
+    handle_stream(shared, &mut conn);
+}
+
+/// Runs a stream connection's handler: after the TLS handshake when the
+/// server speaks TLS, and with TLS's last word after it.
+pub(crate) fn handle_stream<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = &shared.core.settings.tls {
+        if !tls_handshake(&shared.core, acceptor, conn) {
+            return;
+        }
+    }
+    run_handler(shared, conn);
+    conn.finish();
+}
+
+/// The TLS handshake; `false` if it failed (counted and reported) and the
+/// connection must be closed unserved.
+#[cfg(feature = "tls")]
+fn tls_handshake(core: &Core, acceptor: &crate::tls::TlsAcceptor, conn: &mut Connection) -> bool {
+    match conn.start_tls(acceptor, core.settings.tls_handshake_timeout) {
+        Ok(()) => {
+            bump(&core.counters.tls_handshakes);
+            true
+        }
+        Err(error) => {
+            bump(&core.counters.tls_handshake_failures);
+            let peer = conn.peer_addr();
+            report(
+                core,
+                &Failure::TlsHandshake {
+                    peer: &peer,
+                    error: &error,
+                },
+            );
+            false
+        }
+    }
 }
 
 /// A duration in whole milliseconds, saturating.

@@ -37,6 +37,9 @@ pub(crate) struct Settings {
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
     pub(crate) park_idle: bool,
     pub(crate) parked_stack_size: usize,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsAcceptor>,
+    pub(crate) tls_handshake_timeout: Duration,
 }
 
 /// Default listen backlog. std's 128 overflows on a burst of connects and
@@ -68,6 +71,11 @@ pub(crate) const DEFAULT_PARKED_STACK: usize = 256 * 1024;
 /// space better spent on threads.
 pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=64 << 20;
 
+/// Default of `tls_handshake_timeout`: long enough for a client across
+/// the world on a poor link (a handshake is two round trips), short enough
+/// that a client that stops halfway holds its connection for little.
+pub(crate) const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -96,6 +104,9 @@ impl Default for Settings {
             proxy_protocol: None,
             park_idle: false,
             parked_stack_size: DEFAULT_PARKED_STACK,
+            #[cfg(feature = "tls")]
+            tls: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -201,6 +212,16 @@ impl Settings {
             if pp.has_zero_timeout() {
                 return invalid("proxy_protocol", "the header timeout must not be zero");
             }
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() && self.transport == Transport::Datagram {
+            return invalid(
+                "tls",
+                "applies to stream servers only (DTLS, TLS over datagrams, is not supported)",
+            );
+        }
+        if self.tls_handshake_timeout.is_zero() {
+            return invalid("tls_handshake_timeout", "must not be zero");
         }
         let zero = Some(Duration::ZERO);
         for (setting, value) in [

@@ -98,6 +98,12 @@ impl Slot {
         result
     }
 
+    #[cfg(feature = "tls")]
+    /// Counts the connection as waiting for its client's next request.
+    pub(crate) fn mark_awaiting(&self) {
+        self.flags.fetch_or(AWAITING, SeqCst);
+    }
+
     /// Shutdown has begun: an idle connection blocked in `read` gets end
     /// of file now (`shutdown(SHUT_RD)`); any other gets it at its next
     /// idle read. Returns whether this one was idle now.

@@ -83,6 +83,13 @@ pub struct Stats {
     /// Connections whose handler was still running at the end of
     /// `shutdown_timeout` and whose socket was then shut down.
     pub forced_at_shutdown: u64,
+    /// TLS handshakes completed (feature `tls`).
+    pub tls_handshakes: u64,
+    /// Connections closed unserved because their TLS handshake failed:
+    /// a plaintext or garbled client, a certificate refused, a client that
+    /// closed, or one that took over `tls_handshake_timeout`. Each is also
+    /// reported to the `on_error` hook ([`Failure::TlsHandshake`](crate::Failure::TlsHandshake)).
+    pub tls_handshake_failures: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -108,6 +115,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_at_shutdown: AtomicU64,
     pub(crate) closed_idle: AtomicU64,
     pub(crate) forced_at_shutdown: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
     /// Helper threads of `offload` alive right now.
     pub(crate) helpers: AtomicU64,
 }
@@ -149,6 +158,8 @@ impl Counters {
             dropped_at_shutdown: self.dropped_at_shutdown.load(Relaxed),
             closed_idle: self.closed_idle.load(Relaxed),
             forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
         }
     }
 }

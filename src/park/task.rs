@@ -85,5 +85,5 @@ fn steps<H: Handler>(shared: &Shared<H>, stream: Arc<Stream>, peer: Addr, admitt
     drop(stream);
     let mut conn = Connection::parked(parked, peer, core.local_addr.clone());
     conn.set_proxy(proxy);
-    serve::run_handler(shared, &mut conn);
+    serve::handle_stream(shared, &mut conn);
 }

@@ -13,6 +13,8 @@ use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThrea
 
 pub mod haproxy;
 pub mod proxy_check;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// How long any client waits for anything before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

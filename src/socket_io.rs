@@ -1,0 +1,322 @@
+//! The socket under a [`Connection`](crate::Connection): a stream served by
+//! a thread, a parked stream, or one received datagram; with the read and
+//! write timeouts worded as what they mean. TLS, when set, runs on top of
+//! this.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::batch::Outbox;
+use crate::slot::Slot;
+use crate::sys::parking::ParkedStream;
+use crate::{Addr, Transport};
+
+/// One connection's socket, as its handler reads and writes it.
+pub(crate) struct SocketIo {
+    kind: Kind,
+    /// The stream's read timeout, mirrored here to word its expiry.
+    read_timeout: Option<Duration>,
+    /// A read failed because the client sent nothing for the read timeout.
+    read_timed_out: bool,
+    /// The stream's write timeout, mirrored here to bound stalls (below).
+    write_timeout: Option<Duration>,
+    /// A write already waited out the write timeout without the peer taking
+    /// all of it: the next write fails at once.
+    stalled: bool,
+}
+
+enum Kind {
+    /// A stream served by a thread of its own (the thread mode).
+    Stream(Arc<Slot>),
+    /// A stream served under `park_idle`.
+    Parked(ParkedStream),
+    Datagram(Datagram),
+}
+
+/// A received datagram, and where its replies go.
+pub(crate) struct Datagram {
+    pub(crate) peer: Addr,
+    /// The worker's receive buffer, lent for the exchange and given back
+    /// after: the datagram is `buf[start..start + len]`.
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+    pos: usize,
+    /// The worker's replies of this batch, lent likewise: each `write` is
+    /// one reply datagram, sent with the batch's others.
+    out: Outbox,
+}
+
+impl Datagram {
+    pub(crate) fn new(peer: Addr, buf: Vec<u8>, start: usize, len: usize, out: Outbox) -> Self {
+        Datagram {
+            peer,
+            buf,
+            start,
+            len,
+            pos: 0,
+            out,
+        }
+    }
+
+    /// Gives back what was lent: the receive buffer and the replies.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, Outbox) {
+        (self.buf, self.out)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl SocketIo {
+    pub(crate) fn stream(slot: Arc<Slot>, timeouts: (Option<Duration>, Option<Duration>)) -> Self {
+        SocketIo {
+            kind: Kind::Stream(slot),
+            read_timeout: timeouts.0,
+            read_timed_out: false,
+            write_timeout: timeouts.1,
+            stalled: false,
+        }
+    }
+
+    pub(crate) fn parked(stream: ParkedStream) -> Self {
+        SocketIo {
+            read_timeout: stream.read_timeout(),
+            write_timeout: stream.write_timeout(),
+            kind: Kind::Parked(stream),
+            read_timed_out: false,
+            stalled: false,
+        }
+    }
+
+    pub(crate) fn datagram(datagram: Datagram) -> Self {
+        SocketIo {
+            kind: Kind::Datagram(datagram),
+            read_timeout: None,
+            read_timed_out: false,
+            write_timeout: None,
+            stalled: false,
+        }
+    }
+
+    pub(crate) fn into_datagram(self) -> Option<Datagram> {
+        match self.kind {
+            Kind::Datagram(d) => Some(d),
+            Kind::Stream(_) | Kind::Parked(_) => None,
+        }
+    }
+
+    /// The read timeout that expired, if the last failed read was one.
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        self.read_timeout.filter(|_| self.read_timed_out)
+    }
+
+    /// The stream's own local address (the one a client reached on a
+    /// wildcard listener); `None` for a datagram.
+    pub(crate) fn local_inet(&self) -> Option<io::Result<SocketAddr>> {
+        match &self.kind {
+            Kind::Stream(slot) => Some(slot.with(|s| s.local_inet())),
+            Kind::Parked(p) => Some(p.stream().local_inet()),
+            Kind::Datagram(_) => None,
+        }
+    }
+
+    pub(crate) fn transport(&self) -> Transport {
+        match self.kind {
+            Kind::Stream(_) | Kind::Parked(_) => Transport::Stream,
+            Kind::Datagram(_) => Transport::Datagram,
+        }
+    }
+
+    pub(crate) fn is_parked(&self) -> bool {
+        matches!(self.kind, Kind::Parked(_))
+    }
+
+    pub(crate) fn datagram_bytes(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Datagram(d) => Some(d.bytes()),
+            Kind::Stream(_) | Kind::Parked(_) => None,
+        }
+    }
+
+    /// Sends the received datagram back to its sender as one datagram (even
+    /// an empty one). No effect on a stream.
+    pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Datagram(d) => {
+                let bytes = &d.buf[d.start..d.start + d.len];
+                d.out.reply(bytes, &d.peer)
+            }
+            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    /// Counts the connection as waiting for its client's next request, for
+    /// shutdown to close at once: what came before (a TLS handshake) was
+    /// not one.
+    pub(crate) fn mark_awaiting(&mut self) {
+        match &mut self.kind {
+            Kind::Stream(slot) => slot.mark_awaiting(),
+            Kind::Parked(p) => p.mark_awaiting(),
+            Kind::Datagram(_) => {}
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    /// Writes what the socket takes now, never waiting and whatever the
+    /// timeouts: for a last word (TLS's `close_notify`) to a client that
+    /// may have stopped reading. A stalled connection takes nothing.
+    pub(crate) fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.stalled {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.send_now(buf)),
+            Kind::Parked(p) => p.stream().send_now(buf),
+            Kind::Datagram(_) => Ok(0),
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout))?,
+            Kind::Parked(p) => p.set_read_timeout(timeout),
+            Kind::Datagram(_) => return Ok(()),
+        }
+        self.read_timeout = timeout;
+        Ok(())
+    }
+
+    pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout))?,
+            Kind::Parked(p) => p.set_write_timeout(timeout),
+            Kind::Datagram(_) => return Ok(()),
+        }
+        self.write_timeout = timeout;
+        self.stalled = false;
+        Ok(())
+    }
+
+    pub(crate) fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.read_timeout()),
+            Kind::Parked(p) => Ok(p.read_timeout()),
+            Kind::Datagram(_) => Ok(None),
+        }
+    }
+
+    pub(crate) fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.write_timeout()),
+            Kind::Parked(p) => Ok(p.write_timeout()),
+            Kind::Datagram(_) => Ok(None),
+        }
+    }
+
+    pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        match &self.kind {
+            Kind::Stream(slot) => slot.with(|s| s.shutdown(how)),
+            Kind::Parked(p) => p.stream().shutdown(how),
+            Kind::Datagram(_) => Ok(()),
+        }
+    }
+}
+
+impl Read for SocketIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = match &mut self.kind {
+            Kind::Stream(slot) => slot.read(buf),
+            Kind::Parked(p) => p.read(buf),
+            Kind::Datagram(d) => {
+                let rest = &d.buf[d.start + d.pos..d.start + d.len];
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                d.pos += n;
+                return Ok(n);
+            }
+        };
+        match result {
+            // A blocking socket's SO_RCVTIMEO expiring reads as
+            // EAGAIN (and a parked read's deadline likewise); say what
+            // it means.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.read_timed_out = true;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    match self.read_timeout {
+                        Some(t) => format!("the client sent nothing for {t:?} (read timeout)"),
+                        None => "the client sent nothing for the read timeout".into(),
+                    },
+                ))
+            }
+            result => {
+                self.read_timed_out = false;
+                result
+            }
+        }
+    }
+}
+
+impl Write for SocketIo {
+    /// See `Connection`'s `write`: the write timeout bounds how long the
+    /// peer may take no data, and a write that waited it out marks the
+    /// connection stalled so that the next fails at once.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let stalled = || {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data for the write timeout",
+            )
+        };
+        match &mut self.kind {
+            Kind::Parked(p) => {
+                if self.stalled {
+                    return Err(stalled());
+                }
+                match p.write(buf) {
+                    // The write timeout passed with nothing taken.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.stalled = true;
+                        Err(stalled())
+                    }
+                    result => result,
+                }
+            }
+            Kind::Stream(slot) => {
+                if self.stalled {
+                    return Err(stalled());
+                }
+                let Some(timeout) = self.write_timeout else {
+                    return slot.write(buf);
+                };
+                let start = Instant::now();
+                let n = match slot.write(buf) {
+                    // A blocking socket's SO_SNDTIMEO expiring with nothing
+                    // sent reads as EAGAIN; say what it means.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.stalled = true;
+                        return Err(stalled());
+                    }
+                    result => result?,
+                };
+                if n < buf.len() && start.elapsed() >= timeout {
+                    self.stalled = true;
+                }
+                Ok(n)
+            }
+            Kind::Datagram(d) => d.out.reply(buf, &d.peer).map(|()| buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Datagram(d) => d.out.send_held(),
+            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `TlsAcceptor`: the certificate and settings new TLS connections are
+//! accepted with, swappable while the server runs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
+
+use super::{pem, TlsError};
+use crate::Error;
+
+/// What a TLS server accepts connections with: its certificate chain and
+/// private key, and optionally the CA that client certificates must chain
+/// to. Give it to [`ServerBuilder::tls`](crate::ServerBuilder::tls).
+///
+/// Clones share one configuration: keep a clone to
+/// [`reload`](Self::reload_from_pem_files) the certificate while the
+/// server runs (on SIGHUP, say). A reload applies to connections accepted
+/// after it; those already open keep the certificate they were accepted
+/// with.
+///
+/// The protocol versions are rustls's safe defaults (TLS 1.2 and 1.3),
+/// with the `ring` provider's cipher suites.
+#[derive(Clone)]
+pub struct TlsAcceptor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RwLock<Arc<ServerConfig>>,
+    /// Where client certificates' CA was read from, to read it again on
+    /// a reload from files.
+    client_ca: Mutex<Option<PathBuf>>,
+}
+
+impl TlsAcceptor {
+    /// Accepts with the certificate chain in `cert_chain` (PEM, the
+    /// server's certificate first, then any intermediates) and the private
+    /// key in `private_key` (PEM: PKCS#8, PKCS#1 or SEC1).
+    ///
+    /// Errors ([`Error::Tls`]) name the file and what is wrong with it: it
+    /// cannot be read, holds no certificate or no key, or the key is not
+    /// the certificate's.
+    pub fn from_pem_files(
+        cert_chain: impl AsRef<Path>,
+        private_key: impl AsRef<Path>,
+    ) -> Result<TlsAcceptor, Error> {
+        let config = config_from_files(cert_chain.as_ref(), private_key.as_ref(), None, &[])?;
+        Ok(TlsAcceptor::new(Arc::new(config)))
+    }
+
+    /// Accepts with a rustls configuration of your own (its certificate
+    /// resolver, client verifier, ALPN protocols and every other setting).
+    pub fn new(config: Arc<ServerConfig>) -> TlsAcceptor {
+        TlsAcceptor {
+            shared: Arc::new(Shared {
+                config: RwLock::new(config),
+                client_ca: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Requires every client to present a certificate that chains to one
+    /// of the CA certificates in `ca_file` (PEM); a client without one, or
+    /// with another, fails the handshake. The handler reads the client's
+    /// chain from [`TlsInfo::peer_certificates`](super::TlsInfo::peer_certificates).
+    /// Default: no client certificates asked for.
+    pub fn with_client_ca(self, ca_file: impl AsRef<Path>) -> Result<TlsAcceptor, Error> {
+        let ca_file = ca_file.as_ref();
+        let verifier = client_verifier(ca_file)?;
+        let current = self.config();
+        let config = assemble(
+            Some(verifier),
+            Arc::clone(&current.cert_resolver),
+            &current.alpn_protocols,
+        )?;
+        *lock(&self.shared.client_ca) = Some(ca_file.to_path_buf());
+        self.reload(Arc::new(config));
+        Ok(self)
+    }
+
+    /// Offers these application protocols in ALPN, in order of preference
+    /// (`b"h2"`, `b"http/1.1"`...); a client that offers none of them fails
+    /// the handshake. Default: none (ALPN not used).
+    pub fn with_alpn<P: Into<Vec<u8>>>(
+        self,
+        protocols: impl IntoIterator<Item = P>,
+    ) -> TlsAcceptor {
+        let mut config = (*self.config()).clone();
+        config.alpn_protocols = protocols.into_iter().map(Into::into).collect();
+        self.reload(Arc::new(config));
+        self
+    }
+
+    /// Reads the certificate chain and key again (after a renewal, say)
+    /// and accepts new connections with them; open connections go on. The
+    /// client CA set by [`with_client_ca`](Self::with_client_ca), if any,
+    /// is read again too, and the ALPN protocols are kept.
+    ///
+    /// On error nothing changes: the server goes on with what it had.
+    pub fn reload_from_pem_files(
+        &self,
+        cert_chain: impl AsRef<Path>,
+        private_key: impl AsRef<Path>,
+    ) -> Result<(), Error> {
+        let client_ca = lock(&self.shared.client_ca).clone();
+        let verifier = client_ca.as_deref().map(client_verifier).transpose()?;
+        let alpn = self.config().alpn_protocols.clone();
+        let config = config_from_files(cert_chain.as_ref(), private_key.as_ref(), verifier, &alpn)?;
+        self.reload(Arc::new(config));
+        Ok(())
+    }
+
+    /// Accepts new connections with `config` from now on; open
+    /// connections go on with the one they were accepted with.
+    pub fn reload(&self, config: Arc<ServerConfig>) {
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// The configuration new connections are accepted with.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        let config = self.shared.config.read().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&config)
+    }
+}
+
+impl fmt::Debug for TlsAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.config();
+        f.debug_struct("TlsAcceptor")
+            .field("alpn_protocols", &config.alpn_protocols)
+            .field("client_ca", &*lock(&self.shared.client_ca))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `ring` provider, made once.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
+}
+
+fn config_from_files(
+    cert: &Path,
+    key: &Path,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    alpn: &[Vec<u8>],
+) -> Result<ServerConfig, TlsError> {
+    let chain = pem::certificates(cert)?;
+    let private_key = pem::private_key(key)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, private_key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                TlsError::KeyMismatch {
+                    cert: cert.to_path_buf(),
+                    key: key.to_path_buf(),
+                }
+            }
+            e => TlsError::BadPrivateKey {
+                path: key.to_path_buf(),
+                reason: e.to_string(),
+            },
+        })?;
+    config.alpn_protocols = alpn.to_vec();
+    Ok(config)
+}
+
+/// A configuration with an existing certificate resolver and, optionally,
+/// a client certificate verifier.
+fn assemble(
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    resolver: Arc<dyn ResolvesServerCert>,
+    alpn: &[Vec<u8>],
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.to_vec();
+    Ok(config)
+}
+
+fn client_verifier(ca_file: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let refused = |reason: String| TlsError::ClientCa {
+        path: ca_file.to_path_buf(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in pem::certificates(ca_file)? {
+        roots.add(cert).map_err(|e| refused(e.to_string()))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| refused(e.to_string()))
+}

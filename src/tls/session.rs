@@ -1,0 +1,199 @@
+//! One connection's TLS session over its socket: the handshake within a
+//! deadline, then plaintext reads and writes, then `close_notify`.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use rustls::ServerConnection;
+
+use super::{TlsAcceptor, TlsInfo};
+use crate::deadline::deadline_after;
+use crate::socket_io::SocketIo;
+
+/// A TLS session whose handshake is done.
+pub(crate) struct Session {
+    conn: ServerConnection,
+    /// `close_notify` has been queued: nothing more may be written.
+    closed: bool,
+}
+
+impl Session {
+    /// Runs the server's side of the handshake over `io`, all of it within
+    /// `limit`, however the client's bytes trickle in. The socket's own
+    /// timeouts are put back afterwards.
+    pub(crate) fn handshake(
+        acceptor: &TlsAcceptor,
+        io: &mut SocketIo,
+        limit: Duration,
+    ) -> io::Result<Session> {
+        let mut conn = ServerConnection::new(acceptor.config())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let saved = (io.read_timeout()?, io.write_timeout()?);
+        let deadline = deadline_after(Instant::now(), limit);
+        let done = drive(&mut conn, io, deadline, limit);
+        // The handler's timeouts again, and a clean stall flag.
+        io.set_read_timeout(saved.0)?;
+        io.set_write_timeout(saved.1)?;
+        done?;
+        // The handshake was no request: the connection waits for its first.
+        io.mark_awaiting();
+        Ok(Session {
+            conn,
+            closed: false,
+        })
+    }
+
+    pub(crate) fn info(&self) -> TlsInfo<'_> {
+        TlsInfo::new(&self.conn)
+    }
+
+    /// Reads plaintext. A client that closes without `close_notify` reads
+    /// as end of file too.
+    pub(crate) fn read(&mut self, io: &mut SocketIo, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            // What the session owes the client first (a key update's answer).
+            self.send(io)?;
+            match self.conn.read_tls(io) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                // The alert that says why, if the socket takes it.
+                let _ = self.send(io);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    /// Encrypts and sends `buf` (or as much of it as rustls takes at once),
+    /// all of it sent before returning, as a plain socket's write is.
+    pub(crate) fn write(&mut self, io: &mut SocketIo, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the TLS session's writing side was shut down (close_notify sent)",
+            ));
+        }
+        // rustls takes up to its buffer limit; sending empties it.
+        let mut n = self.conn.writer().write(buf)?;
+        self.send(io)?;
+        if n == 0 && !buf.is_empty() {
+            n = self.conn.writer().write(buf)?;
+            self.send(io)?;
+        }
+        Ok(n)
+    }
+
+    /// Sends `close_notify`, once: blocking within the write timeout if
+    /// `wait`, otherwise only if the socket takes it at once (for the
+    /// server's own close, which must not wait on a client that stopped
+    /// reading).
+    pub(crate) fn close_notify(&mut self, io: &mut SocketIo, wait: bool) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.conn.send_close_notify();
+        match wait {
+            true => self.send(io),
+            false => {
+                let mut now = NoWait(io);
+                while self.conn.wants_write() {
+                    if self.conn.write_tls(&mut now)? == 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends every TLS record queued.
+    fn send(&mut self, io: &mut SocketIo) -> io::Result<()> {
+        while self.conn.wants_write() {
+            if self.conn.write_tls(io)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The handshake's steps until it is done, each read and write bounded by
+/// what is left until `deadline`.
+fn drive(
+    conn: &mut ServerConnection,
+    io: &mut SocketIo,
+    deadline: Instant,
+    limit: Duration,
+) -> io::Result<()> {
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the TLS handshake took over {limit:?} (tls_handshake_timeout)"),
+        )
+    };
+    let left = || Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero());
+    loop {
+        while conn.wants_write() {
+            io.set_write_timeout(Some(left().ok_or_else(timed_out)?))?;
+            match conn.write_tls(io) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out()),
+                Err(e) => return Err(e),
+            }
+        }
+        if !conn.is_handshaking() {
+            return Ok(());
+        }
+        io.set_read_timeout(Some(left().ok_or_else(timed_out)?))?;
+        match conn.read_tls(io) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed the connection during the TLS handshake",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out()),
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = conn.process_new_packets() {
+            // The alert that tells the client why, if the socket takes it.
+            while conn.wants_write() {
+                if !matches!(conn.write_tls(&mut NoWait(io)), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TLS handshake failed: {e}"),
+            ));
+        }
+    }
+}
+
+/// Writes to the socket only what it takes at once.
+struct NoWait<'a>(&'a mut SocketIo);
+
+impl Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_now(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

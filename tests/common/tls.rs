@@ -1,0 +1,181 @@
+//! Certificates made at test time (rcgen), written as PEM files, and a
+//! rustls client with timeouts, for the TLS tests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use socketserver::tls::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
+use socketserver::Addr;
+
+use super::TIMEOUT;
+
+/// A test PKI in a directory of its own: a CA, two server certificates it
+/// signed (for `localhost`, 127.0.0.1 and ::1), and a client CA with one
+/// client it signed. Each certificate and key is a PEM file.
+pub struct Pki {
+    pub dir: PathBuf,
+    /// The CA that signed both server certificates.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A second server certificate and key (for reloads), subject
+    /// `second`, from the same CA.
+    pub cert2: PathBuf,
+    pub key2: PathBuf,
+    /// The CA that client certificates must chain to.
+    pub client_ca: PathBuf,
+    /// A client certificate (subject `client one`) signed by `client_ca`,
+    /// and its key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A client certificate from a CA the server does not trust.
+    pub stranger_cert: PathBuf,
+    pub stranger_key: PathBuf,
+}
+
+impl Pki {
+    /// Makes the PKI in a new directory under the system's temp dir.
+    pub fn new() -> Pki {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "socketserver-tls-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let ca = issuer("socketserver test CA");
+        let (cert, key) = leaf("first", &ca, true);
+        let (cert2, key2) = leaf("second", &ca, true);
+        let client_ca = issuer("socketserver test client CA");
+        let (client_cert, client_key) = leaf("client one", &client_ca, false);
+        let stranger_ca = issuer("a stranger's CA");
+        let (stranger_cert, stranger_key) = leaf("stranger", &stranger_ca, false);
+        Pki {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("cert.pem", cert),
+            key: write("key.pem", key),
+            cert2: write("cert2.pem", cert2),
+            key2: write("key2.pem", key2),
+            client_ca: write("client-ca.pem", client_ca.pem()),
+            client_cert: write("client.pem", client_cert),
+            client_key: write("client-key.pem", client_key),
+            stranger_cert: write("stranger.pem", stranger_cert),
+            stranger_key: write("stranger-key.pem", stranger_key),
+            dir,
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn issuer(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A certificate (PEM) and its key (PEM) signed by `ca`: for a server
+/// (names localhost, 127.0.0.1, ::1) or a client.
+fn leaf(name: &str, ca: &CertifiedIssuer<'_, KeyPair>, server: bool) -> (String, String) {
+    let names = match server {
+        true => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        false => vec![],
+    };
+    let mut params = CertificateParams::new(names).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A client that trusts `ca`, offering `alpn`, and presenting the client
+/// certificate `identity` (certificate and key files) if given.
+pub fn client_config(ca: &Path, alpn: &[&[u8]], identity: Option<(&Path, &Path)>) -> ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A TLS client connection over TCP, with the shared timeouts.
+pub type TlsClient = rustls::StreamOwned<ClientConnection, TcpStream>;
+
+/// Connects to `addr` and completes the handshake as `name` (SNI).
+pub fn connect(addr: &Addr, name: &str, config: &ClientConfig) -> std::io::Result<TlsClient> {
+    let tcp = super::connect(addr);
+    connect_over(tcp, name, config)
+}
+
+/// Completes a handshake as `name` over an open TCP stream (after a PROXY
+/// header, say).
+pub fn connect_over(
+    tcp: TcpStream,
+    name: &str,
+    config: &ClientConfig,
+) -> std::io::Result<TlsClient> {
+    tcp.set_read_timeout(Some(TIMEOUT))?;
+    tcp.set_write_timeout(Some(TIMEOUT))?;
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let conn = ClientConnection::new(Arc::new(config.clone()), name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut client = rustls::StreamOwned::new(conn, tcp);
+    while client.conn.is_handshaking() {
+        client.conn.complete_io(&mut client.sock)?;
+    }
+    Ok(client)
+}
+
+/// Sends `request` and reads `n` bytes of reply.
+pub fn exchange(client: &mut TlsClient, request: &[u8], n: usize) -> Vec<u8> {
+    client.write_all(request).unwrap();
+    client.flush().unwrap();
+    let mut reply = vec![0; n];
+    client.read_exact(&mut reply).unwrap();
+    reply
+}
+
+/// The subject common name's bytes appear in the server's certificate.
+pub fn served_certificate_names(client: &TlsClient, name: &str) -> bool {
+    let certs = client.conn.peer_certificates().unwrap();
+    certs[0]
+        .as_ref()
+        .windows(name.len())
+        .any(|w| w == name.as_bytes())
+}
