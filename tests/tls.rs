@@ -1,21 +1,29 @@
 //! TLS with this crate's own clients (rustls): the handler reads and
 //! writes plaintext; what the handshake settled; client certificates;
-//! reloads; the handshake deadline; plaintext and garbage; the PROXY
-//! header before the handshake; Unix sockets; the setting's errors. Each
-//! stream test in both serving modes. The same with outside clients
-//! (openssl, Python, socat, HAProxy) is in `tls_clients.rs`.
+//! reloads while connections stay open; the handshake deadline; plaintext
+//! and garbage; the PROXY header before the handshake; Unix sockets; read
+//! timeouts and shutdown through TLS; the setting's and the files' errors.
+//! Each stream test in both serving modes (`both_modes!`). The same with
+//! outside clients (openssl, Python, socat, HAProxy) is in
+//! `tls_clients.rs`.
 #![cfg(feature = "tls")]
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socketserver::handlers::Echo;
+use socketserver::tls::rustls;
 use socketserver::tls::{TlsAcceptor, TlsError};
-use socketserver::{Connection, Error, Failure, Server, ServerBuilder, Transport};
+use socketserver::{Connection, Error, Failure, ProxyProtocol, Server, ServerBuilder, Transport};
 
-use common::tls::{client_config, connect, exchange, served_certificate_names, Pki};
+use common::tls::{
+    client_config, client_config_tls12, connect, connect_over, exchange, served_certificate_names,
+    Pki,
+};
 use common::{spawn, wait_until, TIMEOUT};
 
 fn builder(park: bool, acceptor: TlsAcceptor) -> ServerBuilder {
@@ -26,25 +34,446 @@ fn builder(park: bool, acceptor: TlsAcceptor) -> ServerBuilder {
         .tls(acceptor)
 }
 
+fn acceptor(pki: &Pki) -> TlsAcceptor {
+    TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap()
+}
+
+/// Reads until the peer is done: end of file, or a reset or TLS alert
+/// (which also end the connection). A read that times out fails the test.
+fn read_until_closed(stream: &mut impl Read) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                assert!(
+                    !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ),
+                    "the server did not close: {e}"
+                );
+                return got;
+            }
+        }
+    }
+}
+
 both_modes!(an_echo_server_speaks_tls);
-/// The handler is plain `Echo`; the client speaks TLS and gets its bytes
-/// back, then `close_notify` (a clean end of file, not a cut).
+/// The handler is plain `Echo`; the client speaks TLS, gets its bytes
+/// back, and then a clean `close_notify` rather than a cut.
 fn an_echo_server_speaks_tls(park: bool) {
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let server = spawn(builder(park, acceptor), Echo);
+    let server = spawn(builder(park, acceptor(&pki)), Echo);
     let config = client_config(&pki.ca, &[], None);
     let mut client = connect(&server.local_addr(), "localhost", &config).unwrap();
     assert_eq!(
         exchange(&mut client, b"hello over tls", 14),
         b"hello over tls"
     );
+    // Many records each way, split and rejoined.
+    let big: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    assert_eq!(exchange(&mut client, &big, big.len()), big);
     client.conn.send_close_notify();
     client.flush().unwrap();
+    // rustls's reader gives Ok(0) only after the server's close_notify.
     let mut rest = Vec::new();
-    // rustls's reader says Ok(0) only for a clean close_notify.
     client.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty(), "{rest:?}");
-    let stats = server.stop().unwrap();
-    let _ = stats;
+    assert!(rest.is_empty());
+    let stats = server.stats();
+    assert_eq!((stats.tls_handshakes, stats.tls_handshake_failures), (1, 0));
+    server.stop().unwrap();
+}
+
+/// A handler that writes what the handshake settled, on one line.
+fn describe(conn: &mut Connection) -> io::Result<()> {
+    let tls = conn.tls().expect("a TLS connection");
+    let line = format!(
+        "{:?} {:?} {:?} {}\n",
+        tls.server_name(),
+        tls.alpn_protocol().map(String::from_utf8_lossy),
+        tls.protocol_version(),
+        tls.peer_certificates().map_or(0, <[_]>::len),
+    );
+    conn.write_all(line.as_bytes())
+}
+
+both_modes!(the_handler_sees_what_the_handshake_settled);
+/// SNI, ALPN, the version, and no client certificate when none is asked;
+/// TLS 1.2 for a client that speaks only that.
+fn the_handler_sees_what_the_handshake_settled(park: bool) {
+    let pki = Pki::new();
+    let acceptor = acceptor(&pki).with_alpn(["h2", "http/1.1"]);
+    let server = spawn(builder(park, acceptor), describe);
+    let addr = server.local_addr();
+    let config = client_config(&pki.ca, &[b"http/1.1"], None);
+    let mut client = connect(&addr, "localhost", &config).unwrap();
+    let line = String::from_utf8(read_until_closed(&mut client)).unwrap();
+    assert_eq!(
+        line,
+        "Some(\"localhost\") Some(\"http/1.1\") Some(TLSv1_3) 0\n"
+    );
+    assert_eq!(client.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+
+    let mut client = connect(&addr, "127.0.0.1", &client_config_tls12(&pki.ca)).unwrap();
+    let line = String::from_utf8(read_until_closed(&mut client)).unwrap();
+    // An IP address is not sent as SNI.
+    assert_eq!(line, "None None Some(TLSv1_2) 0\n");
+    server.stop().unwrap();
+}
+
+both_modes!(client_certificates_are_required_and_checked);
+/// With a client CA set, a client with a certificate from it is served
+/// and its chain reaches the handler; one without a certificate, or with
+/// one from another CA, fails the handshake, counted and reported.
+fn client_certificates_are_required_and_checked(park: bool) {
+    let pki = Pki::new();
+    let acceptor = acceptor(&pki).with_client_ca(&pki.client_ca).unwrap();
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&failures);
+    let server = spawn(
+        builder(park, acceptor).on_error(move |f: &Failure<'_>| {
+            if let Failure::TlsHandshake { error, .. } = f {
+                seen.lock().unwrap().push(error.to_string());
+            }
+        }),
+        describe,
+    );
+    let addr = server.local_addr();
+
+    let with_cert = client_config(&pki.ca, &[], Some((&pki.client_cert, &pki.client_key)));
+    let mut client = connect(&addr, "localhost", &with_cert).unwrap();
+    let line = String::from_utf8(read_until_closed(&mut client)).unwrap();
+    assert!(line.ends_with(" 1\n"), "{line}");
+
+    for identity in [None, Some((&pki.stranger_cert, &pki.stranger_key))] {
+        let config = client_config(
+            &pki.ca,
+            &[],
+            identity.map(|(c, k)| (c.as_path(), k.as_path())),
+        );
+        // TLS 1.3 clients finish their side before the server checks the
+        // certificate: the refusal arrives as an alert on the first read.
+        if let Ok(mut client) = connect(&addr, "localhost", &config) {
+            let mut buf = [0; 64];
+            let read = client.read(&mut buf);
+            assert!(read.is_err(), "served without a good certificate: {read:?}");
+        }
+    }
+    wait_until("two failed handshakes", || {
+        server.stats().tls_handshake_failures == 2
+    });
+    let failures = failures.lock().unwrap().clone();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        failures.iter().all(|f| f.contains("TLS handshake failed")),
+        "{failures:?}"
+    );
+    assert_eq!(server.stats().tls_handshakes, 1);
+    server.stop().unwrap();
+}
+
+both_modes!(a_reload_serves_new_clients_the_new_certificate_while_old_ones_go_on);
+/// `reload_from_pem_files` while a client is connected: a new client gets
+/// the new certificate; the old one goes on over its session. A reload
+/// from a bad file fails and changes nothing.
+fn a_reload_serves_new_clients_the_new_certificate_while_old_ones_go_on(park: bool) {
+    let pki = Pki::new();
+    let acceptor = acceptor(&pki);
+    let server = spawn(builder(park, acceptor.clone()), Echo);
+    let addr = server.local_addr();
+    let config = client_config(&pki.ca, &[], None);
+    let mut old = connect(&addr, "localhost", &config).unwrap();
+    assert!(served_certificate_names(&old, "first"));
+    assert_eq!(exchange(&mut old, b"before", 6), b"before");
+
+    acceptor
+        .reload_from_pem_files(&pki.cert2, &pki.key2)
+        .unwrap();
+    let mut new = connect(&addr, "localhost", &config).unwrap();
+    assert!(served_certificate_names(&new, "second"));
+    assert!(!served_certificate_names(&new, "first"));
+    assert_eq!(exchange(&mut new, b"new", 3), b"new");
+    assert_eq!(exchange(&mut old, b"after", 5), b"after");
+
+    // A key that is not the certificate's: refused, and nothing changes.
+    let err = acceptor
+        .reload_from_pem_files(&pki.cert, &pki.key2)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Tls(TlsError::KeyMismatch { .. })),
+        "{err:?}"
+    );
+    let mut third = connect(&addr, "localhost", &config).unwrap();
+    assert!(served_certificate_names(&third, "second"));
+    assert_eq!(exchange(&mut third, b"third", 5), b"third");
+    server.stop().unwrap();
+}
+
+both_modes!(a_client_that_stops_mid_handshake_is_cut_at_the_deadline);
+/// A client that sends half a ClientHello and waits is closed at
+/// `tls_handshake_timeout`, while another client is served meanwhile.
+fn a_client_that_stops_mid_handshake_is_cut_at_the_deadline(park: bool) {
+    let pki = Pki::new();
+    let limit = Duration::from_millis(300);
+    let server = spawn(
+        builder(park, acceptor(&pki)).tls_handshake_timeout(limit),
+        Echo,
+    );
+    let addr = server.local_addr();
+    let start = Instant::now();
+    let mut stalled = common::connect(&addr);
+    // A record header announcing a 512-byte handshake message, and 5 bytes.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 1, 0, 1, 0xfc, 3])
+        .unwrap();
+
+    let config = client_config(&pki.ca, &[], None);
+    let mut other = connect(&addr, "localhost", &config).unwrap();
+    assert_eq!(exchange(&mut other, b"meanwhile", 9), b"meanwhile");
+    assert!(start.elapsed() < limit, "the other client waited");
+
+    let got = read_until_closed(&mut stalled);
+    let after = start.elapsed();
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        after >= limit - Duration::from_millis(20) && after < limit * 4,
+        "closed after {after:?}, the limit being {limit:?}"
+    );
+    wait_until("the failure is counted", || {
+        server.stats().tls_handshake_failures == 1
+    });
+    server.stop().unwrap();
+}
+
+both_modes!(plaintext_and_garbage_close_that_connection_and_nothing_else);
+/// A plain HTTP request, and random bytes, to the TLS port: each closed,
+/// counted and reported (the error says what came); a TLS client right
+/// after is served.
+fn plaintext_and_garbage_close_that_connection_and_nothing_else(park: bool) {
+    let pki = Pki::new();
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&reported);
+    let server = spawn(
+        builder(park, acceptor(&pki)).on_error(move |f: &Failure<'_>| {
+            seen.lock().unwrap().push(f.to_string());
+        }),
+        Echo,
+    );
+    let addr = server.local_addr();
+    for bytes in [
+        &b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"[..],
+        &[0xde; 300][..],
+    ] {
+        let mut plain = common::connect(&addr);
+        plain.write_all(bytes).unwrap();
+        let got = read_until_closed(&mut plain);
+        // At most a TLS alert record (content type 21), never an echo.
+        assert!(got.is_empty() || got[0] == 21, "{got:?}");
+    }
+    wait_until("two failures", || {
+        server.stats().tls_handshake_failures == 2
+    });
+    let reported = reported.lock().unwrap().clone();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert!(
+        reported
+            .iter()
+            .all(|r| r.starts_with("TLS handshake with 127.0.0.1:")),
+        "{reported:?}"
+    );
+    let config = client_config(&pki.ca, &[], None);
+    let mut client = connect(&addr, "localhost", &config).unwrap();
+    assert_eq!(exchange(&mut client, b"fine", 4), b"fine");
+    server.stop().unwrap();
+}
+
+both_modes!(the_proxy_header_comes_before_the_handshake);
+/// Behind a proxy that speaks the PROXY protocol, the header is read in
+/// plaintext first, then the handshake: the handler sees both the client
+/// the header names and the TLS session.
+fn the_proxy_header_comes_before_the_handshake(park: bool) {
+    let pki = Pki::new();
+    let server = spawn(
+        builder(park, acceptor(&pki)).proxy_protocol(ProxyProtocol::new().trust_loopback()),
+        |conn: &mut Connection| {
+            let line = format!(
+                "{} via {} sni {:?}\n",
+                conn.peer_addr(),
+                conn.proxy_addr().is_some(),
+                conn.tls().and_then(|t| t.server_name().map(str::to_owned))
+            );
+            conn.write_all(line.as_bytes())
+        },
+    );
+    let mut tcp = common::connect(&server.local_addr());
+    tcp.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 443\r\n")
+        .unwrap();
+    let config = client_config(&pki.ca, &[], None);
+    let mut client = connect_over(tcp, "localhost", &config).unwrap();
+    let line = String::from_utf8(read_until_closed(&mut client)).unwrap();
+    assert_eq!(line, "192.0.2.7:40000 via true sni Some(\"localhost\")\n");
+    server.stop().unwrap();
+}
+
+both_modes!(tls_over_a_unix_socket);
+/// A Unix stream socket serves TLS the same way.
+fn tls_over_a_unix_socket(park: bool) {
+    let pki = Pki::new();
+    let path = pki.dir.join("tls.sock");
+    let server = spawn(
+        Server::builder()
+            .bind_unix(&path)
+            .park_idle(park)
+            .workers(1)
+            .tls(acceptor(&pki)),
+        Echo,
+    );
+    let unix = UnixStream::connect(&path).unwrap();
+    unix.set_read_timeout(Some(TIMEOUT)).unwrap();
+    unix.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let config = Arc::new(client_config(&pki.ca, &[], None));
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut client = rustls::StreamOwned::new(conn, unix);
+    client.write_all(b"over unix").unwrap();
+    let mut reply = [0; 9];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"over unix");
+    server.stop().unwrap();
+}
+
+both_modes!(a_silent_tls_client_meets_the_read_timeout_and_shutdown_closes_idle_ones);
+/// Timeouts work through TLS: a client that completes the handshake and
+/// then sends nothing is closed at the read timeout, reported as an idle
+/// timeout; at shutdown a connected, quiet TLS client is closed at once as
+/// idle (the handshake was not a request).
+fn a_silent_tls_client_meets_the_read_timeout_and_shutdown_closes_idle_ones(park: bool) {
+    let pki = Pki::new();
+    let config = client_config(&pki.ca, &[], None);
+    let server = spawn(
+        builder(park, acceptor(&pki)).read_timeout(Duration::from_millis(200)),
+        Echo,
+    );
+    let mut quiet = connect(&server.local_addr(), "localhost", &config).unwrap();
+    let start = Instant::now();
+    read_until_closed(&mut quiet);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    wait_until("an idle timeout", || server.stats().idle_timeouts == 1);
+    server.stop().unwrap();
+
+    let server = spawn(builder(park, acceptor(&pki)), Echo);
+    let mut idle = connect(&server.local_addr(), "localhost", &config).unwrap();
+    assert_eq!(exchange(&mut idle, b"x", 1), b"x");
+    let _quiet = connect(&server.local_addr(), "localhost", &config).unwrap();
+    wait_until("two handshakes", || server.stats().tls_handshakes == 2);
+    let start = Instant::now();
+    let report = server.stop().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!((report.closed_idle, report.forced), (2, 0), "{report:?}");
+}
+
+#[test]
+fn tls_on_a_datagram_server_is_an_invalid_setting() {
+    let pki = Pki::new();
+    let err = Server::builder()
+        .bind("127.0.0.1:0")
+        .transport(Transport::Datagram)
+        .tls(acceptor(&pki))
+        .build(Echo)
+        .unwrap_err();
+    match err {
+        Error::InvalidSetting { setting, reason } => {
+            assert_eq!(setting, "tls");
+            assert!(reason.contains("DTLS"), "{reason}");
+        }
+        e => panic!("{e:?}"),
+    }
+    let err = Server::builder()
+        .bind("127.0.0.1:0")
+        .tls_handshake_timeout(Duration::ZERO)
+        .build(Echo)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidSetting {
+            setting: "tls_handshake_timeout",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn bad_files_are_typed_errors_that_name_the_file() {
+    let pki = Pki::new();
+    let missing = pki.dir.join("missing.pem");
+    let empty = pki.dir.join("empty.pem");
+    std::fs::write(&empty, "not a PEM file\n").unwrap();
+
+    let err = TlsAcceptor::from_pem_files(&missing, &pki.key).unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls(TlsError::Read { path, .. }) if *path == missing),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    assert_eq!(io::Error::from(err).kind(), io::ErrorKind::NotFound);
+
+    let err = TlsAcceptor::from_pem_files(&empty, &pki.key).unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls(TlsError::NoCertificate { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("empty.pem: no certificate"),
+        "{err}"
+    );
+
+    // A certificate where the key should be: no private key in it.
+    let err = TlsAcceptor::from_pem_files(&pki.cert, &pki.cert).unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls(TlsError::NoPrivateKey { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("cert.pem: no private key"),
+        "{err}"
+    );
+
+    let err = TlsAcceptor::from_pem_files(&pki.cert, &pki.key2).unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls(TlsError::KeyMismatch { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the private key in {} does not match the certificate in {}",
+            pki.key2.display(),
+            pki.cert.display()
+        )
+    );
+
+    let err = acceptor(&pki).with_client_ca(&empty).unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls(TlsError::NoCertificate { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn tls_counters_are_in_the_prometheus_text() {
+    let text = socketserver::Stats::default().to_prometheus("x");
+    assert!(text.contains("# TYPE x_tls_handshake_failures_total counter\n"));
+    assert!(text.contains("x_tls_handshakes_total 0\n"));
 }

@@ -108,6 +108,20 @@ fn leaf(name: &str, ca: &CertifiedIssuer<'_, KeyPair>, server: bool) -> (String,
 /// A client that trusts `ca`, offering `alpn`, and presenting the client
 /// certificate `identity` (certificate and key files) if given.
 pub fn client_config(ca: &Path, alpn: &[&[u8]], identity: Option<(&Path, &Path)>) -> ClientConfig {
+    client_config_of(ca, alpn, identity, rustls::DEFAULT_VERSIONS)
+}
+
+/// `client_config` speaking only TLS 1.2.
+pub fn client_config_tls12(ca: &Path) -> ClientConfig {
+    client_config_of(ca, &[], None, &[&rustls::version::TLS12])
+}
+
+fn client_config_of(
+    ca: &Path,
+    alpn: &[&[u8]],
+    identity: Option<(&Path, &Path)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -116,7 +130,7 @@ pub fn client_config(ca: &Path, alpn: &[&[u8]], identity: Option<(&Path, &Path)>
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let mut config = match identity {
