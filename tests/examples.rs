@@ -242,6 +242,9 @@ fn help_lists_the_flags() {
         "--backlog",
         "--udp",
         "--park-idle",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
         "0.0.0.0:6789",
     ] {
         assert!(help.contains(flag), "{flag} missing from {help}");
@@ -310,4 +313,70 @@ print(json.dumps({s.name: [f.type, float(s.value)] for f in families for s in f.
     );
     // The shutdown report follows.
     server.stop();
+}
+
+/// `--tls-cert` and `--tls-key`: the echo server speaks TLS; SIGHUP reads
+/// the files again, a new client gets the new certificate and a client
+/// connected before goes on.
+#[cfg(feature = "tls")]
+#[test]
+fn echo_server_serves_tls_and_reloads_on_sighup() {
+    use common::tls::{client_config, connect, exchange, served_certificate_names, Pki};
+    let pki = Pki::new();
+    let (cert, key) = (pki.dir.join("live.pem"), pki.dir.join("live-key.pem"));
+    std::fs::copy(&pki.cert, &cert).unwrap();
+    std::fs::copy(&pki.key, &key).unwrap();
+    let mut server = start(
+        "echo_server",
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let config = client_config(&pki.ca, &[], None);
+    let mut old = connect(&server.addr, "localhost", &config).unwrap();
+    assert!(served_certificate_names(&old, "first"));
+    assert_eq!(exchange(&mut old, b"hello", 5), b"hello");
+
+    std::fs::copy(&pki.cert2, &cert).unwrap();
+    std::fs::copy(&pki.key2, &key).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut line = String::new();
+    server.stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("SIGHUP: reloaded "), "{line:?}");
+
+    let mut new = connect(&server.addr, "localhost", &config).unwrap();
+    assert!(served_certificate_names(&new, "second"));
+    assert_eq!(exchange(&mut new, b"new", 3), b"new");
+    assert_eq!(exchange(&mut old, b"still", 5), b"still");
+    drop((old, new));
+    server.stop();
+}
+
+/// Built without the `tls` feature, the TLS flags say how to get it.
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_flags_without_the_feature_say_what_to_do() {
+    let out = Command::new(example("echo_server"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--features tls"), "{stderr}");
 }

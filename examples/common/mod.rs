@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod metrics;
+pub mod tls;
 
 use std::io;
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ pub fn serve<H: Handler>(
     default_bind: &'static str,
     handler: H,
 ) -> ExitCode {
-    let args = Command::new(name)
+    let command = Command::new(name)
         .about(about)
         .arg(
             Arg::new("bind")
@@ -87,8 +88,8 @@ pub fn serve<H: Handler>(
         .after_help(
             "Started by systemd socket activation (LISTEN_FDS set), it serves the \
              passed socket and ignores --bind and --unix.",
-        )
-        .get_matches();
+        );
+    let args = tls::args(command).get_matches();
     init_logging();
 
     let transport = match args.get_flag("udp") {
@@ -108,6 +109,13 @@ pub fn serve<H: Handler>(
     if args.get_flag("proxy-protocol") {
         builder = builder.proxy_protocol(ProxyProtocol::new().trust_loopback());
     }
+    builder = match tls::apply(&args, builder) {
+        Ok(builder) => builder,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let passed = match socketserver::listen_fds() {
         Ok(passed) => passed,
         Err(e) => return fail(name, &e),
