@@ -195,9 +195,8 @@ impl Connection {
         Ok(())
     }
 
-    /// The handler is done with the connection: over TLS, tells the
-    /// client so with `close_notify` (once, and not on a connection whose
-    /// client stopped taking data).
+    /// The handler finished its work: over TLS, tells the client so with
+    /// `close_notify` (once, and only if the socket takes it at once).
     pub(crate) fn finish(&mut self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {

@@ -107,7 +107,8 @@ fn serve_steps<H: Handler>(
 }
 
 /// Runs a stream connection's handler: after the TLS handshake when the
-/// server speaks TLS, and with TLS's last word after it.
+/// server speaks TLS, and with TLS's `close_notify` after a handler that
+/// returned `Ok`.
 pub(crate) fn handle_stream<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
     #[cfg(feature = "tls")]
     if let Some(acceptor) = &shared.core.settings.tls {
@@ -115,8 +116,12 @@ pub(crate) fn handle_stream<H: Handler>(shared: &Shared<H>, conn: &mut Connectio
             return;
         }
     }
-    run_handler(shared, conn);
-    conn.finish();
+    if call_handler(shared, conn) {
+        // Only a handler that finished says so to a TLS client: after an
+        // error or a panic the client must see a cut, not a whole reply.
+        conn.finish();
+        bump(&shared.core.counters.completed);
+    }
 }
 
 /// The TLS handshake; `false` if it failed (counted and reported) and the
@@ -128,6 +133,9 @@ fn tls_handshake(core: &Core, acceptor: &crate::tls::TlsAcceptor, conn: &mut Con
             bump(&core.counters.tls_handshakes);
             true
         }
+        // Shutdown closing a connection that had not begun its handshake
+        // is no failure of the client's.
+        Err(error) if core.stopping() && error.kind() == std::io::ErrorKind::UnexpectedEof => false,
         Err(error) => {
             bump(&core.counters.tls_handshake_failures);
             let peer = conn.peer_addr();
@@ -252,15 +260,8 @@ pub(crate) fn serve_batch<H: Handler>(
 }
 
 /// Calls the handler with panics caught: a panic costs this one connection,
-/// never the worker. Counts the outcome and reports failures to the hook.
-pub(crate) fn run_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) {
-    if call_handler(shared, conn) {
-        bump(&shared.core.counters.completed);
-    }
-}
-
-/// `run_handler`, but a handler that returns `Ok` is left for the caller
-/// to count: returns whether it did.
+/// never the worker. Counts and reports the failures; a handler that
+/// returns `Ok` is left for the caller to count: returns whether it did.
 fn call_handler<H: Handler>(shared: &Shared<H>, conn: &mut Connection) -> bool {
     let core = &shared.core;
     let counters = &core.counters;

@@ -477,3 +477,36 @@ fn tls_counters_are_in_the_prometheus_text() {
     assert!(text.contains("# TYPE x_tls_handshake_failures_total counter\n"));
     assert!(text.contains("x_tls_handshakes_total 0\n"));
 }
+
+both_modes!(only_a_handler_that_finished_sends_close_notify);
+/// `Ok`: the client reads a clean end (close_notify). An error after half
+/// a reply: the client sees the connection cut, not a whole reply.
+fn only_a_handler_that_finished_sends_close_notify(park: bool) {
+    let pki = Pki::new();
+    let config = client_config(&pki.ca, &[], None);
+    let server = spawn(builder(park, acceptor(&pki)), |conn: &mut Connection| {
+        let mut first = [0; 1];
+        conn.read_exact(&mut first)?;
+        conn.write_all(b"half a reply")?;
+        match &first {
+            b"k" => Ok(()),
+            _ => Err(io::Error::other("the rest could not be made")),
+        }
+    });
+    for (request, clean) in [(b"k", true), (b"e", false)] {
+        let mut client = connect(&server.local_addr(), "localhost", &config).unwrap();
+        client.write_all(request).unwrap();
+        let mut got = Vec::new();
+        let end = client.read_to_end(&mut got);
+        assert_eq!(got, b"half a reply");
+        match clean {
+            true => assert!(end.is_ok(), "{end:?}"),
+            false => assert_eq!(
+                end.unwrap_err().kind(),
+                io::ErrorKind::UnexpectedEof,
+                "a cut reply must not look whole"
+            ),
+        }
+    }
+    server.stop().unwrap();
+}

@@ -30,8 +30,9 @@
 //!   [`Failure::TlsHandshake`](crate::Failure::TlsHandshake).
 //! * [`TlsAcceptor::reload_from_pem_files`] swaps the certificate for new
 //!   connections while those already open go on with theirs.
-//! * When the handler returns, the server sends `close_notify` (if the
-//!   socket takes it at once) before closing.
+//! * When the handler returns `Ok`, the server sends `close_notify` (if the
+//!   socket takes it at once) before closing; after an error or a panic it
+//!   does not, so the client sees the reply was cut.
 //!
 //! Stream servers only (TCP and Unix): DTLS is not supported, and `tls` on
 //! a datagram server is an [`Error::InvalidSetting`](crate::Error::InvalidSetting).
