@@ -320,3 +320,25 @@ impl Write for SocketIo {
         }
     }
 }
+
+#[cfg(feature = "tls")]
+impl crate::tls::PlainIo for SocketIo {
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        SocketIo::read_timeout(self)
+    }
+    fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        SocketIo::write_timeout(self)
+    }
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        SocketIo::set_read_timeout(self, timeout)
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        SocketIo::set_write_timeout(self, timeout)
+    }
+    fn mark_awaiting(&mut self) {
+        SocketIo::mark_awaiting(self)
+    }
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        SocketIo::write_now(self, buf)
+    }
+}

@@ -8,7 +8,19 @@ use rustls::ServerConnection;
 
 use super::{TlsAcceptor, TlsInfo};
 use crate::deadline::deadline_after;
-use crate::socket_io::SocketIo;
+
+/// What a TLS session needs of the socket under it (the connection's own
+/// plaintext socket, with its timeouts).
+pub(crate) trait PlainIo: Read + Write {
+    fn read_timeout(&self) -> io::Result<Option<Duration>>;
+    fn write_timeout(&self) -> io::Result<Option<Duration>>;
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Counts the connection as waiting for its client's first request.
+    fn mark_awaiting(&mut self);
+    /// Writes what the socket takes now, never waiting.
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
+}
 
 /// A TLS session whose handshake is done.
 pub(crate) struct Session {
@@ -23,7 +35,7 @@ impl Session {
     /// timeouts are put back afterwards.
     pub(crate) fn handshake(
         acceptor: &TlsAcceptor,
-        io: &mut SocketIo,
+        io: &mut impl PlainIo,
         limit: Duration,
     ) -> io::Result<Session> {
         let mut conn = ServerConnection::new(acceptor.config())
@@ -49,7 +61,7 @@ impl Session {
 
     /// Reads plaintext. A client that closes without `close_notify` reads
     /// as end of file too.
-    pub(crate) fn read(&mut self, io: &mut SocketIo, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read(&mut self, io: &mut impl PlainIo, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -77,7 +89,7 @@ impl Session {
 
     /// Encrypts and sends `buf` (or as much of it as rustls takes at once),
     /// all of it sent before returning, as a plain socket's write is.
-    pub(crate) fn write(&mut self, io: &mut SocketIo, buf: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write(&mut self, io: &mut impl PlainIo, buf: &[u8]) -> io::Result<usize> {
         if self.closed {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -98,7 +110,7 @@ impl Session {
     /// `wait`, otherwise only if the socket takes it at once (for the
     /// server's own close, which must not wait on a client that stopped
     /// reading).
-    pub(crate) fn close_notify(&mut self, io: &mut SocketIo, wait: bool) -> io::Result<()> {
+    pub(crate) fn close_notify(&mut self, io: &mut impl PlainIo, wait: bool) -> io::Result<()> {
         if self.closed {
             return Ok(());
         }
@@ -119,7 +131,7 @@ impl Session {
     }
 
     /// Sends every TLS record queued.
-    fn send(&mut self, io: &mut SocketIo) -> io::Result<()> {
+    fn send(&mut self, io: &mut impl PlainIo) -> io::Result<()> {
         while self.conn.wants_write() {
             if self.conn.write_tls(io)? == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
@@ -133,7 +145,7 @@ impl Session {
 /// what is left until `deadline`.
 fn drive(
     conn: &mut ServerConnection,
-    io: &mut SocketIo,
+    io: &mut impl PlainIo,
     deadline: Instant,
     limit: Duration,
 ) -> io::Result<()> {
@@ -186,9 +198,9 @@ fn drive(
 }
 
 /// Writes to the socket only what it takes at once.
-struct NoWait<'a>(&'a mut SocketIo);
+struct NoWait<'a, S>(&'a mut S);
 
-impl Write for NoWait<'_> {
+impl<S: PlainIo> Write for NoWait<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write_now(buf)
     }
