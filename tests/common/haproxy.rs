@@ -61,6 +61,7 @@ pub struct HaProxyBuilder {
     send_proxy: SendProxy,
     frontend_ip: IpAddr,
     check_interval: Option<Duration>,
+    server_options: String,
 }
 
 impl HaProxy {
@@ -76,6 +77,7 @@ impl HaProxy {
             send_proxy,
             frontend_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             check_interval: None,
+            server_options: String::new(),
         }
     }
 
@@ -129,6 +131,14 @@ impl HaProxyBuilder {
     /// default.
     pub fn health_checks(mut self, interval: Duration) -> Self {
         self.check_interval = Some(interval);
+        self
+    }
+
+    /// More options on the backend's `server` line, after the PROXY
+    /// keyword: `ssl verify none` makes HAProxy speak TLS to the server
+    /// (after the PROXY header, which goes in the clear). None by default.
+    pub fn server_options(mut self, options: &str) -> Self {
+        self.server_options = format!(" {}", options.trim());
         self
     }
 
@@ -197,9 +207,10 @@ impl HaProxyBuilder {
              \x20   default_backend server\n\
              \n\
              backend server\n\
-             \x20   server under_test {backend} {send_proxy}{checks}\n",
+             \x20   server under_test {backend} {send_proxy}{options}{checks}\n",
             backend = self.backend,
             send_proxy = self.send_proxy.keyword(),
+            options = self.server_options,
         )
     }
 }
