@@ -719,7 +719,7 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
     #[cfg(feature = "tls")]
     if spec.workload == Workload::TlsEcho {
         println!(
-            "{}; tokio is tokio with tokio-rustls; p50 and p99 are of {}\n",
+            "{}; p50 and p99 are of {}\n",
             tls::SETUP,
             match letter {
                 'H' => "the whole connection, connect to close",
@@ -1065,8 +1065,12 @@ fn at_least(what: &str, got: f64, want: f64) -> String {
 }
 
 /// The row label: this crate's with the settings it runs with for a load
-/// of at most `connections` at once.
+/// of at most `connections` at once; tokio's with what speaks TLS for it.
 fn server_name(kind: Kind, workload: Workload, connections: usize) -> String {
+    #[cfg(feature = "tls")]
+    if kind == Kind::Tokio && workload == Workload::TlsEcho {
+        return "tokio + tokio-rustls".to_string();
+    }
     match kind {
         Kind::Socketserver | Kind::SocketserverParked => format!(
             "{} `{}`",
