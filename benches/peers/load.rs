@@ -197,6 +197,55 @@ pub fn echo(
     })
 }
 
+/// Workload H: each client connects, makes a full TLS handshake, echoes
+/// one 64-byte message, sends `close_notify` and waits for the server to
+/// close, and again. The round trip recorded is the whole connection's.
+#[cfg(feature = "tls")]
+pub fn tls_handshakes(
+    addr: SocketAddr,
+    clients: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    run_clients(clients, window, on_start, || {
+        let message = [b'x'; MESSAGE];
+        let mut reply = [0u8; MESSAGE];
+        Ok(move || {
+            let t0 = Instant::now();
+            let mut client = crate::tls::connect(addr)?;
+            crate::tls::exchange(&mut client, &message, &mut reply)?;
+            crate::tls::close(client)?;
+            Ok(Some(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32))
+        })
+    })
+}
+
+/// Workload I: `connections` persistent TLS connections, one client thread
+/// each, sending a 64-byte message and reading it back, as B does in
+/// plaintext.
+#[cfg(feature = "tls")]
+pub fn tls_echo(
+    addr: SocketAddr,
+    connections: usize,
+    window: Duration,
+    on_start: &mut dyn FnMut(),
+) -> Outcome {
+    run_clients(connections, window, on_start, || {
+        let mut client = crate::tls::connect(addr)?;
+        let message = [b'x'; MESSAGE];
+        let mut reply = [0u8; MESSAGE];
+        let mut exchange = move || -> io::Result<Option<u32>> {
+            let t0 = Instant::now();
+            crate::tls::exchange(&mut client, &message, &mut reply)?;
+            Ok(Some(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32))
+        };
+        // The handshake and one exchange before the window: the clock
+        // starts on connections the server is serving.
+        exchange()?;
+        Ok(exchange)
+    })
+}
+
 /// Workload D: `clients` UDP clients, each sending a 64-byte datagram and
 /// waiting for it back. A reply not back in 200 ms counts as an error (lost).
 pub fn udp_echo(

@@ -20,6 +20,18 @@
 //! * F. echo over 512 persistent connections, driven by a few epoll client
 //!   threads (`--loaders`), one message in flight on each
 //! * G. the same over 5,000 connections
+//! * H. TLS handshakes (feature `tls`): a few client threads (`--clients`),
+//!   each connecting, making a full handshake (no session resumption),
+//!   echoing one 64-byte message, sending `close_notify` and waiting for
+//!   the server to close, and again
+//! * I. TLS echo (feature `tls`) over 4 persistent connections, 64-byte
+//!   messages, one in flight on each
+//!
+//! H and I run this crate in both modes against tokio with tokio-rustls
+//! (the other peers have no TLS), all with rustls's `ring` provider and
+//! one ECDSA P-256 certificate made at start (`tls.rs`). Without the
+//! feature they are skipped and say so: `cargo bench --bench peers
+//! --features tls -- --only HI` runs them alone.
 //!
 //! Both the driver and each server raise their soft limit on open files to
 //! the hard one at start (F, G and E hold thousands of sockets).
@@ -32,15 +44,17 @@
 //! round's operations.
 //!
 //! Options (after `--`): `--rounds N` (10), `--secs S` per round (1),
-//! `--only ABCDEFG` (all), `--clients N` for A (4), `--held N` idle
-//! connections in E (10,000), `--loaders N` client threads in F and G (2),
-//! `--servers a,b` (all of socketserver, socketserver-parked, tokio, std,
-//! bare, python).
+//! `--only ABCDEFGHI` (all), `--clients N` client threads in A and H (4),
+//! `--held N` idle connections in E (10,000), `--loaders N` client threads
+//! in F and G (2), `--servers a,b` (all of socketserver,
+//! socketserver-parked, tokio, std, bare, python).
 
 mod cpus;
 mod load;
 mod procfs;
 mod serve;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -109,6 +123,7 @@ fn main() {
             verdicts.extend(run_throughput(letter, spec, &args, python.as_deref()));
         }
     }
+    verdicts.extend(run_tls(&args));
     if let Some(path) = python {
         let _ = std::fs::remove_file(path);
     }
@@ -123,7 +138,7 @@ fn parse_args(argv: &[String]) -> Args {
     let mut args = Args {
         rounds: 10,
         window: Duration::from_millis(1000),
-        only: "ABCDEFG".into(),
+        only: "ABCDEFGHI".into(),
         clients: 4,
         held: 10_000,
         servers: Kind::ALL.to_vec(),
@@ -274,6 +289,12 @@ impl Running {
                 cmd
             }
         };
+        #[cfg(feature = "tls")]
+        if workload == Workload::TlsEcho {
+            let made = tls::certificate().ok_or("no certificate made")?;
+            cmd.env(tls::CERT_VAR, &made.cert)
+                .env(tls::KEY_VAR, &made.key);
+        }
         // The server exits when its standard input closes: if this driver
         // dies, no server is left behind.
         let mut child = cmd
@@ -466,6 +487,66 @@ fn echo_many(
     load::echo_many(addr, connections, LOADERS.load(Relaxed), window, on_start)
 }
 
+/// The servers of H and I: this crate in both modes, and tokio with
+/// tokio-rustls.
+#[cfg(feature = "tls")]
+const TLS_KINDS: [Kind; 3] = [Kind::Socketserver, Kind::SocketserverParked, Kind::Tokio];
+
+/// H and I: TLS on the same certificate and provider everywhere
+/// (`tls.rs`).
+#[cfg(feature = "tls")]
+const TLS_SPECS: [Spec; 2] = [
+    Spec {
+        title: "H. TLS handshakes: connect, full handshake, echo one 64-byte message, close",
+        workload: Workload::TlsEcho,
+        kinds: &TLS_KINDS,
+        unit: "handshakes/s",
+        clients: None,
+        load: load::tls_handshakes,
+        latency: true,
+    },
+    Spec {
+        title: "I. TLS echo, 4 persistent connections, 64-byte messages",
+        workload: Workload::TlsEcho,
+        kinds: &TLS_KINDS,
+        unit: "round trips/s",
+        clients: Some(4),
+        load: load::tls_echo,
+        latency: true,
+    },
+];
+
+/// H and I, if asked for: the certificate is made first, and its files
+/// removed after.
+#[cfg(feature = "tls")]
+fn run_tls(args: &Args) -> Vec<String> {
+    let mut verdicts = Vec::new();
+    if !args.only.contains(['H', 'I']) {
+        return verdicts;
+    }
+    if let Err(e) = tls::make_certificate() {
+        println!("H, I: skipped, {e}\n");
+        return vec![format!("H, I: not measured ({e})")];
+    }
+    for (id, spec) in TLS_SPECS.iter().enumerate() {
+        let letter = (b'H' + id as u8) as char;
+        if args.only.contains(letter) {
+            verdicts.extend(run_throughput(letter, spec, args, None));
+        }
+    }
+    tls::remove_files();
+    verdicts
+}
+
+/// Without the feature, H and I say so rather than vanish.
+#[cfg(not(feature = "tls"))]
+fn run_tls(args: &Args) -> Vec<String> {
+    match args.only.contains(['H', 'I']) {
+        true => vec!["H, I: not measured (TLS needs `--features tls`)".to_string()],
+        false => Vec::new(),
+    }
+}
+
 /// Waits (up to 3 s) until process `pid` has used no CPU time for 100 ms:
 /// the server has finished with the last round's connections before the
 /// next server's round starts.
@@ -624,7 +705,7 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
             "connections over {} client threads (epoll), one message in flight on each",
             LOADERS.load(Relaxed).min(clients)
         )
-    } else if spec.workload == Workload::Daytime || spec.workload.udp() {
+    } else if spec.workload == Workload::Daytime || spec.workload.udp() || letter == 'H' {
         "threads".to_string()
     } else {
         "connections (a thread each)".to_string()
@@ -635,6 +716,17 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
         args.rounds,
         args.window.as_secs_f64()
     );
+    #[cfg(feature = "tls")]
+    if spec.workload == Workload::TlsEcho {
+        println!(
+            "{}; p50 and p99 are of {}\n",
+            tls::SETUP,
+            match letter {
+                'H' => "the whole connection, connect to close",
+                _ => "one round trip",
+            }
+        );
+    }
     if spec.latency {
         println!(
             "| server | {} | × tokio | p50 µs | p99 µs | server CPU µs/op | CPU × tokio | errors |",
@@ -706,6 +798,16 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
                  tokio's p99 / parked's: {:.2}",
                 ratio(&p99s, t, p)
             )),
+            'H' => verdicts.push(target(
+                "TLS handshakes, parked × tokio-rustls",
+                vs_tokio,
+                1.0,
+            )),
+            'I' => verdicts.push(target(
+                "TLS echo at 4 connections, parked × tokio-rustls",
+                vs_tokio,
+                1.2,
+            )),
             _ => {}
         }
     }
@@ -739,6 +841,12 @@ fn run_throughput(letter: char, spec: &Spec, args: &Args, python: Option<&Path>)
             ));
         }
         'C' => verdicts.push(target("echo at 64 connections, × tokio", vs_tokio, 1.0)),
+        'H' => verdicts.push(target("TLS handshakes, × tokio-rustls", vs_tokio, 1.0)),
+        'I' => verdicts.push(target(
+            "TLS echo at 4 connections, × tokio-rustls",
+            vs_tokio,
+            1.2,
+        )),
         'D' => {
             let i = UDP_TITLES
                 .iter()
@@ -957,8 +1065,12 @@ fn at_least(what: &str, got: f64, want: f64) -> String {
 }
 
 /// The row label: this crate's with the settings it runs with for a load
-/// of at most `connections` at once.
+/// of at most `connections` at once; tokio's with what speaks TLS for it.
 fn server_name(kind: Kind, workload: Workload, connections: usize) -> String {
+    #[cfg(feature = "tls")]
+    if kind == Kind::Tokio && workload == Workload::TlsEcho {
+        return "tokio + tokio-rustls".to_string();
+    }
     match kind {
         Kind::Socketserver | Kind::SocketserverParked => format!(
             "{} `{}`",

@@ -59,8 +59,16 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// Whether this server can run `workload` (`park_idle` is for streams).
+    /// Whether this server can run `workload` (`park_idle` is for streams;
+    /// TLS is this crate's and tokio-rustls's only).
     pub fn serves(self, workload: Workload) -> bool {
+        #[cfg(feature = "tls")]
+        if workload == Workload::TlsEcho {
+            return matches!(
+                self,
+                Kind::Socketserver | Kind::SocketserverParked | Kind::Tokio
+            );
+        }
         !(self == Kind::SocketserverParked && workload == Workload::UdpEcho)
     }
 }
@@ -77,6 +85,10 @@ pub enum Workload {
     /// The same, the server on the last CPU alone (the clients get the
     /// others: `cpus::leave_the_last`).
     UdpEchoApart,
+    /// TCP with TLS: the handshake, then send back every plaintext byte
+    /// until the client closes; then `close_notify`.
+    #[cfg(feature = "tls")]
+    TlsEcho,
 }
 
 impl Workload {
@@ -86,6 +98,8 @@ impl Workload {
             Workload::Echo => "echo",
             Workload::UdpEcho => "udp-echo",
             Workload::UdpEchoApart => "udp-echo-apart",
+            #[cfg(feature = "tls")]
+            Workload::TlsEcho => "tls-echo",
         }
     }
 
@@ -95,6 +109,8 @@ impl Workload {
             Workload::Echo,
             Workload::UdpEcho,
             Workload::UdpEchoApart,
+            #[cfg(feature = "tls")]
+            Workload::TlsEcho,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -123,6 +139,11 @@ pub fn socketserver_settings(kind: Kind, workload: Workload, connections: usize)
         Workload::Echo => format!("workers(2).max_workers({})", echo_max_workers(connections)),
         // As the outside load generator's server ran (README, bench section).
         Workload::UdpEcho | Workload::UdpEchoApart => "workers(4), Transport::Datagram".to_string(),
+        #[cfg(feature = "tls")]
+        Workload::TlsEcho => format!(
+            "workers(2).max_workers({}).tls(acceptor)",
+            echo_max_workers(connections)
+        ),
     };
     if kind == Kind::SocketserverParked {
         format!("{base}.park_idle(true)")
@@ -143,6 +164,9 @@ pub fn serve(kind: Kind, workload: Workload, connections: usize) -> io::Result<(
         w => w,
     };
     exit_when_driver_goes();
+    if !kind.serves(workload) {
+        return Err(io::Error::other("not a workload this server runs"));
+    }
     match kind {
         Kind::Socketserver => serve_socketserver(workload, connections, false),
         Kind::SocketserverParked => serve_socketserver(workload, connections, true),
@@ -216,6 +240,18 @@ fn serve_socketserver(workload: Workload, connections: usize, parked: bool) -> i
             announce(server.local_addr().inet().expect("inet"));
             server.run()?;
         }
+        #[cfg(feature = "tls")]
+        Workload::TlsEcho => {
+            let (cert, key) = crate::tls::server_files()?;
+            let acceptor = socketserver::tls::TlsAcceptor::from_pem_files(cert, key)
+                .map_err(io::Error::other)?;
+            let server = builder
+                .max_workers(echo_max_workers(connections))
+                .tls(acceptor)
+                .build(Echo)?;
+            announce(server.local_addr().inet().expect("inet"));
+            server.run()?;
+        }
     }
     Ok(())
 }
@@ -224,6 +260,10 @@ fn serve_socketserver(workload: Workload, connections: usize, parked: bool) -> i
 /// per CPU), a spawned task per connection; UDP as tokio's `echo-udp`
 /// example, one task looping receive and send.
 fn serve_tokio(workload: Workload) -> io::Result<()> {
+    #[cfg(feature = "tls")]
+    if workload == Workload::TlsEcho {
+        return serve_tokio_tls();
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -263,6 +303,67 @@ fn serve_tokio(workload: Workload) -> io::Result<()> {
                         }
                     });
                 }
+            }
+        })
+}
+
+/// tokio with tokio-rustls, as its server example goes: the same runtime
+/// as [`serve_tokio`], a task per connection that runs the handshake, then
+/// echoes until the client closes, then sends `close_notify`. The rustls
+/// configuration is built as the crate's `TlsAcceptor` builds its own (the
+/// `ring` provider, the safe default versions, no client certificates,
+/// rustls's default session tickets). `TCP_NODELAY` is set, as this crate
+/// sets it by default: without it the first echo could wait on Nagle
+/// behind the unacknowledged session tickets.
+#[cfg(feature = "tls")]
+fn serve_tokio_tls() -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let (cert, key) = crate::tls::server_files()?;
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(io::Error::other)?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(io::Error::other)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(io::Error::other)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            announce(listener.local_addr()?);
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 1024];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if stream.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = stream.shutdown().await;
+                });
             }
         })
 }
