@@ -323,11 +323,8 @@ impl Write for SocketIo {
 
 #[cfg(feature = "tls")]
 impl crate::tls::PlainIo for SocketIo {
-    fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        SocketIo::read_timeout(self)
-    }
-    fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        SocketIo::write_timeout(self)
+    fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.read_timeout, self.write_timeout)
     }
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         SocketIo::set_read_timeout(self, timeout)

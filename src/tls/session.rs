@@ -12,8 +12,9 @@ use crate::deadline::deadline_after;
 /// What a TLS session needs of the socket under it (the connection's own
 /// plaintext socket, with its timeouts).
 pub(crate) trait PlainIo: Read + Write {
-    fn read_timeout(&self) -> io::Result<Option<Duration>>;
-    fn write_timeout(&self) -> io::Result<Option<Duration>>;
+    /// The read and write timeouts the handler has set (as last set, not
+    /// asked of the socket again).
+    fn timeouts(&self) -> (Option<Duration>, Option<Duration>);
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// Counts the connection as waiting for its client's first request.
@@ -40,7 +41,7 @@ impl Session {
     ) -> io::Result<Session> {
         let mut conn = ServerConnection::new(acceptor.config())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let saved = (io.read_timeout()?, io.write_timeout()?);
+        let saved = io.timeouts();
         let deadline = deadline_after(Instant::now(), limit);
         let done = drive(&mut conn, io, deadline, limit);
         // The handler's timeouts again, and a clean stall flag.
@@ -130,14 +131,8 @@ impl Session {
         }
     }
 
-    /// Sends every TLS record queued.
     fn send(&mut self, io: &mut impl PlainIo) -> io::Result<()> {
-        while self.conn.wants_write() {
-            if self.conn.write_tls(io)? == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-        }
-        Ok(())
+        send(&mut self.conn, io)
     }
 }
 
@@ -149,27 +144,21 @@ fn drive(
     deadline: Instant,
     limit: Duration,
 ) -> io::Result<()> {
-    let timed_out = || {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the TLS handshake took over {limit:?} (tls_handshake_timeout)"),
-        )
+    let mut bounds = Bounds {
+        deadline,
+        limit,
+        read: None,
+        write: None,
     };
-    let left = || Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero());
     loop {
-        while conn.wants_write() {
-            io.set_write_timeout(Some(left().ok_or_else(timed_out)?))?;
-            match conn.write_tls(io) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out()),
-                Err(e) => return Err(e),
-            }
+        if conn.wants_write() {
+            bounds.before_write(io)?;
+            send(conn, io).map_err(|e| bounds.worded(e))?;
         }
         if !conn.is_handshaking() {
             return Ok(());
         }
-        io.set_read_timeout(Some(left().ok_or_else(timed_out)?))?;
+        bounds.before_read(io)?;
         match conn.read_tls(io) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -179,8 +168,7 @@ fn drive(
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out()),
-            Err(e) => return Err(e),
+            Err(e) => return Err(bounds.worded(e)),
         }
         if let Err(e) = conn.process_new_packets() {
             // The alert that tells the client why, if the socket takes it.
@@ -195,6 +183,80 @@ fn drive(
             ));
         }
     }
+}
+
+/// The socket timeouts that keep the handshake within its deadline. Each
+/// is set to what is left before a step that could wait, but only when
+/// that is a tenth of the limit below what is set already: a handshake
+/// then costs two or three `setsockopt` calls in the thread mode rather
+/// than one per step, and ends at most a tenth of the limit late.
+struct Bounds {
+    deadline: Instant,
+    limit: Duration,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+impl Bounds {
+    fn left(&self) -> io::Result<Duration> {
+        Some(self.deadline.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| self.timed_out())
+    }
+
+    /// The new bound for a timeout set at `set`, if it must change.
+    fn tighter(&self, set: Option<Duration>) -> io::Result<Option<Duration>> {
+        let left = self.left()?;
+        Ok(match set {
+            Some(set) if set.saturating_sub(left) < self.limit / 10 => None,
+            _ => Some(left),
+        })
+    }
+
+    fn before_read(&mut self, io: &mut impl PlainIo) -> io::Result<()> {
+        if let Some(t) = self.tighter(self.read)? {
+            io.set_read_timeout(Some(t))?;
+            self.read = Some(t);
+        }
+        Ok(())
+    }
+
+    fn before_write(&mut self, io: &mut impl PlainIo) -> io::Result<()> {
+        if let Some(t) = self.tighter(self.write)? {
+            io.set_write_timeout(Some(t))?;
+            self.write = Some(t);
+        }
+        Ok(())
+    }
+
+    fn timed_out(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the TLS handshake took over {:?} (tls_handshake_timeout)",
+                self.limit
+            ),
+        )
+    }
+
+    /// A socket timeout during the handshake is the handshake's.
+    fn worded(&self, e: io::Error) -> io::Error {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.timed_out(),
+            _ => e,
+        }
+    }
+}
+
+/// Sends every TLS record queued, gathered into one write: rustls hands
+/// its records over one by one, and a flight of the handshake is three
+/// or four of them (one packet, not four, with `TCP_NODELAY`).
+fn send(conn: &mut ServerConnection, io: &mut impl PlainIo) -> io::Result<()> {
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out)?;
+    }
+    io.write_all(&out)
 }
 
 /// Writes to the socket only what it takes at once.
