@@ -510,3 +510,23 @@ fn only_a_handler_that_finished_sends_close_notify(park: bool) {
     }
     server.stop().unwrap();
 }
+
+both_modes!(max_per_source_refuses_before_the_handshake);
+/// `max_per_source` counts a TLS client like any other: a second
+/// connection from the same address is closed before any handshake work,
+/// and is not a failed handshake; the first goes on.
+fn max_per_source_refuses_before_the_handshake(park: bool) {
+    let pki = Pki::new();
+    let server = spawn(builder(park, acceptor(&pki)).max_per_source(1), Echo);
+    let config = client_config(&pki.ca, &[], None);
+    let mut first = connect(&server.local_addr(), "localhost", &config).unwrap();
+    assert_eq!(exchange(&mut first, b"one", 3), b"one");
+    assert!(connect(&server.local_addr(), "localhost", &config).is_err());
+    wait_until("the refusal is counted", || {
+        server.stats().rejected_per_source == 1
+    });
+    assert_eq!(exchange(&mut first, b"still", 5), b"still");
+    let stats = server.stats();
+    assert_eq!((stats.tls_handshakes, stats.tls_handshake_failures), (1, 0));
+    server.stop().unwrap();
+}
