@@ -228,7 +228,7 @@ mod tests {
         .to_prometheus("my-server.1");
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 24);
-        assert_eq!(text.lines().count(), 72);
+        assert_eq!(text.matches("# TYPE").count(), 26);
+        assert_eq!(text.lines().count(), 78);
     }
 }
