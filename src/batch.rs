@@ -167,7 +167,7 @@ impl Inbox {
     /// [`HAND_OFF`], going by the last batch (or nothing known yet).
     pub(crate) fn expect_long(&self, n: usize) -> bool {
         self.each
-            .map_or(true, |each| each.saturating_mul(n as u32) > HAND_OFF)
+            .is_none_or(|each| each.saturating_mul(n as u32) > HAND_OFF)
     }
 
     /// The `i`th datagram of the last receive: where it lies in the arena,

@@ -158,7 +158,7 @@ fn normalize(quote: &str) -> Result<String, String> {
                 // Tab stops every 8 columns, as a terminal shows them.
                 '\t' => {
                     let col = out.len() - out.rfind('\n').map_or(0, |i| i + 1);
-                    out.extend(std::iter::repeat(' ').take(8 - col % 8));
+                    out.extend(std::iter::repeat_n(' ', 8 - col % 8));
                 }
                 ' '..='~' => out.push(c),
                 _ => return Err(format!("{c:?} is not an ASCII printing character")),

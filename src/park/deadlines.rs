@@ -26,7 +26,7 @@ impl<H: Handler> EventLoop<H> {
                 None => return,
             },
         };
-        if task.timer_at.map_or(true, |t| due < t) {
+        if task.timer_at.is_none_or(|t| due < t) {
             task.timer_at = Some(due);
             self.timers.push(Reverse((due, key, task.generation)));
         }

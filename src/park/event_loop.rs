@@ -267,7 +267,7 @@ impl<H: Handler> EventLoop<H> {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let accepting = self.accept_more
             && self.force_at.is_none()
-            && self.accept_paused_until.map_or(true, |t| t <= now);
+            && self.accept_paused_until.is_none_or(|t| t <= now);
         if !self.runnable.is_empty() || accepting {
             return Some(Duration::ZERO);
         }
@@ -357,7 +357,7 @@ impl<H: Handler> EventLoop<H> {
         let writable = want.is_writable();
         if task
             .interest
-            .map_or(true, |has| writable && !has.is_writable())
+            .is_none_or(|has| writable && !has.is_writable())
         {
             let fd = task.stream.as_raw_fd();
             let registry = self.poll.registry();
