@@ -197,3 +197,40 @@ fn other_handler_errors_are_warnings_at_most_one_a_second(park: bool) {
         "the lines account for {accounted} of {clients} errors: {logged:?}"
     );
 }
+
+#[cfg(feature = "tls")]
+both_modes!(failed_tls_handshakes_are_logged_at_info_at_most_one_a_second);
+/// Scanners and plaintext clients knock on every TLS port: each failed
+/// handshake is counted, but logged at `info`, at most one line a second.
+#[cfg(feature = "tls")]
+fn failed_tls_handshakes_are_logged_at_info_at_most_one_a_second(park: bool) {
+    let _alone = one_at_a_time();
+    capture();
+    let pki = common::tls::Pki::new();
+    let acceptor = socketserver::tls::TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
+    let server = spawn(
+        builder(park).bind("127.0.0.1:0").tls(acceptor),
+        socketserver::handlers::Echo,
+    );
+    let addr = inet(&server.local_addr());
+    for _ in 0..5 {
+        let mut c = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        c.set_read_timeout(Some(TIMEOUT)).unwrap();
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    }
+    wait_until("five failures", || {
+        server.stats().tls_handshake_failures == 5
+    });
+    server.stop().unwrap();
+    let logged = records_with("TLS handshake with");
+    assert!(
+        !logged.is_empty() && logged.len() <= 2,
+        "{} lines: {logged:?}",
+        logged.len()
+    );
+    assert!(
+        logged.iter().all(|(level, _)| *level == log::Level::Info),
+        "{logged:?}"
+    );
+}
