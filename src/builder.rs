@@ -437,7 +437,8 @@ impl ServerBuilder {
     }
 
     /// Bytes written to a connection refused by `max_per_source` before it
-    /// is closed. Default: none (closed silently).
+    /// is closed. Default: none (closed silently). Not with `tls`: it would
+    /// go out in plaintext, before any handshake.
     pub fn busy_message(mut self, message: impl Into<Vec<u8>>) -> Self {
         self.settings.busy_message = Some(message.into());
         self
@@ -465,8 +466,9 @@ impl ServerBuilder {
     }
 
     /// How long a client has for the whole TLS handshake, counted from
-    /// when the server starts it, however its bytes trickle in; a client
-    /// that takes longer is closed, counted in
+    /// when the server starts it, however its bytes trickle in (to within a
+    /// tenth of it: the socket's timeouts are not set anew for every step);
+    /// a client that takes longer is closed, counted in
     /// [`Stats::tls_handshake_failures`](crate::Stats::tls_handshake_failures).
     /// Default: 10 s. Must not be zero. Only used with `tls`.
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -481,9 +483,10 @@ impl ServerBuilder {
     /// worker thread. Default: through the `log` facade when a logger is
     /// installed, otherwise a line on stderr for errors and panics; each
     /// kind at most once a second, with a count of the lines left out. An
-    /// error that says only that the client hung up (`BrokenPipe`,
-    /// `ConnectionReset`, `ConnectionAborted`) is counted as a handler
-    /// error but logged at `debug`, never on stderr.
+    /// error that says only that the connection was broken (`BrokenPipe`,
+    /// `ConnectionReset`, `ConnectionAborted`: the client hung up, or the
+    /// server cut it at a deadline or shutdown, which is counted apart) is
+    /// counted as a handler error but logged at `debug`, never on stderr.
     pub fn on_error<F>(mut self, hook: F) -> Self
     where
         F: Fn(&Failure<'_>) + Send + Sync + 'static,

@@ -20,7 +20,7 @@ use crate::{Addr, Transport};
 ///
 /// * **Stream** (TCP, or a Unix stream socket): the accepted socket. Reads and writes go to the peer;
 ///   the read and write timeouts set on the builder are already applied. With
-///   [`tls`](crate::ServerBuilder::tls) set, the handshake is done before the handler
+///   `ServerBuilder::tls` set (feature `tls`), the handshake is done before the handler
 ///   runs, and reads and writes are plaintext, encrypted underneath.
 /// * **Datagram** (UDP, or a Unix datagram socket): one received datagram. Reading yields its bytes once,
 ///   then end of file. Each `write` sends one reply datagram to the sender: when the handler

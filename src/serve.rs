@@ -133,8 +133,8 @@ fn tls_handshake(core: &Core, acceptor: &crate::tls::TlsAcceptor, conn: &mut Con
             bump(&core.counters.tls_handshakes);
             true
         }
-        // Shutdown closing a connection that had not begun its handshake
-        // is no failure of the client's.
+        // Shutdown closing a connection in its handshake (idle, waiting
+        // for the client's next message) is no failure of the client's.
         Err(error) if core.stopping() && error.kind() == std::io::ErrorKind::UnexpectedEof => false,
         Err(error) => {
             bump(&core.counters.tls_handshake_failures);

@@ -214,6 +214,13 @@ impl Settings {
             }
         }
         #[cfg(feature = "tls")]
+        if self.tls.is_some() && self.busy_message.is_some() {
+            return invalid(
+                "busy_message",
+                "is written before any TLS handshake, in plaintext: not with tls",
+            );
+        }
+        #[cfg(feature = "tls")]
         if self.tls.is_some() && self.transport == Transport::Datagram {
             return invalid(
                 "tls",

@@ -99,9 +99,13 @@ impl Slot {
     }
 
     #[cfg(feature = "tls")]
-    /// Counts the connection as waiting for its client's next request.
-    pub(crate) fn mark_awaiting(&self) {
-        self.flags.fetch_or(AWAITING, SeqCst);
+    /// Counts the connection as waiting for its client's next request,
+    /// or (`false`) as in the middle of one.
+    pub(crate) fn set_awaiting(&self, awaiting: bool) {
+        match awaiting {
+            true => self.flags.fetch_or(AWAITING, SeqCst),
+            false => self.flags.fetch_and(!AWAITING, SeqCst),
+        };
     }
 
     /// Shutdown has begun: an idle connection blocked in `read` gets end

@@ -156,12 +156,12 @@ impl SocketIo {
 
     #[cfg(feature = "tls")]
     /// Counts the connection as waiting for its client's next request, for
-    /// shutdown to close at once: what came before (a TLS handshake) was
-    /// not one.
-    pub(crate) fn mark_awaiting(&mut self) {
+    /// shutdown to close at once (what came before, a TLS handshake, was no
+    /// request), or as in the middle of one.
+    pub(crate) fn set_awaiting(&mut self, awaiting: bool) {
         match &mut self.kind {
-            Kind::Stream(slot) => slot.mark_awaiting(),
-            Kind::Parked(p) => p.mark_awaiting(),
+            Kind::Stream(slot) => slot.set_awaiting(awaiting),
+            Kind::Parked(p) => p.set_awaiting(awaiting),
             Kind::Datagram(_) => {}
         }
     }
@@ -332,8 +332,8 @@ impl crate::tls::PlainIo for SocketIo {
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         SocketIo::set_write_timeout(self, timeout)
     }
-    fn mark_awaiting(&mut self) {
-        SocketIo::mark_awaiting(self)
+    fn set_awaiting(&mut self, awaiting: bool) {
+        SocketIo::set_awaiting(self, awaiting)
     }
     fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
         SocketIo::write_now(self, buf)

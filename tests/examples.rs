@@ -349,8 +349,17 @@ fn echo_server_serves_tls_and_reloads_on_sighup() {
         .status()
         .unwrap();
     assert!(status.success());
+    // Should the line never come, the server is killed and the read ends.
+    let (said, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = server.child.id().to_string();
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(TIMEOUT).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
     let mut line = String::new();
     server.stdout.read_line(&mut line).unwrap();
+    let _ = said.send(());
     assert!(line.starts_with("SIGHUP: reloaded "), "{line:?}");
 
     let mut new = connect(&server.addr, "localhost", &config).unwrap();

@@ -233,4 +233,13 @@ fn failed_tls_handshakes_are_logged_at_info_at_most_one_a_second(park: bool) {
         logged.iter().all(|(level, _)| *level == log::Level::Info),
         "{logged:?}"
     );
+    // Nor does anything else, rustls included, warn of what a client sent.
+    let warnings: Vec<_> = RECORDS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(level, _)| *level <= log::Level::Warn)
+        .cloned()
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
 }

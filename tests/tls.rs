@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use socketserver::handlers::Echo;
 use socketserver::tls::rustls;
 use socketserver::tls::{TlsAcceptor, TlsError};
-use socketserver::{Connection, Error, Failure, ProxyProtocol, Server, ServerBuilder, Transport};
+use socketserver::{
+    Connection, Error, Failure, Handler, ProxyProtocol, Server, ServerBuilder, Transport,
+};
 
 use common::tls::{
     client_config, client_config_tls12, connect, connect_over, exchange, served_certificate_names,
@@ -529,4 +531,200 @@ fn max_per_source_refuses_before_the_handshake(park: bool) {
     let stats = server.stats();
     assert_eq!((stats.tls_handshakes, stats.tls_handshake_failures), (1, 0));
     server.stop().unwrap();
+}
+
+both_modes!(a_request_that_came_with_the_handshake_is_not_idle_at_shutdown);
+/// A client that writes its first request before its handshake is done
+/// (rustls sends it right behind Finished) is mid-request when the handler
+/// waits for the rest: shutdown lets it finish, as it would over plain TCP,
+/// while a quiet connection beside it is closed as idle.
+fn a_request_that_came_with_the_handshake_is_not_idle_at_shutdown(park: bool) {
+    let pki = Pki::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let server = spawn(
+        builder(park, acceptor(&pki)).shutdown_timeout(Duration::from_secs(3)),
+        move |conn: &mut Connection| {
+            let mut part = [0; 5];
+            conn.read_exact(&mut part)?;
+            if &part == b"quiet" {
+                conn.write_all(&part)?;
+                return Echo.handle(conn);
+            }
+            tx.lock().unwrap().send(()).unwrap();
+            conn.read_exact(&mut part)?;
+            conn.write_all(b"done")
+        },
+    );
+    let config = Arc::new(client_config(&pki.ca, &[], None));
+    let mut quiet = connect(&server.local_addr(), "localhost", &config).unwrap();
+    assert_eq!(exchange(&mut quiet, b"quiet", 5), b"quiet");
+
+    let tcp = common::connect(&server.local_addr());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(&config), name).unwrap();
+    let mut client = rustls::StreamOwned::new(conn, tcp);
+    // Held by rustls until its side of the handshake is done.
+    client.conn.writer().write_all(b"part1").unwrap();
+    while client.conn.is_handshaking() || client.conn.wants_write() {
+        client.conn.complete_io(&mut client.sock).unwrap();
+    }
+    rx.recv_timeout(TIMEOUT).expect("the handler read part 1");
+
+    let stopper = std::thread::spawn(move || server.stop().unwrap());
+    // The quiet one is closed as idle: shutdown has looked at them all.
+    let _ = read_until_closed(&mut quiet);
+    client.write_all(b"part2").unwrap();
+    let got = read_until_closed(&mut client);
+    let report = stopper.join().unwrap();
+    assert_eq!(got, b"done", "{report:?}");
+    assert_eq!((report.closed_idle, report.forced), (1, 0), "{report:?}");
+}
+
+both_modes!(a_write_that_timed_out_can_be_retried);
+/// A write that times out over TLS leaves the stream whole: after a new
+/// write timeout the handler goes on, and the client reads every byte the
+/// handler was told went out, then the rest, then a clean close.
+fn a_write_that_timed_out_can_be_retried(park: bool) {
+    let pki = Pki::new();
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let tx = Mutex::new(tx);
+    let server = spawn(
+        builder(park, acceptor(&pki)).write_timeout(Duration::from_millis(200)),
+        move |conn: &mut Connection| {
+            let mut go = [0; 1];
+            conn.read_exact(&mut go)?;
+            let chunk = vec![b'x'; 16 * 1024];
+            let mut sent = 0;
+            loop {
+                match conn.write(&chunk) {
+                    Ok(n) => sent += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.lock().unwrap().send(sent).unwrap();
+            conn.set_write_timeout(Some(TIMEOUT))?;
+            conn.write_all(b"END")
+        },
+    );
+    let config = client_config(&pki.ca, &[], None);
+    let mut client = connect(&server.local_addr(), "localhost", &config).unwrap();
+    client.write_all(b"g").unwrap();
+    client.flush().unwrap();
+    let sent = rx.recv_timeout(4 * TIMEOUT).expect("a write timed out");
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert!(got.ends_with(b"END"), "the stream was cut or garbled");
+    // What went into the failed write may or may not have gone out; what
+    // the handler was told of did.
+    assert!(got.len() as u64 >= sent + 3, "{} < {sent} + 3", got.len());
+    server.stop().unwrap();
+}
+
+#[test]
+fn with_methods_make_a_new_acceptor_and_keep_the_rest() {
+    let pki = Pki::new();
+    let base = acceptor(&pki);
+    let h2 = base.clone().with_alpn(["h2"]);
+    let http1 = base.clone().with_alpn(["http/1.1"]);
+    assert_eq!(h2.config().alpn_protocols, vec![b"h2".to_vec()]);
+    assert_eq!(http1.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+    assert!(base.config().alpn_protocols.is_empty());
+
+    let mut custom = (*h2.config()).clone();
+    custom.max_fragment_size = Some(1024);
+    custom.send_tls13_tickets = 0;
+    custom.ignore_client_order = true;
+    let with_ca = TlsAcceptor::new(Arc::new(custom))
+        .with_client_ca(&pki.client_ca)
+        .unwrap();
+    let c = with_ca.config();
+    assert_eq!(
+        (
+            c.max_fragment_size,
+            c.send_tls13_tickets,
+            c.ignore_client_order
+        ),
+        (Some(1024), 0, true)
+    );
+    assert_eq!(c.alpn_protocols, vec![b"h2".to_vec()]);
+}
+
+both_modes!(a_reload_keeps_a_configuration_of_your_own);
+/// Client certificates required by a rustls configuration of the user's
+/// own (`TlsAcceptor::new`) are still required after
+/// `reload_from_pem_files`: only the certificate and key change.
+fn a_reload_keeps_a_configuration_of_your_own(park: bool) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let pki = Pki::new();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.client_ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain = CertificateDer::pem_file_iter(&pki.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = TlsAcceptor::new(Arc::new(config));
+    let server = spawn(builder(park, acceptor.clone()), Echo);
+    let addr = server.local_addr();
+    let no_cert = client_config(&pki.ca, &[], None);
+    let with_cert = client_config(&pki.ca, &[], Some((&pki.client_cert, &pki.client_key)));
+    let served = |config| match connect(&addr, "localhost", config) {
+        Ok(mut c) => {
+            let _ = c.write_all(b"hi");
+            let mut b = [0; 2];
+            c.read_exact(&mut b).is_ok()
+        }
+        Err(_) => false,
+    };
+    assert!(!served(&no_cert));
+    acceptor
+        .reload_from_pem_files(&pki.cert2, &pki.key2)
+        .unwrap();
+    assert!(
+        !served(&no_cert),
+        "the reload dropped client authentication"
+    );
+    let mut client = connect(&addr, "localhost", &with_cert).unwrap();
+    assert!(served_certificate_names(&client, "second"));
+    assert_eq!(exchange(&mut client, b"ok", 2), b"ok");
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_busy_message_is_refused_with_tls() {
+    let pki = Pki::new();
+    let err = Server::builder()
+        .bind("127.0.0.1:0")
+        .max_per_source(1)
+        .busy_message("busy\n")
+        .tls(acceptor(&pki))
+        .build(Echo)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidSetting {
+                setting: "busy_message",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

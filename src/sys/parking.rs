@@ -129,6 +129,13 @@ impl ParkedStream {
         self.awaiting = true;
     }
 
+    /// Counts the connection as waiting for its client's next request,
+    /// or (`false`) as in the middle of one.
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_awaiting(&mut self, awaiting: bool) {
+        self.awaiting = awaiting;
+    }
+
     pub(crate) fn stream(&self) -> &Stream {
         &self.stream
     }

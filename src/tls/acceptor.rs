@@ -2,12 +2,13 @@
 //! accepted with, swappable while the server runs.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::path::Path;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{RootCertStore, ServerConfig};
 
 use super::{pem, TlsError};
@@ -19,9 +20,10 @@ use crate::Error;
 ///
 /// Clones share one configuration: keep a clone to
 /// [`reload`](Self::reload_from_pem_files) the certificate while the
-/// server runs (on SIGHUP, say). A reload applies to connections accepted
-/// after it; those already open keep the certificate they were accepted
-/// with.
+/// server runs (on SIGHUP, say). A reload applies to handshakes that start
+/// after it; connections already open keep the certificate they were
+/// accepted with. The `with_*` methods, by contrast, make a new acceptor
+/// and leave the one they were called on (and its clones) as it was.
 ///
 /// The protocol versions are rustls's safe defaults (TLS 1.2 and 1.3),
 /// with the `ring` provider's cipher suites.
@@ -32,9 +34,6 @@ pub struct TlsAcceptor {
 
 struct Shared {
     config: RwLock<Arc<ServerConfig>>,
-    /// Where client certificates' CA was read from, to read it again on
-    /// a reload from files.
-    client_ca: Mutex<Option<PathBuf>>,
 }
 
 impl TlsAcceptor {
@@ -49,7 +48,7 @@ impl TlsAcceptor {
         cert_chain: impl AsRef<Path>,
         private_key: impl AsRef<Path>,
     ) -> Result<TlsAcceptor, Error> {
-        let config = config_from_files(cert_chain.as_ref(), private_key.as_ref(), None, &[])?;
+        let config = config_from_files(cert_chain.as_ref(), private_key.as_ref())?;
         Ok(TlsAcceptor::new(Arc::new(config)))
     }
 
@@ -59,7 +58,6 @@ impl TlsAcceptor {
         TlsAcceptor {
             shared: Arc::new(Shared {
                 config: RwLock::new(config),
-                client_ca: Mutex::new(None),
             }),
         }
     }
@@ -69,37 +67,45 @@ impl TlsAcceptor {
     /// with another, fails the handshake. The handler reads the client's
     /// chain from [`TlsInfo::peer_certificates`](super::TlsInfo::peer_certificates).
     /// Default: no client certificates asked for.
+    ///
+    /// Returns a new acceptor with the same certificate, ALPN protocols,
+    /// session storage, tickets, key log and limits; the protocol versions
+    /// and provider are this crate's defaults (rustls cannot carry them
+    /// over): with a configuration of your own, put the client verifier in
+    /// it instead.
     pub fn with_client_ca(self, ca_file: impl AsRef<Path>) -> Result<TlsAcceptor, Error> {
-        let ca_file = ca_file.as_ref();
-        let verifier = client_verifier(ca_file)?;
+        let verifier = client_verifier(ca_file.as_ref())?;
         let current = self.config();
-        let config = assemble(
-            Some(verifier),
-            Arc::clone(&current.cert_resolver),
-            &current.alpn_protocols,
-        )?;
-        *lock(&self.shared.client_ca) = Some(ca_file.to_path_buf());
-        self.reload(Arc::new(config));
-        Ok(self)
+        let mut config = assemble(Some(verifier), Arc::clone(&current.cert_resolver))?;
+        config.alpn_protocols = current.alpn_protocols.clone();
+        config.ignore_client_order = current.ignore_client_order;
+        config.max_fragment_size = current.max_fragment_size;
+        config.session_storage = Arc::clone(&current.session_storage);
+        config.ticketer = Arc::clone(&current.ticketer);
+        config.key_log = Arc::clone(&current.key_log);
+        config.send_tls13_tickets = current.send_tls13_tickets;
+        config.max_early_data_size = current.max_early_data_size;
+        config.send_half_rtt_data = current.send_half_rtt_data;
+        Ok(TlsAcceptor::new(Arc::new(config)))
     }
 
     /// Offers these application protocols in ALPN, in order of preference
     /// (`b"h2"`, `b"http/1.1"`...); a client that offers none of them fails
-    /// the handshake. Default: none (ALPN not used).
+    /// the handshake. Default: none (ALPN not used). Returns a new acceptor
+    /// with every other setting the same.
     pub fn with_alpn<P: Into<Vec<u8>>>(
         self,
         protocols: impl IntoIterator<Item = P>,
     ) -> TlsAcceptor {
         let mut config = (*self.config()).clone();
         config.alpn_protocols = protocols.into_iter().map(Into::into).collect();
-        self.reload(Arc::new(config));
-        self
+        TlsAcceptor::new(Arc::new(config))
     }
 
     /// Reads the certificate chain and key again (after a renewal, say)
-    /// and accepts new connections with them; open connections go on. The
-    /// client CA set by [`with_client_ca`](Self::with_client_ca), if any,
-    /// is read again too, and the ALPN protocols are kept.
+    /// and accepts new handshakes with them; open connections go on. Only
+    /// the certificate and key change: every other setting (client
+    /// certificates, ALPN, versions, a configuration of your own) stays.
     ///
     /// On error nothing changes: the server goes on with what it had.
     pub fn reload_from_pem_files(
@@ -107,10 +113,10 @@ impl TlsAcceptor {
         cert_chain: impl AsRef<Path>,
         private_key: impl AsRef<Path>,
     ) -> Result<(), Error> {
-        let client_ca = lock(&self.shared.client_ca).clone();
-        let verifier = client_ca.as_deref().map(client_verifier).transpose()?;
-        let alpn = self.config().alpn_protocols.clone();
-        let config = config_from_files(cert_chain.as_ref(), private_key.as_ref(), verifier, &alpn)?;
+        let (cert, key) = (cert_chain.as_ref(), private_key.as_ref());
+        let certified = certified_key(cert, key)?;
+        let mut config = (*self.config()).clone();
+        config.cert_resolver = Arc::new(SingleCertAndKey::from(certified));
         self.reload(Arc::new(config));
         Ok(())
     }
@@ -137,13 +143,8 @@ impl fmt::Debug for TlsAcceptor {
         let config = self.config();
         f.debug_struct("TlsAcceptor")
             .field("alpn_protocols", &config.alpn_protocols)
-            .field("client_ca", &*lock(&self.shared.client_ca))
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The `ring` provider, made once.
@@ -152,45 +153,35 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
 }
 
-fn config_from_files(
-    cert: &Path,
-    key: &Path,
-    verifier: Option<Arc<dyn ClientCertVerifier>>,
-    alpn: &[Vec<u8>],
-) -> Result<ServerConfig, TlsError> {
-    let chain = pem::certificates(cert)?;
-    let private_key = pem::private_key(key)?;
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?;
-    let builder = match verifier {
-        Some(v) => builder.with_client_cert_verifier(v),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(chain, private_key)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                TlsError::KeyMismatch {
-                    cert: cert.to_path_buf(),
-                    key: key.to_path_buf(),
-                }
-            }
-            e => TlsError::BadPrivateKey {
-                path: key.to_path_buf(),
-                reason: e.to_string(),
-            },
-        })?;
-    config.alpn_protocols = alpn.to_vec();
-    Ok(config)
+fn config_from_files(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let certified = certified_key(cert, key)?;
+    assemble(None, Arc::new(SingleCertAndKey::from(certified)))
 }
 
-/// A configuration with an existing certificate resolver and, optionally,
-/// a client certificate verifier.
+/// The chain and key from their files, the key checked to be the
+/// certificate's.
+fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = pem::certificates(cert)?;
+    let private_key = pem::private_key(key)?;
+    CertifiedKey::from_der(chain, private_key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            }
+        }
+        e => TlsError::BadPrivateKey {
+            path: key.to_path_buf(),
+            reason: e.to_string(),
+        },
+    })
+}
+
+/// A configuration of this crate's defaults around a certificate resolver
+/// and, optionally, a client certificate verifier.
 fn assemble(
     verifier: Option<Arc<dyn ClientCertVerifier>>,
     resolver: Arc<dyn ResolvesServerCert>,
-    alpn: &[Vec<u8>],
 ) -> Result<ServerConfig, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -199,9 +190,7 @@ fn assemble(
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(resolver);
-    config.alpn_protocols = alpn.to_vec();
-    Ok(config)
+    Ok(builder.with_cert_resolver(resolver))
 }
 
 fn client_verifier(ca_file: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {

@@ -17,8 +17,9 @@ pub(crate) trait PlainIo: Read + Write {
     fn timeouts(&self) -> (Option<Duration>, Option<Duration>);
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
-    /// Counts the connection as waiting for its client's first request.
-    fn mark_awaiting(&mut self);
+    /// Counts the connection as waiting for its client's first request,
+    /// or as in the middle of it.
+    fn set_awaiting(&mut self, awaiting: bool);
     /// Writes what the socket takes now, never waiting.
     fn write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
 }
@@ -28,6 +29,11 @@ pub(crate) struct Session {
     conn: ServerConnection,
     /// `close_notify` has been queued: nothing more may be written.
     closed: bool,
+    /// Records taken from rustls that the socket has not taken yet (a
+    /// write that timed out midway): sent first by the next write, so a
+    /// handler that tries again after `TimedOut` goes on with a whole
+    /// stream, as over a plain socket.
+    unsent: Vec<u8>,
 }
 
 impl Session {
@@ -44,15 +50,23 @@ impl Session {
         let saved = io.timeouts();
         let deadline = deadline_after(Instant::now(), limit);
         let done = drive(&mut conn, io, deadline, limit);
-        // The handler's timeouts again, and a clean stall flag.
-        io.set_read_timeout(saved.0)?;
-        io.set_write_timeout(saved.1)?;
+        // The handler's timeouts again, and a clean stall flag; the
+        // handshake's own error, if any, is the one to tell.
+        let restored = io
+            .set_read_timeout(saved.0)
+            .and_then(|()| io.set_write_timeout(saved.1));
         done?;
-        // The handshake was no request: the connection waits for its first.
-        io.mark_awaiting();
+        restored?;
+        // The handshake was no request: the connection waits for its
+        // first, unless that came with the client's last handshake message.
+        let early = conn
+            .process_new_packets()
+            .map_or(0, |state| state.plaintext_bytes_to_read());
+        io.set_awaiting(early == 0);
         Ok(Session {
             conn,
             closed: false,
+            unsent: Vec::new(),
         })
     }
 
@@ -119,20 +133,37 @@ impl Session {
         self.conn.send_close_notify();
         match wait {
             true => self.send(io),
-            false => {
-                let mut now = NoWait(io);
-                while self.conn.wants_write() {
-                    if self.conn.write_tls(&mut now)? == 0 {
-                        break;
-                    }
-                }
-                Ok(())
-            }
+            false => self.send_with(|bytes| io.write_now(bytes)),
         }
     }
 
+    /// Sends every record queued (and any left unsent before).
     fn send(&mut self, io: &mut impl PlainIo) -> io::Result<()> {
-        send(&mut self.conn, io)
+        self.send_with(|bytes| io.write(bytes))
+    }
+
+    fn send_with(&mut self, mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.unsent)?;
+        }
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.unsent.len() {
+                break Ok(());
+            }
+            match write(&self.unsent[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.unsent.drain(..sent);
+        // An idle connection keeps no large buffer.
+        if self.unsent.is_empty() && self.unsent.capacity() > 16 * 1024 {
+            self.unsent = Vec::new();
+        }
+        result
     }
 }
 

@@ -145,6 +145,9 @@ fn client_config_of(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Every connection a full handshake, so each sees the certificate
+    // served now (a resumed session keeps the one it began with).
+    config.resumption = rustls::client::Resumption::disabled();
     config
 }
 
