@@ -60,6 +60,16 @@ fn records_with(what: &str) -> Vec<(log::Level, String)> {
         .collect()
 }
 
+/// Nothing was logged at `warn` or above, by any crate.
+fn assert_no_warnings() {
+    let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    let warnings: Vec<_> = records
+        .iter()
+        .filter(|(level, _)| *level <= log::Level::Warn)
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 fn builder(park: bool) -> ServerBuilder {
     Server::builder().park_idle(park).workers(2)
 }
@@ -123,14 +133,7 @@ fn probing_a_live_unix_path_leaves_no_warning_on_its_server(park: bool) {
     client.read_exact(&mut some).unwrap();
     client.shutdown(Shutdown::Both).unwrap();
     first.stop().unwrap();
-    let warnings: Vec<_> = RECORDS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(level, _)| *level <= log::Level::Warn)
-        .cloned()
-        .collect();
-    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_no_warnings();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -234,12 +237,5 @@ fn failed_tls_handshakes_are_logged_at_info_at_most_one_a_second(park: bool) {
         "{logged:?}"
     );
     // Nor does anything else, rustls included, warn of what a client sent.
-    let warnings: Vec<_> = RECORDS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(level, _)| *level <= log::Level::Warn)
-        .cloned()
-        .collect();
-    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_no_warnings();
 }
