@@ -137,6 +137,11 @@ fn ten_thousand_idle_and_fifty_active_on_two_loops() {
     assert!(threads <= WORKERS + 4, "{threads} threads");
 
     drop(newcomer);
+    // The newcomer and the active clients have closed: once the server has
+    // seen them end, only the idle ones are left for shutdown to close.
+    common::wait_until("only the idle connections left", || {
+        server.stats().active == IDLE as u64
+    });
     let started = Instant::now();
     let report = server.stop().unwrap();
     assert!(
@@ -144,7 +149,6 @@ fn ten_thousand_idle_and_fifty_active_on_two_loops() {
         "stop took {:?}",
         started.elapsed()
     );
-    // The active clients closed as their threads ended.
     assert_eq!(report.closed_idle, IDLE, "{report}");
     assert!(report.is_clean(), "{report}");
     drop(child);
