@@ -271,10 +271,15 @@ impl Write for Connection {
         self.io.write(buf)
     }
 
-    /// Stream: nothing to do (writes are not buffered). Datagram: sends
+    /// Stream: nothing to do (writes are not buffered; over TLS, sends
+    /// what a write that timed out left). Datagram: sends
     /// the replies written so far at once, rather than with the rest of
     /// the worker's batch when this handler returns.
     fn flush(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.flush(&mut self.io);
+        }
         self.io.flush()
     }
 }

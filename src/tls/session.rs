@@ -111,14 +111,32 @@ impl Session {
                 "the TLS session's writing side was shut down (close_notify sent)",
             ));
         }
-        // rustls takes up to its buffer limit; sending empties it.
-        let mut n = self.conn.writer().write(buf)?;
-        self.send(io)?;
-        if n == 0 && !buf.is_empty() {
-            n = self.conn.writer().write(buf)?;
+        // What an earlier write left goes first; its error, if it fails
+        // again, is this write's.
+        if !self.unsent.is_empty() {
             self.send(io)?;
         }
-        Ok(n)
+        // rustls takes up to its buffer limit; sending empties it.
+        let mut n = self.conn.writer().write(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.send(io)?;
+            n = self.conn.writer().write(buf)?;
+        }
+        match self.send(io) {
+            // As a plain socket's write that timed out midway: the count
+            // taken, and the error at the next write. What the socket did
+            // not take goes first then; until it has gone, no close_notify
+            // can, so a client never takes a cut reply for a whole one.
+            Err(_) if n > 0 => Ok(n),
+            Err(e) => Err(e),
+            Ok(()) => Ok(n),
+        }
+    }
+
+    /// Sends what an earlier write left unsent, waiting within the write
+    /// timeout.
+    pub(crate) fn flush(&mut self, io: &mut impl PlainIo) -> io::Result<()> {
+        self.send(io)
     }
 
     /// Sends `close_notify`, once: blocking within the write timeout if
