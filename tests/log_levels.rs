@@ -210,7 +210,7 @@ fn failed_tls_handshakes_are_logged_at_info_at_most_one_a_second(park: bool) {
     let _alone = one_at_a_time();
     capture();
     let pki = common::tls::Pki::new();
-    let acceptor = socketserver::tls::TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
+    let acceptor = pki.acceptor();
     let server = spawn(
         builder(park).bind("127.0.0.1:0").tls(acceptor),
         socketserver::handlers::Echo,

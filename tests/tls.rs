@@ -18,27 +18,13 @@ use std::time::{Duration, Instant};
 use socketserver::handlers::Echo;
 use socketserver::tls::rustls;
 use socketserver::tls::{TlsAcceptor, TlsError};
-use socketserver::{
-    Connection, Error, Failure, Handler, ProxyProtocol, Server, ServerBuilder, Transport,
-};
+use socketserver::{Connection, Error, Failure, Handler, ProxyProtocol, Server, Transport};
 
 use common::tls::{
-    client_config, client_config_tls12, connect, connect_over, exchange, served_certificate_names,
-    Pki,
+    builder, client_config, client_config_tls12, connect, connect_over, exchange,
+    served_certificate_names, Pki,
 };
 use common::{spawn, wait_until, TIMEOUT};
-
-fn builder(park: bool, acceptor: TlsAcceptor) -> ServerBuilder {
-    Server::builder()
-        .bind("127.0.0.1:0")
-        .park_idle(park)
-        .workers(2)
-        .tls(acceptor)
-}
-
-fn acceptor(pki: &Pki) -> TlsAcceptor {
-    TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap()
-}
 
 /// Reads until the peer is done: end of file, or a reset or TLS alert
 /// (which also end the connection). A read that times out fails the test.
@@ -69,7 +55,7 @@ both_modes!(an_echo_server_speaks_tls);
 /// back, and then a clean `close_notify` rather than a cut.
 fn an_echo_server_speaks_tls(park: bool) {
     let pki = Pki::new();
-    let server = spawn(builder(park, acceptor(&pki)), Echo);
+    let server = spawn(builder(park, pki.acceptor()), Echo);
     let config = client_config(&pki.ca, &[], None);
     let mut client = connect(&server.local_addr(), "localhost", &config).unwrap();
     assert_eq!(
@@ -108,7 +94,7 @@ both_modes!(the_handler_sees_what_the_handshake_settled);
 /// TLS 1.2 for a client that speaks only that.
 fn the_handler_sees_what_the_handshake_settled(park: bool) {
     let pki = Pki::new();
-    let acceptor = acceptor(&pki).with_alpn(["h2", "http/1.1"]);
+    let acceptor = pki.acceptor().with_alpn(["h2", "http/1.1"]);
     let server = spawn(builder(park, acceptor), describe);
     let addr = server.local_addr();
     let config = client_config(&pki.ca, &[b"http/1.1"], None);
@@ -133,7 +119,7 @@ both_modes!(client_certificates_are_required_and_checked);
 /// one from another CA, fails the handshake, counted and reported.
 fn client_certificates_are_required_and_checked(park: bool) {
     let pki = Pki::new();
-    let acceptor = acceptor(&pki).with_client_ca(&pki.client_ca).unwrap();
+    let acceptor = pki.acceptor().with_client_ca(&pki.client_ca).unwrap();
     let failures = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&failures);
     let server = spawn(
@@ -184,7 +170,7 @@ both_modes!(a_reload_serves_new_clients_the_new_certificate_while_old_ones_go_on
 /// from a bad file fails and changes nothing.
 fn a_reload_serves_new_clients_the_new_certificate_while_old_ones_go_on(park: bool) {
     let pki = Pki::new();
-    let acceptor = acceptor(&pki);
+    let acceptor = pki.acceptor();
     let server = spawn(builder(park, acceptor.clone()), Echo);
     let addr = server.local_addr();
     let config = client_config(&pki.ca, &[], None);
@@ -222,7 +208,7 @@ fn a_client_that_stops_mid_handshake_is_cut_at_the_deadline(park: bool) {
     let pki = Pki::new();
     let limit = Duration::from_millis(300);
     let server = spawn(
-        builder(park, acceptor(&pki)).tls_handshake_timeout(limit),
+        builder(park, pki.acceptor()).tls_handshake_timeout(limit),
         Echo,
     );
     let addr = server.local_addr();
@@ -260,7 +246,7 @@ fn plaintext_and_garbage_close_that_connection_and_nothing_else(park: bool) {
     let reported = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reported);
     let server = spawn(
-        builder(park, acceptor(&pki)).on_error(move |f: &Failure<'_>| {
+        builder(park, pki.acceptor()).on_error(move |f: &Failure<'_>| {
             seen.lock().unwrap().push(f.to_string());
         }),
         Echo,
@@ -300,7 +286,7 @@ both_modes!(the_proxy_header_comes_before_the_handshake);
 fn the_proxy_header_comes_before_the_handshake(park: bool) {
     let pki = Pki::new();
     let server = spawn(
-        builder(park, acceptor(&pki)).proxy_protocol(ProxyProtocol::new().trust_loopback()),
+        builder(park, pki.acceptor()).proxy_protocol(ProxyProtocol::new().trust_loopback()),
         |conn: &mut Connection| {
             let line = format!(
                 "{} via {} sni {:?}\n",
@@ -331,7 +317,7 @@ fn tls_over_a_unix_socket(park: bool) {
             .bind_unix(&path)
             .park_idle(park)
             .workers(1)
-            .tls(acceptor(&pki)),
+            .tls(pki.acceptor()),
         Echo,
     );
     let unix = UnixStream::connect(&path).unwrap();
@@ -357,7 +343,7 @@ fn a_silent_tls_client_meets_the_read_timeout_and_shutdown_closes_idle_ones(park
     let pki = Pki::new();
     let config = client_config(&pki.ca, &[], None);
     let server = spawn(
-        builder(park, acceptor(&pki)).read_timeout(Duration::from_millis(200)),
+        builder(park, pki.acceptor()).read_timeout(Duration::from_millis(200)),
         Echo,
     );
     let mut quiet = connect(&server.local_addr(), "localhost", &config).unwrap();
@@ -371,7 +357,7 @@ fn a_silent_tls_client_meets_the_read_timeout_and_shutdown_closes_idle_ones(park
     wait_until("an idle timeout", || server.stats().idle_timeouts == 1);
     server.stop().unwrap();
 
-    let server = spawn(builder(park, acceptor(&pki)), Echo);
+    let server = spawn(builder(park, pki.acceptor()), Echo);
     let mut idle = connect(&server.local_addr(), "localhost", &config).unwrap();
     assert_eq!(exchange(&mut idle, b"x", 1), b"x");
     let _quiet = connect(&server.local_addr(), "localhost", &config).unwrap();
@@ -392,7 +378,7 @@ fn tls_on_a_datagram_server_is_an_invalid_setting() {
     let err = Server::builder()
         .bind("127.0.0.1:0")
         .transport(Transport::Datagram)
-        .tls(acceptor(&pki))
+        .tls(pki.acceptor())
         .build(Echo)
         .unwrap_err();
     match err {
@@ -466,7 +452,7 @@ fn bad_files_are_typed_errors_that_name_the_file() {
         )
     );
 
-    let err = acceptor(&pki).with_client_ca(&empty).unwrap_err();
+    let err = pki.acceptor().with_client_ca(&empty).unwrap_err();
     assert!(
         matches!(&err, Error::Tls(TlsError::NoCertificate { .. })),
         "{err:?}"
@@ -486,7 +472,7 @@ both_modes!(only_a_handler_that_finished_sends_close_notify);
 fn only_a_handler_that_finished_sends_close_notify(park: bool) {
     let pki = Pki::new();
     let config = client_config(&pki.ca, &[], None);
-    let server = spawn(builder(park, acceptor(&pki)), |conn: &mut Connection| {
+    let server = spawn(builder(park, pki.acceptor()), |conn: &mut Connection| {
         let mut first = [0; 1];
         conn.read_exact(&mut first)?;
         conn.write_all(b"half a reply")?;
@@ -519,7 +505,7 @@ both_modes!(max_per_source_refuses_before_the_handshake);
 /// and is not a failed handshake; the first goes on.
 fn max_per_source_refuses_before_the_handshake(park: bool) {
     let pki = Pki::new();
-    let server = spawn(builder(park, acceptor(&pki)).max_per_source(1), Echo);
+    let server = spawn(builder(park, pki.acceptor()).max_per_source(1), Echo);
     let config = client_config(&pki.ca, &[], None);
     let mut first = connect(&server.local_addr(), "localhost", &config).unwrap();
     assert_eq!(exchange(&mut first, b"one", 3), b"one");
@@ -543,7 +529,7 @@ fn a_request_that_came_with_the_handshake_is_not_idle_at_shutdown(park: bool) {
     let (tx, rx) = std::sync::mpsc::channel();
     let tx = Mutex::new(tx);
     let server = spawn(
-        builder(park, acceptor(&pki)).shutdown_timeout(Duration::from_secs(3)),
+        builder(park, pki.acceptor()).shutdown_timeout(Duration::from_secs(3)),
         move |conn: &mut Connection| {
             let mut part = [0; 5];
             conn.read_exact(&mut part)?;
@@ -590,7 +576,7 @@ fn a_write_that_timed_out_can_be_retried(park: bool) {
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     let tx = Mutex::new(tx);
     let server = spawn(
-        builder(park, acceptor(&pki)).write_timeout(Duration::from_millis(200)),
+        builder(park, pki.acceptor()).write_timeout(Duration::from_millis(200)),
         move |conn: &mut Connection| {
             let mut go = [0; 1];
             conn.read_exact(&mut go)?;
@@ -624,7 +610,7 @@ fn a_write_that_timed_out_can_be_retried(park: bool) {
 #[test]
 fn with_methods_make_a_new_acceptor_and_keep_the_rest() {
     let pki = Pki::new();
-    let base = acceptor(&pki);
+    let base = pki.acceptor();
     let h2 = base.clone().with_alpn(["h2"]);
     let http1 = base.clone().with_alpn(["http/1.1"]);
     assert_eq!(h2.config().alpn_protocols, vec![b"h2".to_vec()]);
@@ -713,7 +699,7 @@ fn a_busy_message_is_refused_with_tls() {
         .bind("127.0.0.1:0")
         .max_per_source(1)
         .busy_message("busy\n")
-        .tls(acceptor(&pki))
+        .tls(pki.acceptor())
         .build(Echo)
         .unwrap_err();
     assert!(

@@ -35,21 +35,11 @@ use std::time::Instant;
 use socketserver::handlers::Echo;
 use socketserver::tls::rustls::ProtocolVersion;
 use socketserver::tls::TlsAcceptor;
-use socketserver::{
-    Addr, Connection, Handler, ProxyProtocol, Server, ServerBuilder, ServerThread, Stats,
-};
+use socketserver::{Addr, Connection, Handler, ProxyProtocol, ServerThread, Stats};
 
 use common::haproxy::{HaProxy, SendProxy};
-use common::tls::{client_config, connect, exchange, Pki};
+use common::tls::{builder, client_config, connect, exchange, Pki};
 use common::{inet, outside_program, round_trip, spawn, wait_until, KillOnDrop, TIMEOUT};
-
-fn builder(park: bool, acceptor: TlsAcceptor) -> ServerBuilder {
-    Server::builder()
-        .bind("127.0.0.1:0")
-        .park_idle(park)
-        .workers(2)
-        .tls(acceptor)
-}
 
 /// What a handler saw of its connection before echoing.
 #[derive(Debug)]
@@ -97,6 +87,12 @@ fn recording_echo() -> (
         Echo.handle(conn)
     };
     (handler, rx)
+}
+
+/// A TLS echo server (`builder`) that records what each connection saw.
+fn recording_server(park: bool, acceptor: TlsAcceptor) -> (ServerThread, mpsc::Receiver<Seen>) {
+    let (handler, seen) = recording_echo();
+    (spawn(builder(park, acceptor), handler), seen)
 }
 
 /// What the one connection served saw; fails if none was served.
@@ -332,9 +328,8 @@ fn openssl_s_client_verifies_and_echoes(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut client = Client::start(&mut s_client(&openssl, &server, &pki));
     client.send(b"hello from openssl\n");
@@ -383,9 +378,8 @@ fn openssl_s_client_sees_a_reload(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor.clone()), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor.clone());
 
     let mut before = Client::start(&mut s_client(&openssl, &server, &pki));
     before.send(b"before the reload\n");
@@ -423,11 +417,8 @@ fn openssl_s_client_negotiates_alpn(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key)
-        .unwrap()
-        .with_alpn(["h2"]);
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor().with_alpn(["h2"]);
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut client = Client::start(s_client(&openssl, &server, &pki).args(["-alpn", "h2"]));
     client.send(b"over h2\n");
@@ -462,12 +453,8 @@ fn openssl_s_client_with_client_certificates(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key)
-        .unwrap()
-        .with_client_ca(&pki.client_ca)
-        .unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor().with_client_ca(&pki.client_ca).unwrap();
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut client = Client::start(
         s_client(&openssl, &server, &pki)
@@ -526,9 +513,8 @@ fn openssl_s_client_key_updates(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut client = Client::start(s_client(&openssl, &server, &pki).arg("-msg"));
     client.send(b"before\n");
@@ -576,9 +562,8 @@ fn openssl_s_client_renegotiation_is_refused(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut client = Client::start(s_client(&openssl, &server, &pki).args(["-tls1_2", "-msg"]));
     client.send(b"before\n");
@@ -639,9 +624,8 @@ fn python_ssl_speaks_tls_1_3_and_1_2(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
     let port = inet(&server.local_addr()).port().to_string();
 
     for (cap, version, protocol) in [
@@ -717,9 +701,8 @@ fn python_ssl_echoes_megabytes(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
     let port = inet(&server.local_addr()).port().to_string();
     let size = 2 << 20;
 
@@ -770,7 +753,7 @@ fn python_ssl_gets_close_notify_when_the_handler_returns(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
+    let acceptor = pki.acceptor();
     let server = spawn(builder(park, acceptor), |conn: &mut Connection| {
         conn.write_all(b"greetings\n")
     });
@@ -815,9 +798,8 @@ fn socat_echoes_over_tls(park: bool) {
         return;
     };
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut client = Client::start(&mut socat_to(&socat, &server, &pki.ca));
     client.send(b"hello from socat\n");
@@ -855,7 +837,7 @@ fn haproxy_sends_proxy_v2_then_tls(park: bool) {
         return;
     }
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
+    let acceptor = pki.acceptor();
     let (handler, seen) = recording_echo();
     let server = spawn(
         builder(park, acceptor).proxy_protocol(ProxyProtocol::new().trust_loopback()),
@@ -899,9 +881,8 @@ both_modes!(plaintext_http_is_turned_away);
 /// handler never run; the next TLS client is served.
 fn plaintext_http_is_turned_away(park: bool) {
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::from_pem_files(&pki.cert, &pki.key).unwrap();
-    let (handler, seen) = recording_echo();
-    let server = spawn(builder(park, acceptor), handler);
+    let acceptor = pki.acceptor();
+    let (server, seen) = recording_server(park, acceptor);
 
     let mut plain = common::connect(&server.local_addr());
     plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();

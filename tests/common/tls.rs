@@ -11,7 +11,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use socketserver::tls::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
-use socketserver::Addr;
+use socketserver::tls::TlsAcceptor;
+use socketserver::{Addr, Server, ServerBuilder};
 
 use super::TIMEOUT;
 
@@ -75,6 +76,23 @@ impl Pki {
             dir,
         }
     }
+}
+
+impl Pki {
+    /// An acceptor serving the first server certificate.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from_pem_files(&self.cert, &self.key).unwrap()
+    }
+}
+
+/// A TLS stream server on IPv4 loopback, port 0, two workers, in the
+/// given mode.
+pub fn builder(park: bool, acceptor: TlsAcceptor) -> ServerBuilder {
+    Server::builder()
+        .bind("127.0.0.1:0")
+        .park_idle(park)
+        .workers(2)
+        .tls(acceptor)
 }
 
 impl Drop for Pki {
