@@ -135,6 +135,12 @@ where
     on_start();
     started.set(Instant::now()).expect("set once");
     barrier.wait();
+    join_all(handles)
+}
+
+/// Waits for every client thread and adds up what they measured; a thread
+/// that panicked counts as an error.
+fn join_all(handles: Vec<std::thread::JoinHandle<Outcome>>) -> Outcome {
     let mut total = Outcome::default();
     for h in handles {
         match h.join() {
@@ -475,14 +481,7 @@ pub fn echo_many(
     on_start();
     started.set(Instant::now()).expect("set once");
     go.wait();
-    let mut total = Outcome::default();
-    for h in handles {
-        match h.join() {
-            Ok(out) => total.merge(out),
-            Err(_) => total.error("client thread panicked"),
-        }
-    }
-    total
+    join_all(handles)
 }
 
 /// One connection of [`echo_many`].
