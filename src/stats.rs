@@ -87,8 +87,11 @@ pub struct Stats {
     pub tls_handshakes: u64,
     /// Connections closed unserved because their TLS handshake failed:
     /// a plaintext or garbled client, a certificate refused, a client that
-    /// closed, or one that took over `tls_handshake_timeout`. Each is also
-    /// reported to the `on_error` hook ([`Failure::TlsHandshake`](crate::Failure::TlsHandshake)).
+    /// closed mid-handshake, or one that took over `tls_handshake_timeout`.
+    /// Each is also reported to the `on_error` hook
+    /// ([`Failure::TlsHandshake`](crate::Failure::TlsHandshake)). A client
+    /// that closes or resets without sending a byte (a TCP health check, a
+    /// port scan) is neither counted here nor reported.
     pub tls_handshake_failures: u64,
 }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use socketserver::handlers::Echo;
 use socketserver::tls::rustls;
 use socketserver::tls::{TlsAcceptor, TlsError};
-use socketserver::{Connection, Error, Failure, Handler, ProxyProtocol, Server, Transport};
+use socketserver::{
+    Connection, Error, Failure, Handler, ProxyProtocol, Server, ServerThread, Transport,
+};
 
 use common::tls::{
     builder, client_config, client_config_tls12, connect, connect_over, exchange,
@@ -237,12 +239,8 @@ fn a_client_that_stops_mid_handshake_is_cut_at_the_deadline(park: bool) {
     server.stop().unwrap();
 }
 
-both_modes!(plaintext_and_garbage_close_that_connection_and_nothing_else);
-/// A plain HTTP request, and random bytes, to the TLS port: each closed,
-/// counted and reported (the error says what came); a TLS client right
-/// after is served.
-fn plaintext_and_garbage_close_that_connection_and_nothing_else(park: bool) {
-    let pki = Pki::new();
+/// A TLS echo server, and the failures it reports to `on_error`, as text.
+fn reporting_echo(park: bool, pki: &Pki) -> (ServerThread, Arc<Mutex<Vec<String>>>) {
     let reported = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reported);
     let server = spawn(
@@ -251,6 +249,58 @@ fn plaintext_and_garbage_close_that_connection_and_nothing_else(park: bool) {
         }),
         Echo,
     );
+    (server, reported)
+}
+
+both_modes!(a_health_check_is_no_failed_handshake);
+/// Clients that connect and close, or reset, without sending a byte (TCP
+/// health checks, port scans) are neither counted as failed handshakes
+/// nor reported; one that closes halfway through its ClientHello is both.
+fn a_health_check_is_no_failed_handshake(park: bool) {
+    let pki = Pki::new();
+    let (server, reported) = reporting_echo(park, &pki);
+    let addr = server.local_addr();
+    drop(common::connect(&addr)); // FIN
+    let reset = common::connect(&addr);
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset); // RST
+    wait_until("both probes are over", || {
+        let stats = server.stats();
+        stats.accepted == 2 && stats.active == 0 && stats.queued == 0
+    });
+    let mut half = common::connect(&addr);
+    // A record header announcing a 512-byte handshake message, and 5 bytes.
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 1, 0, 1, 0xfc, 3])
+        .unwrap();
+    drop(half);
+    wait_until("the half handshake is counted", || {
+        server.stats().tls_handshake_failures == 1
+    });
+    let config = client_config(&pki.ca, &[], None);
+    let mut client = connect(&addr, "localhost", &config).unwrap();
+    assert_eq!(exchange(&mut client, b"after", 5), b"after");
+    drop(client);
+    let handle = server.shutdown_handle();
+    server.stop().unwrap();
+    let stats = handle.stats();
+    assert_eq!((stats.tls_handshakes, stats.tls_handshake_failures), (1, 1));
+    let reported = reported.lock().unwrap().clone();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!(
+        reported[0].contains("closed the connection during the TLS handshake"),
+        "{reported:?}"
+    );
+}
+
+both_modes!(plaintext_and_garbage_close_that_connection_and_nothing_else);
+/// A plain HTTP request, and random bytes, to the TLS port: each closed,
+/// counted and reported (the error says what came); a TLS client right
+/// after is served.
+fn plaintext_and_garbage_close_that_connection_and_nothing_else(park: bool) {
+    let pki = Pki::new();
+    let (server, reported) = reporting_echo(park, &pki);
     let addr = server.local_addr();
     for bytes in [
         &b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"[..],

@@ -50,4 +50,4 @@ pub use info::TlsInfo;
 /// The rustls crate this one is built on, for [`TlsAcceptor::new`] and
 /// the types [`TlsInfo`] returns.
 pub use rustls;
-pub(crate) use session::{PlainIo, Session};
+pub(crate) use session::{sent_nothing, PlainIo, Session};

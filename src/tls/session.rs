@@ -199,6 +199,7 @@ fn drive(
         read: None,
         write: None,
     };
+    let mut received = false;
     loop {
         if conn.wants_write() {
             bounds.before_write(io)?;
@@ -209,14 +210,20 @@ fn drive(
         }
         bounds.before_read(io)?;
         match conn.read_tls(io) {
+            Ok(0) if !received => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SentNothing))
+            }
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the client closed the connection during the TLS handshake",
                 ))
             }
-            Ok(_) => {}
+            Ok(_) => received = true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if !received && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, SentNothing))
+            }
             Err(e) => return Err(bounds.worded(e)),
         }
         if let Err(e) = conn.process_new_packets() {
@@ -232,6 +239,25 @@ fn drive(
             ));
         }
     }
+}
+
+/// Why a handshake ended before it began: the client closed or reset the
+/// connection without sending a byte, as a TCP health check or a port
+/// scan does. No TLS client failed, so it is neither counted nor reported.
+#[derive(Debug)]
+struct SentNothing;
+
+impl std::fmt::Display for SentNothing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client closed the connection without starting a TLS handshake")
+    }
+}
+
+impl std::error::Error for SentNothing {}
+
+/// Whether a handshake's error says the client sent nothing at all.
+pub(crate) fn sent_nothing(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<SentNothing>())
 }
 
 /// The socket timeouts that keep the handshake within its deadline. Each
