@@ -1,32 +1,18 @@
 //! `ServerBuilder`: every setting, its default and unit; checked in `build()`.
 
 use std::fmt;
-use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accept::open_spare;
-use crate::core::{Bound, Core};
-use crate::net::socket::{self, SocketOptions};
+use crate::core::Core;
+use crate::listen::Target;
 use crate::park;
 use crate::report::{default_hook, ErrorHook};
 use crate::settings::Settings;
-use crate::sys::wake;
-use crate::unix_path;
-use crate::{Addr, Error, Failure, Handler, PassedSocket, ProxyProtocol, Server, Transport};
-
-/// Where a server listens.
-#[derive(Debug)]
-enum Target {
-    /// An IP address as given, and what it resolved to.
-    Inet(String, io::Result<Vec<SocketAddr>>),
-    /// A Unix-domain socket path.
-    Unix(PathBuf),
-    /// A socket opened elsewhere.
-    Passed(PassedSocket),
-}
+use crate::{Error, Failure, Handler, PassedSocket, ProxyProtocol, Server, Transport};
 
 /// Configures a [`Server`]: consuming setters, then [`build`](Self::build).
 ///
@@ -76,22 +62,7 @@ impl ServerBuilder {
     /// read it back with [`Server::local_addr`]. A name that does not
     /// resolve fails in `build()` with [`Error::Resolve`].
     pub fn bind<A: ToSocketAddrs + fmt::Debug>(mut self, addr: A) -> Self {
-        let shown = format!("{addr:?}");
-        let shown = shown.trim_matches('"').to_string();
-        let resolved = addr.to_socket_addrs().map(|it| it.collect());
-        // std says only "invalid socket address" for an address without a
-        // port; say what is missing.
-        let resolved = resolved.map_err(|e| match no_port(&shown) {
-            true => io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "no port: write it as {}:PORT (0 for any free port)",
-                    bracketed(&shown)
-                ),
-            ),
-            false => e,
-        });
-        self.target = Some(Target::Inet(shown, resolved));
+        self.target = Some(Target::inet(addr));
         self
     }
 
@@ -509,84 +480,8 @@ impl ServerBuilder {
                 helpers,
             )?);
         }
-        let options = SocketOptions {
-            transport: settings.transport,
-            only_v6: settings.only_v6,
-            backlog: settings.backlog,
-            reuse_address: settings.reuse_address(),
-            reuse_port: settings.reuse_port,
-        };
-        let mut unix_path = None;
-        let mut socket_file = None;
-        let target = self.target.ok_or(Error::NoAddress)?;
-        let passed = matches!(target, Target::Passed(_));
-        let listener = match target {
-            Target::Inet(shown, resolved) => {
-                let addrs = match resolved {
-                    Ok(addrs) if addrs.is_empty() => {
-                        return Err(Error::Resolve {
-                            addr: shown,
-                            source: io::Error::new(io::ErrorKind::NotFound, "no addresses found"),
-                        })
-                    }
-                    Ok(addrs) => addrs,
-                    Err(source) => {
-                        return Err(Error::Resolve {
-                            addr: shown,
-                            source,
-                        })
-                    }
-                };
-                socket::open(&addrs, &options)?
-            }
-            Target::Unix(path) => {
-                let (listener, file) = unix_path::bind(&path, settings.transport, || {
-                    socket::open_unix(&path, &options)
-                })?;
-                unix_path = Some(path);
-                socket_file = file;
-                listener
-            }
-            Target::Passed(passed) => socket::adopt(passed, settings.transport)?,
-        };
-        let bound = listener.local_addr().map_err(|source| Error::Socket {
-            addr: Addr::Unix(unix_path.clone()),
-            source,
-        })?;
-        let inherits_options = match passed {
-            true => {
-                wake::set_passed_tick(&listener).map_err(|source| Error::SetOption {
-                    option: "SO_RCVTIMEO",
-                    addr: bound.clone(),
-                    source,
-                })?;
-                false
-            }
-            false => wake::set_inherited_options(&listener, &settings),
-        };
-        let bound = Bound {
-            listener,
-            local_addr: bound,
-            passed,
-            inherits_options,
-            socket_file,
-        };
+        let bound = self.target.ok_or(Error::NoAddress)?.open(&settings)?;
         let core = Core::new(settings, bound, self.on_error, open_spare());
         Ok(Server::new(Arc::new(core), handler))
-    }
-}
-
-/// Whether `addr` is an IP address or a host name with no port.
-fn no_port(addr: &str) -> bool {
-    let addr = addr.trim_start_matches('[').trim_end_matches(']');
-    addr.parse::<std::net::IpAddr>().is_ok()
-        || (!addr.is_empty() && !addr.contains(':') && !addr.contains(' '))
-}
-
-/// An IPv6 address in brackets, as it is written before a port.
-fn bracketed(addr: &str) -> String {
-    match addr.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => format!("[{v6}]"),
-        Err(_) => addr.to_string(),
     }
 }

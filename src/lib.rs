@@ -73,6 +73,7 @@ mod deadline;
 mod error;
 mod handler;
 pub mod handlers;
+mod listen;
 mod loop_guard;
 mod net;
 mod park;
