@@ -32,8 +32,8 @@ pub enum Failure<'a> {
     /// plaintext or garbage, offered nothing the server accepts, presented
     /// no certificate or one refused, closed mid-handshake, or took over
     /// `tls_handshake_timeout`. The handler never saw the connection. A
-    /// client that closes or resets without sending a byte (a TCP health
-    /// check) is not reported.
+    /// client that closes or resets before its first TLS byte (a TCP
+    /// health check) is not reported.
     TlsHandshake {
         /// The client (as named by the PROXY header, if any).
         peer: &'a Addr,

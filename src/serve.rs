@@ -137,8 +137,14 @@ fn tls_handshake(core: &Core, acceptor: &crate::tls::TlsAcceptor, conn: &mut Con
         // for the client's next message) is no failure of the client's.
         Err(error) if core.stopping() && error.kind() == std::io::ErrorKind::UnexpectedEof => false,
         // A health check or a port scan: connected, and closed or reset
-        // without a byte. Counting it would bury real failures.
-        Err(error) if crate::tls::sent_nothing(&error) => false,
+        // before a TLS byte. Counting it would bury real failures.
+        Err(error) if crate::tls::sent_nothing(&error) => {
+            if log::log_enabled!(log::Level::Debug) {
+                let peer = conn.peer_addr();
+                log_or_eprint(log::Level::Debug, &format!("{peer}: {error}"));
+            }
+            false
+        }
         Err(error) => {
             bump(&core.counters.tls_handshake_failures);
             let peer = conn.peer_addr();

@@ -90,8 +90,8 @@ pub struct Stats {
     /// closed mid-handshake, or one that took over `tls_handshake_timeout`.
     /// Each is also reported to the `on_error` hook
     /// ([`Failure::TlsHandshake`](crate::Failure::TlsHandshake)). A client
-    /// that closes or resets without sending a byte (a TCP health check, a
-    /// port scan) is neither counted here nor reported.
+    /// that closes or resets before its first TLS byte (a TCP health
+    /// check, a port scan) is neither counted here nor reported.
     pub tls_handshake_failures: u64,
 }
 

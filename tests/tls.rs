@@ -271,7 +271,7 @@ fn a_health_check_is_no_failed_handshake(park: bool) {
         stats.accepted == 2 && stats.active == 0 && stats.queued == 0
     });
     let mut half = common::connect(&addr);
-    // A record header announcing a 512-byte handshake message, and 5 bytes.
+    // A record header announcing a 512-byte handshake record, and 5 bytes.
     half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 1, 0, 1, 0xfc, 3])
         .unwrap();
     drop(half);

@@ -27,7 +27,9 @@
 //!   slow) costs its own connection: it is counted in
 //!   [`Stats::tls_handshake_failures`](crate::Stats::tls_handshake_failures)
 //!   and reported to the `on_error` hook as
-//!   [`Failure::TlsHandshake`](crate::Failure::TlsHandshake).
+//!   [`Failure::TlsHandshake`](crate::Failure::TlsHandshake). A client
+//!   that closes or resets before sending its first TLS byte (a TCP health
+//!   check, a port scan) is neither counted nor reported.
 //! * [`TlsAcceptor::reload_from_pem_files`] swaps the certificate for new
 //!   connections while those already open go on with theirs.
 //! * When the handler returns `Ok`, the server sends `close_notify` (if the
