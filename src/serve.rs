@@ -133,9 +133,19 @@ fn tls_handshake(core: &Core, acceptor: &crate::tls::TlsAcceptor, conn: &mut Con
             bump(&core.counters.tls_handshakes);
             true
         }
-        // Shutdown closing a connection in its handshake (idle, waiting
-        // for the client's next message) is no failure of the client's.
-        Err(error) if core.stopping() && error.kind() == std::io::ErrorKind::UnexpectedEof => false,
+        // Shutdown closing a connection in its handshake (at once if it
+        // waits for the client's next message, or cut at the end of the
+        // grace period) is no failure of the client's: that socket reads
+        // end of file, or, parked, fails as aborted.
+        Err(error)
+            if core.stopping()
+                && matches!(
+                    error.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionAborted
+                ) =>
+        {
+            false
+        }
         // A health check or a port scan: connected, and closed or reset
         // before a TLS byte. Counting it would bury real failures.
         Err(error) if crate::tls::sent_nothing(&error) => {

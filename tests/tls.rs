@@ -19,7 +19,8 @@ use socketserver::handlers::Echo;
 use socketserver::tls::rustls;
 use socketserver::tls::{TlsAcceptor, TlsError};
 use socketserver::{
-    Connection, Error, Failure, Handler, ProxyProtocol, Server, ServerThread, Transport,
+    Connection, Error, Failure, Handler, ProxyProtocol, Server, ServerBuilder, ServerThread,
+    Transport,
 };
 
 use common::tls::{
@@ -241,10 +242,19 @@ fn a_client_that_stops_mid_handshake_is_cut_at_the_deadline(park: bool) {
 
 /// A TLS echo server, and the failures it reports to `on_error`, as text.
 fn reporting_echo(park: bool, pki: &Pki) -> (ServerThread, Arc<Mutex<Vec<String>>>) {
+    reporting_echo_with(park, pki, |b| b)
+}
+
+/// The same, with settings of the test's own.
+fn reporting_echo_with(
+    park: bool,
+    pki: &Pki,
+    settings: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (ServerThread, Arc<Mutex<Vec<String>>>) {
     let reported = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reported);
     let server = spawn(
-        builder(park, pki.acceptor()).on_error(move |f: &Failure<'_>| {
+        settings(builder(park, pki.acceptor())).on_error(move |f: &Failure<'_>| {
             seen.lock().unwrap().push(f.to_string());
         }),
         Echo,
@@ -420,6 +430,29 @@ fn a_silent_tls_client_meets_the_read_timeout_and_shutdown_closes_idle_ones(park
         start.elapsed()
     );
     assert_eq!((report.closed_idle, report.forced), (2, 0), "{report:?}");
+}
+
+both_modes!(a_handshake_cut_by_shutdown_is_no_failed_handshake);
+/// A client halfway through its ClientHello when shutdown's grace period
+/// ends is cut like any connection still served: counted as forced, not
+/// as a failed handshake, and not reported.
+fn a_handshake_cut_by_shutdown_is_no_failed_handshake(park: bool) {
+    let pki = Pki::new();
+    let (server, reported) = reporting_echo_with(park, &pki, |b| {
+        b.shutdown_timeout(Duration::from_millis(200))
+    });
+    let mut half = common::connect(&server.local_addr());
+    // A record header announcing a 512-byte handshake record, and 5 bytes.
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 1, 0, 1, 0xfc, 3])
+        .unwrap();
+    wait_until("the server holds it", || server.stats().active == 1);
+    let handle = server.shutdown_handle();
+    let report = server.stop().unwrap();
+    let stats = handle.stats();
+    assert_eq!(report.forced + report.closed_idle, 1, "{report:?}");
+    assert_eq!(stats.tls_handshake_failures, 0, "{report:?}");
+    let reported = reported.lock().unwrap().clone();
+    assert!(reported.is_empty(), "{reported:?} {report:?}");
 }
 
 #[test]
