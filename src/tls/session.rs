@@ -243,7 +243,8 @@ fn drive(
 
 /// Why a handshake ended before it began: the client closed or reset the
 /// connection before its first TLS byte, as a TCP health check or a port
-/// scan does (after a PROXY header, if one is expected). No TLS client failed, so it is neither counted nor reported.
+/// scan does (after a PROXY header, if one is expected). No TLS client
+/// failed, so it is neither counted nor reported.
 #[derive(Debug)]
 struct SentNothing;
 
