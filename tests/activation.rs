@@ -146,16 +146,7 @@ fn helper_in_a_child_process() {
 /// `listen_fds()` fails with `InvalidSetting` for LISTEN_FDS, for `reason`.
 fn expect_refused(reason: &str) -> Error {
     let err = listen_fds().unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::InvalidSetting {
-                setting: "LISTEN_FDS",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    common::invalid_setting(&err, "LISTEN_FDS");
     assert_eq!(
         err.to_string(),
         format!("invalid setting LISTEN_FDS: {reason}")

@@ -223,13 +223,7 @@ fn proxy_protocol_is_for_streams_only() {
         .proxy_protocol(ProxyProtocol::new().trust_loopback())
         .build(whoami)
         .unwrap_err();
-    assert!(matches!(
-        err,
-        socketserver::Error::InvalidSetting {
-            setting: "proxy_protocol",
-            ..
-        }
-    ));
+    common::invalid_setting(&err, "proxy_protocol");
 }
 
 both_modes!(whoami_server_behind_haproxy_shows_the_real_client);

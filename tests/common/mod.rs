@@ -309,6 +309,19 @@ pub fn expect_started(rx: &mpsc::Receiver<()>, n: usize) {
     }
 }
 
+/// Asserts that `err` is [`socketserver::Error::InvalidSetting`] for
+/// `setting`, and returns its reason for the test to check further.
+#[track_caller]
+pub fn invalid_setting<'e>(err: &'e socketserver::Error, setting: &str) -> &'e str {
+    match err {
+        socketserver::Error::InvalidSetting {
+            setting: got,
+            reason,
+        } if *got == setting => reason,
+        _ => panic!("expected an invalid setting {setting:?}, got {err:?}"),
+    }
+}
+
 /// Polls `cond` (a cheap read of the server's counters) until it holds or
 /// `TIMEOUT` passes. This waits for the server's own work, never for it to
 /// start: `build()` already returned listening.
