@@ -109,6 +109,17 @@ fn wait_for_failures(server: &ServerThread, n: u64) {
     assert_eq!(server.stats().tls_handshake_failures, n);
 }
 
+/// Waits for an s_client the server refuses in its handshake: it fails,
+/// what it sent (`sent`) never comes back, its errors name `alert`, and
+/// the server counts it as failed handshake number `n`.
+fn expect_refused(client: Client, sent: &str, alert: &str, server: &ServerThread, n: u64) {
+    let out = client.wait();
+    assert!(!out.status.success(), "{out}");
+    assert!(!out.stdout.contains(sent), "{out}");
+    assert!(out.stderr.contains(alert), "expected {alert:?}: {out}");
+    wait_for_failures(server, n);
+}
+
 fn tls_counts(stats: &Stats) -> (u64, u64) {
     (stats.tls_handshakes, stats.tls_handshake_failures)
 }
@@ -433,11 +444,13 @@ fn openssl_s_client_negotiates_alpn(park: bool) {
 
     let mut client = Client::start(s_client(&openssl, &server, &pki).args(["-alpn", "http/1.1"]));
     client.send(b"over http/1.1\n");
-    let out = client.wait();
-    assert!(!out.status.success(), "{out}");
-    assert!(!out.stdout.contains("over http/1.1"), "{out}");
-    assert!(out.stderr.contains("no application protocol"), "{out}");
-    wait_for_failures(&server, 1);
+    expect_refused(
+        client,
+        "over http/1.1",
+        "no application protocol",
+        &server,
+        1,
+    );
     assert!(seen.try_recv().is_err(), "the refused client was served");
     assert_eq!(tls_counts(&server.stats()), (1, 1));
     server.stop().unwrap();
@@ -492,11 +505,7 @@ fn openssl_s_client_with_client_certificates(park: bool) {
         }
         let mut client = Client::start(&mut command);
         client.send(b"without a good certificate\n");
-        let out = client.wait();
-        assert!(!out.status.success(), "{out}");
-        assert!(!out.stdout.contains("without a good"), "{out}");
-        assert!(out.stderr.contains(alert), "expected {alert:?}: {out}");
-        wait_for_failures(&server, n as u64 + 1);
+        expect_refused(client, "without a good", alert, &server, n as u64 + 1);
     }
     assert!(seen.try_recv().is_err(), "a refused client was served");
     assert_eq!(tls_counts(&server.stats()), (1, 2));
