@@ -1,139 +1,46 @@
-//! Taking one piece of work off the server's socket: accept one connection
-//! or receive one datagram, with errors classified, back-off, and a spare
-//! descriptor for when descriptors run out. A leaf: it knows the core, and
-//! nothing of workers or the pool.
+//! What both engines do when taking a connection off the listener fails:
+//! errors classified, back-off, and a spare descriptor for when
+//! descriptors run out. A leaf: it knows the core, and nothing of the
+//! engines.
 //!
 //! Errors of one connection or peer (aborted, reset, interrupted) are
 //! retried at once; running out of descriptors, buffers or memory backs off
-//! (5 ms doubling to 1 s) and is logged at most once a second. The calls
-//! end only with work or with shutdown.
+//! (5 ms doubling to 1 s) and is logged at most once a second.
 
 use std::fs::File;
 use std::io;
 use std::time::Duration;
 
-use crate::batch::Inbox;
 use crate::core::Core;
-use crate::net::datagram::DatagramSocket;
 use crate::net::stream::Stream;
 use crate::report::{log_or_eprint, with_skipped};
-use crate::stats::{add, bump};
+use crate::stats::bump;
 use crate::sys::errors::{classify, ErrorClass};
 use crate::Addr;
 
-/// Accepts one connection, retrying and backing off on errors as the
-/// module doc says. `None` once shutdown has begun.
-pub(crate) fn accept_one(core: &Core) -> Option<(Stream, Addr)> {
-    let mut backoff = Backoff::default();
-    loop {
-        match core.listener.accept() {
-            Ok(accepted) => {
-                bump(&core.counters.accepted);
-                return Some(accepted);
-            }
-            Err(_) if core.stopping() => return None,
-            // The listener's inherited or passed-socket read timeout
-            // expired: nothing came; look at the shutdown flag and go on.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                bump(&core.counters.accept_errors);
-                match classify(&e) {
-                    ErrorClass::Retry => continue,
-                    ErrorClass::Descriptors => {
-                        if let Some(accepted) = shed_with_spare(core) {
-                            return Some(accepted);
-                        }
-                    }
-                    ErrorClass::Resource => {}
-                }
-                log_error(core, "accept", &e);
-                if core.sleep_unless_stopped(backoff.next()) {
-                    return None;
-                }
-            }
-        }
-    }
+/// What to do after an `accept` failed.
+#[derive(Debug)]
+pub(crate) enum AfterError {
+    /// An error of one connection or peer: accept again at once.
+    Retry,
+    /// The server is short of something (counted and logged): back off
+    /// before the next accept; `Some` when the spare descriptor took a
+    /// client meanwhile, to be served.
+    BackOff(Option<(Stream, Addr)>),
 }
 
-/// Receives a batch of datagrams (see `batch`) with at least one fit to
-/// serve, and lists those in `ready` as (start in the arena, length,
-/// source); too large ones, those from a source port below
-/// `min_source_port` and those the loop guard holds back are counted and
-/// dropped here. `false` once shutdown has begun.
-pub(crate) fn receive_batch(
-    core: &Core,
-    socket: &DatagramSocket,
-    inbox: &mut Inbox,
-    ready: &mut Vec<(usize, usize, Addr)>,
-) -> bool {
-    let max = core.settings.max_datagram;
-    let counters = &core.counters;
-    let mut backoff = Backoff::default();
-    loop {
-        ready.clear();
-        let received = inbox.receive(socket, || core.stopping());
-        // Shutdown wakes receivers by shutting the socket's reading side
-        // (an empty read, or an error with no address); a passed socket's
-        // receive timeout expires every 100 ms. Either way, look first.
-        if core.stopping() {
-            return false;
-        }
-        let error = match received {
-            Ok(n) => {
-                add(&counters.datagrams_received, n as u64);
-                let mut unreadable = None;
-                for i in 0..n {
-                    let (start, len, peer) = inbox.datagram(i);
-                    let Some(peer) = peer else {
-                        unreadable = Some(io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "a datagram came with no source address",
-                        ));
-                        continue;
-                    };
-                    if len > max {
-                        bump(&counters.dropped_truncated);
-                    } else if peer
-                        .port()
-                        .is_some_and(|p| p < core.settings.min_source_port)
-                    {
-                        bump(&counters.dropped_low_port);
-                    } else if !loop_guard_admits(core, &peer) {
-                        bump(&counters.dropped_loop);
-                    } else {
-                        ready.push((start, len, peer));
-                    }
-                }
-                if !ready.is_empty() {
-                    return true;
-                }
-                match (n, unreadable) {
-                    (_, Some(e)) => e,
-                    // The reading side was shut down, not by us.
-                    (0, None) => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the socket's reading side is shut down",
-                    ),
-                    (_, None) => continue,
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) if classify(&e) == ErrorClass::Retry => continue,
-            Err(e) => e,
-        };
-        log_error(core, "receive", &error);
-        if core.sleep_unless_stopped(backoff.next()) {
-            return false;
-        }
-    }
-}
-
-/// Whether the loop guard, if any, lets a datagram from `peer` be served.
-fn loop_guard_admits(core: &Core, peer: &Addr) -> bool {
-    match (&core.loop_guard, peer.inet()) {
-        (Some(guard), Some(source)) => guard.admit(source),
-        _ => true,
-    }
+/// Counts, classifies and logs a failed `accept`, as the module doc says.
+/// Both engines accept through this; they differ only in how they wait
+/// out a back-off (a worker sleeps, an event loop pauses its accepting).
+pub(crate) fn after_error(core: &Core, e: &io::Error) -> AfterError {
+    bump(&core.counters.accept_errors);
+    let shed = match classify(e) {
+        ErrorClass::Retry => return AfterError::Retry,
+        ErrorClass::Descriptors => shed_with_spare(core),
+        ErrorClass::Resource => None,
+    };
+    log_error(core, "accept", e);
+    AfterError::BackOff(shed)
 }
 
 /// Out of descriptors, clients would wait in the backlog until they give

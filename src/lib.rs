@@ -60,57 +60,49 @@
 // SAFETY comment.
 #![deny(unsafe_code)]
 
-// The path of one connection, top down: server -> worker -> accept /
-// admission / serve / pool -> core. See CONCURRENCY.md for the locks.
+// The path of one connection, top down (see CONCURRENCY.md for the locks):
+// builder/settings/listen (a bound socket) -> server (picks an engine) ->
+// thread/ or park/ (accept, admission) -> conn/ (options, PROXY, TLS,
+// the handler) -> net/, proxy/, tls/; lifecycle/ for shutdown and what
+// outlives one connection; sys/ for the operating system.
 mod accept;
 mod addr;
 mod admission;
-mod batch;
 mod builder;
-mod connection;
+mod conn;
 mod core;
 mod deadline;
 mod error;
 mod handler;
 pub mod handlers;
+mod lifecycle;
 mod listen;
-mod loop_guard;
 mod net;
 mod park;
-mod passed;
-mod pool;
 mod prometheus;
 pub mod proxy;
 mod report;
-mod serve;
 mod server;
 mod settings;
-mod shutdown;
-#[cfg(feature = "signals")]
-mod signals;
-mod slot;
-mod socket_io;
 mod stats;
 #[allow(unsafe_code)]
 mod sys;
+mod thread;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 mod transport;
-mod unix_path;
-mod watchdog;
-mod worker;
 
 pub use addr::Addr;
 pub use builder::ServerBuilder;
-pub use connection::Connection;
+pub use conn::connection::Connection;
 pub use error::Error;
 pub use handler::Handler;
-pub use passed::{listen_fds, PassedSocket};
+pub use lifecycle::activation::{listen_fds, PassedSocket};
+pub use lifecycle::report::ShutdownReport;
 pub use proxy::trust::ProxyProtocol;
 pub use report::Failure;
-pub use server::{Server, ServerThread};
-pub use shutdown::{ShutdownHandle, ShutdownReport};
+pub use server::{Server, ServerThread, ShutdownHandle};
 pub use stats::Stats;
 pub use transport::Transport;
 

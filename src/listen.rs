@@ -8,10 +8,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use crate::core::Bound;
+use crate::lifecycle::socket_file;
 use crate::net::socket::{self, SocketOptions};
+use crate::net::wake;
 use crate::settings::Settings;
-use crate::sys::wake;
-use crate::unix_path;
 use crate::{Addr, Error, PassedSocket};
 
 /// Where a server listens.
@@ -59,7 +59,7 @@ impl Target {
         };
         let mut unix_path = None;
         let mut socket_file = None;
-        let passed = matches!(self, Target::Passed(_));
+        let held_elsewhere = matches!(self, Target::Passed(_));
         let listener = match self {
             Target::Inet(shown, resolved) => {
                 let addrs = match resolved {
@@ -80,7 +80,7 @@ impl Target {
                 socket::open(&addrs, &options)?
             }
             Target::Unix(path) => {
-                let (listener, file) = unix_path::bind(&path, settings.transport, || {
+                let (listener, file) = socket_file::bind(&path, settings.transport, || {
                     socket::open_unix(&path, &options)
                 })?;
                 unix_path = Some(path);
@@ -93,7 +93,7 @@ impl Target {
             addr: Addr::Unix(unix_path.clone()),
             source,
         })?;
-        let inherits_options = match passed {
+        let inherits_options = match held_elsewhere {
             true => {
                 wake::set_passed_tick(&listener).map_err(|source| Error::SetOption {
                     option: "SO_RCVTIMEO",
@@ -107,7 +107,7 @@ impl Target {
         Ok(Bound {
             listener,
             local_addr: bound,
-            passed,
+            held_elsewhere,
             inherits_options,
             socket_file,
         })

@@ -1,14 +1,18 @@
-//! `Server<H>`: a bound socket and a handler, ready to serve.
+//! What a user holds of a server: `Server<H>` (a bound socket and a
+//! handler, ready to serve), `ServerThread` (one serving on a thread of its
+//! own) and `ShutdownHandle` (stops it from anywhere). `run` picks the
+//! engine, `thread` or `park`, and nothing more.
 
 use std::fmt;
 use std::sync::Arc;
 use std::thread;
 
 use crate::core::{Core, Shared};
+use crate::lifecycle::report::ShutdownReport;
+use crate::lifecycle::Command;
+use crate::net::wake;
 use crate::report::log_or_eprint;
-use crate::shutdown::{drain, ShutdownHandle, ShutdownReport};
-use crate::sys::wake;
-use crate::{park, watchdog, worker, Addr, Error, Handler, ServerBuilder, Stats};
+use crate::{park, Addr, Error, Handler, ServerBuilder, Stats};
 
 /// A server: its socket is bound (and listening, for a stream) as soon as
 /// [`ServerBuilder::build`] returns; [`run`](Self::run) serves it.
@@ -54,79 +58,30 @@ impl<H: Handler> Server<H> {
     /// Serves on the calling thread until [`ShutdownHandle::shutdown`] is
     /// called, then drains and returns what the shutdown did.
     ///
-    /// Starts `workers` threads, which accept (or receive) and serve inline.
-    /// Fails only if those threads cannot be started.
+    /// Starts `workers` threads, which accept (or receive) and serve inline
+    /// (or, with `park_idle`, `workers` event loops). Fails only if those
+    /// threads cannot be started.
     pub fn run(self) -> Result<ShutdownReport, Error> {
         let core = &*self.shared.core;
-        let settings = &core.settings;
-        if settings.park_idle {
-            let report = park::run(&self.shared);
-            self.finish();
-            if let Ok(report) = &report {
-                log_or_eprint(
-                    log::Level::Info,
-                    &format!("stopped serving {}: {report}", core.local_addr),
-                );
-            }
-            return report;
-        }
-        let ids = core.lock().pool.start();
-        let mut started = Ok(());
-        for id in ids {
-            if started.is_err() {
-                // Counted but never started: take them off again.
-                core.lock().pool.not_started();
-                continue;
-            }
-            started = worker::spawn(&self.shared, id);
-            if started.is_err() {
-                core.lock().pool.not_started();
-            }
-        }
-        let watchdog = match (&started, settings.connection_timeout) {
-            (Ok(()), Some(_)) => {
-                let core = Arc::clone(&self.shared.core);
-                let name = format!("{}-deadline", settings.thread_name);
-                let spawned = thread::Builder::new()
-                    .name(name.clone())
-                    .spawn(move || watchdog::run(&core));
-                Some(spawned.map_err(|source| Error::Spawn { name, source }))
-            }
-            _ => None,
+        let result = match core.settings.park_idle {
+            true => park::run(&self.shared),
+            false => crate::thread::run(&self.shared),
         };
-        if let Err(e) = started.and(watchdog.transpose().map(drop)) {
-            core.begin_shutdown();
-            drain(core);
-            self.finish();
-            return Err(e);
-        }
-        log_or_eprint(
-            log::Level::Info,
-            &format!(
-                "serving {} ({}) with {} workers",
-                core.local_addr,
-                match core.local_addr {
-                    Addr::Unix(_) => format!("unix {:?}", settings.transport).to_lowercase(),
-                    _ => settings.transport.to_string(),
-                },
-                settings.workers()
-            ),
-        );
-        worker::run_thread(&self.shared);
-        let report = drain(core);
         self.finish();
-        log_or_eprint(
-            log::Level::Info,
-            &format!("stopped serving {}: {report}", core.local_addr),
-        );
-        Ok(report)
+        if let Ok(report) = &result {
+            log_or_eprint(
+                log::Level::Info,
+                &format!("stopped serving {}: {report}", core.local_addr),
+            );
+        }
+        result
     }
 
     /// What is left once the drain is over: the socket file, and the
     /// signal listener of `shutdown_on_signals`.
     fn finish(&self) {
         let core = &self.shared.core;
-        wake::release(&core.listener, core.passed);
+        wake::release(&core.listener, core.held_elsewhere);
         core.remove_socket_file();
         #[cfg(feature = "signals")]
         if let Some(signals) = core
@@ -136,7 +91,7 @@ impl<H: Handler> Server<H> {
             .take()
         {
             signals.close();
-            crate::signals::end();
+            crate::lifecycle::signals::end();
         }
     }
 
@@ -163,6 +118,101 @@ impl<H> fmt::Debug for Server<H> {
             .field("local_addr", &self.shared.core.local_addr)
             .field("transport", &self.shared.core.settings.transport)
             .finish_non_exhaustive()
+    }
+}
+
+/// Stops a server from any thread, including from inside a handler.
+///
+/// Cheap to clone and `Send + Sync`. [`shutdown`](Self::shutdown) returns at
+/// once; the server's [`run`](crate::Server::run) does the draining and
+/// returns the [`ShutdownReport`].
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    pub(crate) core: Arc<Core>,
+}
+
+impl ShutdownHandle {
+    /// Begins a graceful shutdown and returns without waiting.
+    ///
+    /// Threads blocked in `accept()` or `recv_from()` wake at once
+    /// (`shutdown(2)` on the server's socket; a passed socket, which others
+    /// may share, is left working and its threads notice within 100 ms).
+    /// No new connection or datagram is taken. Connections waiting in the
+    /// listen backlog or the queue are closed unserved and counted as
+    /// dropped. Connections whose handler waits for the client's next
+    /// request (blocked in `read` with nothing read since its last write)
+    /// get end of file at once, and so do the others when they next wait
+    /// so; running handlers get `shutdown_timeout` to finish, after which
+    /// their sockets are shut down. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.core.command(Command::Stop);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutdown(&self) -> bool {
+        self.core.stopping()
+    }
+
+    /// A snapshot of the server's counters.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+
+    /// Shuts the server down gracefully on the first SIGINT (Ctrl-C) or
+    /// SIGTERM (what `kill` and systemd send) from now on.
+    ///
+    /// The handlers are installed before this returns, so a signal that
+    /// arrives right after is not lost; a thread named `NAME-signals` waits
+    /// for it. Without this, either signal ends the process at once,
+    /// dropping connections in flight. Requires the `signals` feature (on
+    /// by default).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = socketserver::Server::builder()
+    ///     .bind("127.0.0.1:6789")
+    ///     .build(socketserver::handlers::Echo)?;
+    /// server.shutdown_handle().shutdown_on_signals()?;
+    /// let report = server.run()?; // returns after Ctrl-C, drained
+    /// println!("shut down: {report}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Calling it again does nothing. When the server stops, the signal
+    /// handlers are taken away and the thread ends, so a later Ctrl-C acts
+    /// as it would have without this (or on whatever the program set up).
+    #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+    pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut registered = self.core.signals.lock().unwrap_or_else(|e| e.into_inner());
+        if registered.is_some() || self.core.stopping() {
+            return Ok(());
+        }
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = self.clone();
+        let listener = signals.handle();
+        std::thread::Builder::new()
+            .name(format!("{}-signals", self.core.settings.thread_name))
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    log::info!("signal {signal}: shutting down {}", handle.core.local_addr);
+                    handle.shutdown();
+                }
+            })?;
+        crate::lifecycle::signals::begin()?;
+        *registered = Some(listener);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("local_addr", &self.core.local_addr)
+            .field("is_shutdown", &self.is_shutdown())
+            .finish()
     }
 }
 

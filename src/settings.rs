@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use crate::pool::Limits;
 use crate::{Error, ProxyProtocol, Transport};
 
 /// Every tunable, with its default; the builder fills it in, `build()`
@@ -40,6 +39,17 @@ pub(crate) struct Settings {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsAcceptor>,
     pub(crate) tls_handshake_timeout: Duration,
+}
+
+/// The limits the thread mode's pool works within, from the settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Limits {
+    /// Threads always running; also the most that accept at once.
+    pub(crate) workers: usize,
+    /// The pool's ceiling.
+    pub(crate) max_workers: usize,
+    /// Accepted connections that may wait for a worker (0: none).
+    pub(crate) queue: usize,
 }
 
 /// Default listen backlog. std's 128 overflows on a burst of connects and

@@ -5,12 +5,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::accept::{self, Backoff};
+use crate::accept::{after_error, AfterError, Backoff};
 use crate::admission;
 use crate::net::stream::Stream;
 use crate::park::event_loop::{EventLoop, ACCEPT_BATCH};
 use crate::stats::bump;
-use crate::sys::errors::{classify, ErrorClass};
 use crate::{Addr, Handler};
 
 impl<H: Handler> EventLoop<H> {
@@ -25,19 +24,19 @@ impl<H: Handler> EventLoop<H> {
         let settings = &core.settings;
         for _ in 0..ACCEPT_BATCH {
             {
-                let mut st = core.lock();
-                if !st.books.room(settings) {
+                let mut books = core.books();
+                if !books.room(settings) {
                     // A connection ending on any loop makes room and
                     // accepts again.
-                    st.books.room_wanted = true;
+                    books.room_wanted = true;
                     self.accept_more = false;
                     return;
                 }
-                st.books.reserve();
+                books.reserve();
             }
             let accepted = core.listener.accept_nonblocking();
-            let mut st = core.lock();
-            st.books.unreserve();
+            let mut books = core.books();
+            books.unreserve();
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -51,20 +50,16 @@ impl<H: Handler> EventLoop<H> {
                     return;
                 }
                 Err(e) => {
-                    drop(st);
-                    bump(&core.counters.accept_errors);
-                    match classify(&e) {
-                        ErrorClass::Retry => continue,
-                        ErrorClass::Descriptors => {
-                            if let Some((stream, peer)) = accept::shed_with_spare(&core) {
-                                if stream.set_nonblocking(true).is_ok() {
-                                    self.admit(stream, peer);
-                                }
-                            }
+                    drop(books);
+                    let shed = match after_error(&core, &e) {
+                        AfterError::Retry => continue,
+                        AfterError::BackOff(shed) => shed,
+                    };
+                    if let Some((stream, peer)) = shed {
+                        if stream.set_nonblocking(true).is_ok() {
+                            self.admit(stream, peer);
                         }
-                        ErrorClass::Resource => {}
                     }
-                    accept::log_error(&core, "accept", &e);
                     self.accept_paused_until = Some(now + self.backoff.next());
                     return;
                 }
@@ -73,8 +68,8 @@ impl<H: Handler> EventLoop<H> {
             // Admitted under the lock that gave the reservation back, so
             // that loops accepting at once never hold more than
             // `max_connections` between them.
-            let admitted = st.books.admit(settings, &core.counters, &peer);
-            drop(st);
+            let admitted = books.admit(settings, &core.counters, &peer);
+            drop(books);
             self.backoff = Backoff::default();
             match admitted {
                 Ok(admitted) => self.start(stream, peer, admitted),
@@ -87,10 +82,7 @@ impl<H: Handler> EventLoop<H> {
     /// `max_per_source`; starts serving an admitted one.
     pub(super) fn admit(&mut self, stream: Stream, peer: Addr) {
         let core = &self.shared.core;
-        let admitted = core
-            .lock()
-            .books
-            .admit(&core.settings, &core.counters, &peer);
+        let admitted = core.books().admit(&core.settings, &core.counters, &peer);
         match admitted {
             Ok(admitted) => self.start(stream, peer, admitted),
             Err(_) => admission::refuse(&core.settings, &core.counters, &stream),

@@ -2,12 +2,11 @@
 //! in one timer heap with one live entry per connection.
 
 use std::cmp::Reverse;
-use std::net::Shutdown;
 use std::time::Instant;
 
+use crate::conn::parked::Wake;
 use crate::park::event_loop::{EventLoop, Wait};
 use crate::stats::bump;
-use crate::sys::parking::Wake;
 use crate::Handler;
 
 impl<H: Handler> EventLoop<H> {
@@ -51,14 +50,14 @@ impl<H: Handler> EventLoop<H> {
                 // As the thread mode's watchdog does: the handler's I/O
                 // fails from now on, however it trickles its bytes.
                 task.conn_deadline = None;
-                let _ = task.stream.shutdown(Shutdown::Both);
+                task.link.cut();
                 bump(&counters.timed_out);
                 wake = Some(Wake::Ready);
             }
             if task.io_deadline.is_some_and(|d| d <= now) {
                 wake = Some(Wake::TimedOut);
             }
-            let parked_on_io = matches!(task.wait, Wait::Read { .. } | Wait::Write);
+            let parked_on_io = matches!(task.wait, Wait::Read | Wait::Write);
             match wake {
                 Some(w) if parked_on_io => self.wake(key, w),
                 _ => self.arm(key),

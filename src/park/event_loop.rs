@@ -24,16 +24,19 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::accept::Backoff;
 use crate::admission::Admitted;
-use crate::core::{LoopHandle, Shared};
+use crate::conn::link::Link;
+use crate::conn::parked::Wake;
+use crate::core::Shared;
 use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
-use crate::park::helpers::{Helpers, Inbox};
+use crate::park::helpers::{Helpers, Resume};
+use crate::park::parking::{self, Park};
 use crate::park::stacks::{self, Stacks};
 use crate::park::task::{self, Done};
+use crate::park::{LoopHandle, Loops};
 use crate::report::{log_or_eprint, with_skipped};
-use crate::stats::{bump, LoopGauges};
+use crate::stats::LoopGauges;
 use crate::sys::overflow;
-use crate::sys::parking::{self as park_io, Park, Wake};
 use crate::sys::rusage::{self, Usage};
 use crate::{Addr, Handler};
 
@@ -44,14 +47,13 @@ pub(crate) const STALL: Duration = Duration::from_millis(100);
 /// Connections accepted in one turn before the loop serves the others.
 pub(super) const ACCEPT_BATCH: usize = 64;
 
-/// What a connection's coroutine waits for.
+/// What a connection's coroutine waits for. (Whether a connection parked
+/// in a read is idle is its state's to say: `conn/state.rs`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Wait {
     /// Running, or in the run queue.
     Nothing,
-    Read {
-        idle: bool,
-    },
+    Read,
     Write,
     Offload,
 }
@@ -62,7 +64,8 @@ pub(super) struct Task {
     pub(super) stack_start: usize,
     /// Tells apart the tasks that reuse a key, for stale timers.
     pub(super) generation: u32,
-    pub(super) stream: Arc<Stream>,
+    /// Its socket and state, shared with its coroutine's I/O.
+    pub(super) link: Arc<Link>,
     pub(super) peer: Addr,
     pub(super) wait: Wait,
     pub(super) io_deadline: Option<Instant>,
@@ -71,8 +74,6 @@ pub(super) struct Task {
     pub(super) timer_at: Option<Instant>,
     /// Shutdown gave up on it: its next wait fails at once.
     pub(super) cut: bool,
-    /// Shutdown closed it as idle (counted once, however often it reads).
-    pub(super) closed_idle: bool,
     /// What its socket is registered for in the poll: nothing until it
     /// first waits (a connection served without waiting costs no
     /// registration), then readable, and writable too once a write waited.
@@ -84,7 +85,7 @@ struct LeftCoroutine;
 
 impl Drop for LeftCoroutine {
     fn drop(&mut self) {
-        park_io::leave();
+        parking::leave();
         overflow::leave_stack();
     }
 }
@@ -95,7 +96,7 @@ pub(crate) struct Finished {
     pub(super) waker: Arc<Waker>,
 }
 
-impl Inbox for Finished {
+impl Resume for Finished {
     fn done(&self, key: usize) {
         self.keys
             .lock()
@@ -109,6 +110,7 @@ impl Inbox for Finished {
 /// A loop's state; see the module documentation.
 pub(crate) struct EventLoop<H: Handler> {
     pub(super) shared: Arc<Shared<H>>,
+    pub(super) loops: Arc<Loops>,
     pub(super) helpers: Arc<Helpers>,
     pub(super) poll: Poll,
     pub(super) finished: Arc<Finished>,
@@ -146,6 +148,7 @@ impl<H: Handler> EventLoop<H> {
     /// shutdown).
     pub(crate) fn new(
         shared: Arc<Shared<H>>,
+        loops: Arc<Loops>,
         helpers: Arc<Helpers>,
         (poll, waker): (Poll, Arc<Waker>),
     ) -> io::Result<Self> {
@@ -153,18 +156,14 @@ impl<H: Handler> EventLoop<H> {
         poll.registry()
             .register(&mut SourceFd(&listener_fd), LISTENER, Interest::READABLE)?;
         let gauges = Arc::new(LoopGauges::default());
-        shared
-            .core
-            .loops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(LoopHandle {
-                gauges: Arc::clone(&gauges),
-                waker: Arc::clone(&waker),
-            });
+        loops.add(LoopHandle {
+            gauges: Arc::clone(&gauges),
+            waker: Arc::clone(&waker),
+        });
         let stack_size = shared.core.settings.parked_stack_size;
         Ok(EventLoop {
             shared,
+            loops,
             helpers,
             poll,
             finished: Arc::new(Finished {
@@ -227,7 +226,7 @@ impl<H: Handler> EventLoop<H> {
                     LISTENER => self.accept_more = true,
                     Token(key) => {
                         let want = match self.task_wait(key) {
-                            Some(Wait::Read { .. }) => {
+                            Some(Wait::Read) => {
                                 event.is_readable() || event.is_read_closed() || event.is_error()
                             }
                             Some(Wait::Write) => {
@@ -249,13 +248,7 @@ impl<H: Handler> EventLoop<H> {
         }
         self.gauges.live.store(0, Relaxed);
         self.gauges.parked.store(0, Relaxed);
-        let mut loops = self
-            .shared
-            .core
-            .loops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        loops.retain(|l| !Arc::ptr_eq(&l.gauges, &self.gauges));
+        self.loops.remove(&self.gauges);
     }
 
     pub(super) fn task_wait(&self, key: usize) -> Option<Wait> {
@@ -334,19 +327,18 @@ impl<H: Handler> EventLoop<H> {
 
     /// Records what a handler that just suspended waits for.
     fn park(&mut self, key: usize, park: Park) {
-        let stopping = self.force_at.is_some();
         let Some(task) = self.tasks.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
         let (wait, deadline) = match park {
-            Park::Read { deadline, idle } => (Wait::Read { idle }, deadline),
+            Park::Read { deadline } => (Wait::Read, deadline),
             Park::Write { deadline } => (Wait::Write, deadline),
             Park::Offload(job) => {
                 task.wait = Wait::Offload;
                 self.parked += 1;
                 self.gauges.parked.store(self.parked as u64, Relaxed);
-                let inbox: Arc<dyn Inbox> = self.finished.clone();
-                self.helpers.submit(job, inbox, key);
+                let resume: Arc<dyn Resume> = self.finished.clone();
+                self.helpers.submit(job, resume, key);
                 return;
             }
         };
@@ -359,7 +351,7 @@ impl<H: Handler> EventLoop<H> {
             .interest
             .is_none_or(|has| writable && !has.is_writable())
         {
-            let fd = task.stream.as_raw_fd();
+            let fd = task.link.stream.as_raw_fd();
             let registry = self.poll.registry();
             // Registering looks at the socket's readiness at once, so an
             // edge that came between the failed call and now is not lost.
@@ -376,13 +368,6 @@ impl<H: Handler> EventLoop<H> {
         }
         if task.cut {
             self.runnable.push_back((key, Wake::Cut));
-            return;
-        }
-        if stopping && wait == (Wait::Read { idle: true }) {
-            if !std::mem::replace(&mut task.closed_idle, true) {
-                bump(&self.shared.core.counters.closed_idle);
-            }
-            self.runnable.push_back((key, Wake::Closing));
             return;
         }
         task.wait = wait;
@@ -410,7 +395,7 @@ impl<H: Handler> EventLoop<H> {
             Ok(stack) => stack,
             Err(e) => {
                 self.free_keys.push(key);
-                core.lock().books.release(admitted);
+                core.books().release(admitted);
                 if let Some(skipped) = core.logs.spawn_errors.admit() {
                     let msg = format!("cannot serve {peer}: {e}; the connection was closed");
                     log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
@@ -418,11 +403,11 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
         };
-        let stream = Arc::new(stream);
+        let link = Link::new(stream);
         let stack_start = stacks::mapping_start(&stack);
         let body = task::body(
             Arc::clone(&self.shared),
-            Arc::clone(&stream),
+            Arc::clone(&link),
             peer.clone(),
             admitted,
         );
@@ -431,7 +416,7 @@ impl<H: Handler> EventLoop<H> {
             coro: Coroutine::with_stack(stack, body),
             stack_start,
             generation: self.generation,
-            stream,
+            link,
             peer,
             wait: Wait::Nothing,
             io_deadline: None,
@@ -441,7 +426,6 @@ impl<H: Handler> EventLoop<H> {
                 .map(|t| deadline_after(Instant::now(), t)),
             timer_at: None,
             cut: false,
-            closed_idle: false,
             interest: None,
         };
         if key == self.tasks.len() {
@@ -464,9 +448,9 @@ impl<H: Handler> EventLoop<H> {
         self.live -= 1;
         self.gauges.live.store(self.live as u64, Relaxed);
         let room_wanted = {
-            let mut st = self.shared.core.lock();
-            st.books.release(done.admitted);
-            std::mem::take(&mut st.books.room_wanted)
+            let mut books = self.shared.core.books();
+            books.release(done.admitted);
+            std::mem::take(&mut books.room_wanted)
         };
         if room_wanted {
             self.accept_more = true;
@@ -476,6 +460,6 @@ impl<H: Handler> EventLoop<H> {
         self.compact_timers();
         // Dropping the last handle closes the socket, which also takes it
         // out of the poll.
-        drop(task.stream);
+        drop(task.link);
     }
 }

@@ -9,18 +9,18 @@ use std::thread;
 use std::time::Duration;
 
 use crate::core::Core;
+use crate::park::parking::Job;
 use crate::report::{log_or_eprint, with_skipped};
-use crate::sys::parking::Job;
 
-/// Where a finished job's connection goes back to.
-pub(crate) trait Inbox: Send + Sync {
+/// Where a finished job's connection goes back to: its event loop.
+pub(crate) trait Resume: Send + Sync {
     /// The job of connection `key` is done.
     fn done(&self, key: usize);
 }
 
 struct Queued {
     job: Job,
-    inbox: Arc<dyn Inbox>,
+    resume: Arc<dyn Resume>,
     key: usize,
 }
 
@@ -65,10 +65,10 @@ impl Helpers {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `job` on a helper thread, then tells `inbox` that `key` is done.
-    pub(crate) fn submit(self: &Arc<Self>, job: Job, inbox: Arc<dyn Inbox>, key: usize) {
+    /// Runs `job` on a helper thread, then tells `resume` that `key` is done.
+    pub(crate) fn submit(self: &Arc<Self>, job: Job, resume: Arc<dyn Resume>, key: usize) {
         let mut st = self.lock();
-        st.queue.push_back(Queued { job, inbox, key });
+        st.queue.push_back(Queued { job, resume, key });
         if st.idle > st.queue.len() - 1 {
             self.work.notify_one();
             return;
@@ -98,7 +98,7 @@ impl Helpers {
             }
             for q in orphans {
                 q.job.run();
-                q.inbox.done(q.key);
+                q.resume.done(q.key);
             }
         }
     }
@@ -109,7 +109,7 @@ impl Helpers {
             if let Some(q) = st.queue.pop_front() {
                 drop(st);
                 q.job.run();
-                q.inbox.done(q.key);
+                q.resume.done(q.key);
                 st = self.lock();
                 continue;
             }

@@ -8,26 +8,34 @@
 //! * `task.rs`: what runs inside a connection's coroutine.
 //! * `helpers.rs`: the helper threads `offload` runs on.
 //! * `stacks.rs`: the handlers' stacks, reused, and the memory-map limit.
+//! * `parking.rs`: the parking point, with the `unsafe` it needs: how a
+//!   handler's blocking call gives its thread back to the loop.
 //!
-//! The parking point itself, the parked stream and `offload` are in
-//! `sys/parking.rs`, with the `unsafe` they need.
+//! A connection's own steps and its parked I/O are in `conn/`, shared with
+//! the thread engine; this folder provides their [`Parking`].
+//!
+//! [`Parking`]: crate::conn::parked::Parking
 
 mod accepting;
 mod deadlines;
 pub(crate) mod event_loop;
 pub(crate) mod helpers;
+#[allow(unsafe_code)]
+mod parking;
 pub(crate) mod stacks;
 mod stopping;
 pub(crate) mod task;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
 
-use crate::core::Shared;
-use crate::deadline::{deadline_after, FAR_FUTURE};
-use crate::shutdown::{self, ShutdownReport, EXIT_GRACE};
+use crate::core::{Engine, Gauges, Shared};
+use crate::deadline::deadline_after;
+use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};
+use crate::lifecycle::Command;
+use crate::stats::LoopGauges;
 use crate::{Error, Handler};
 
 pub(crate) use stacks::connection_cap;
@@ -47,6 +55,80 @@ impl Running {
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
         *n -= 1;
         self.cv.notify_all();
+    }
+}
+
+/// One event loop, as the rest of the server sees it.
+#[derive(Debug)]
+pub(crate) struct LoopHandle {
+    pub(crate) gauges: Arc<LoopGauges>,
+    /// Wakes the loop from its poll (shutdown).
+    pub(crate) waker: Arc<mio::Waker>,
+}
+
+/// The parked engine of one server: its loops, as shutdown and `stats()`
+/// reach them.
+#[derive(Debug, Default)]
+pub(crate) struct Loops {
+    loops: Mutex<Vec<LoopHandle>>,
+    /// `None` while serving; at shutdown, the connections served when it
+    /// began (what the report calls in flight).
+    stopped: Mutex<Option<usize>>,
+    /// The run thread waits here for shutdown.
+    control: Condvar,
+}
+
+impl Loops {
+    fn lock(&self) -> MutexGuard<'_, Vec<LoopHandle>> {
+        self.loops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn add(&self, handle: LoopHandle) {
+        self.lock().push(handle);
+    }
+
+    pub(crate) fn remove(&self, gauges: &Arc<LoopGauges>) {
+        self.lock().retain(|l| !Arc::ptr_eq(&l.gauges, gauges));
+    }
+
+    fn stopped(&self) -> MutexGuard<'_, Option<usize>> {
+        self.stopped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Engine for Loops {
+    fn command(&self, command: Command) {
+        match command {
+            Command::Stop => {
+                let mut stopped = self.stopped();
+                if stopped.is_some() {
+                    return;
+                }
+                *stopped = Some(self.gauges().active as usize);
+                drop(stopped);
+                // Each loop, woken, sees the flag and stops (`stopping.rs`).
+                for l in self.lock().iter() {
+                    // A loop that cannot be woken finds the flag at its next turn.
+                    let _ = l.waker.wake();
+                }
+                self.control.notify_all();
+            }
+        }
+    }
+
+    fn gauges(&self) -> Gauges {
+        let loops = self.lock();
+        let (mut active, mut parked) = (0, 0);
+        for l in loops.iter() {
+            active += l.gauges.live.load(Relaxed);
+            parked += l.gauges.parked.load(Relaxed);
+        }
+        Gauges {
+            queued: 0,
+            active,
+            threads: loops.len() as u64,
+            parked,
+        }
     }
 }
 
@@ -71,6 +153,7 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
             source,
         });
     }
+    let engine = Arc::new(Loops::default());
     let helpers = Helpers::new(Arc::clone(&shared.core));
     let running = Arc::new(Running::default());
     let mut started = Ok(());
@@ -86,15 +169,16 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
         *running.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let leave = Leave(Arc::clone(&running));
         let (shared, helpers) = (Arc::clone(shared), Arc::clone(&helpers));
+        let loops = Arc::clone(&engine);
         // A loop's coroutines never leave its thread, so it is made there.
         let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
             let _leave = leave;
-            match EventLoop::new(Arc::clone(&shared), helpers, poll) {
+            match EventLoop::new(Arc::clone(&shared), loops, helpers, poll) {
                 Ok(event_loop) => event_loop.run(),
                 Err(e) => {
                     let msg = format!("cannot start an event loop: {e}; shutting down");
                     crate::report::log_or_eprint(log::Level::Error, &msg);
-                    shared.core.begin_shutdown();
+                    shared.core.command(Command::Stop);
                 }
             }
         });
@@ -103,20 +187,23 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
             break;
         }
     }
+    // Registered after the loops are counted, so that a shutdown before
+    // every loop has its poll still waits for them below.
+    core.start_engine(Arc::clone(&engine) as Arc<dyn Engine>);
     if started.is_ok() {
-        crate::report::log_or_eprint(
-            log::Level::Info,
-            &format!(
-                "serving {} ({}) on {} event loops (park_idle)",
-                core.local_addr,
-                settings.transport,
-                settings.workers()
-            ),
-        );
-        let forever = deadline_after(Instant::now(), FAR_FUTURE);
-        drop(core.wait_until(&core.control, forever, |st| st.pool.stopping));
+        core.log_serving(&format!(
+            "on {} event loops (park_idle)",
+            settings.workers()
+        ));
+        let mut stopped = engine.stopped();
+        while stopped.is_none() {
+            stopped = engine
+                .control
+                .wait(stopped)
+                .unwrap_or_else(|e| e.into_inner());
+        }
     } else {
-        core.begin_shutdown();
+        core.command(Command::Stop);
     }
     let leave_by = deadline_after(
         deadline_after(Instant::now(), settings.shutdown_timeout),
@@ -139,12 +226,13 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     // call is left behind, as a stuck worker is in the thread mode, rather
     // than given a grace of its own.
     helpers.stop(leave_by.saturating_duration_since(Instant::now()));
-    if core.passed {
+    if core.held_elsewhere {
         // Whoever serves the passed socket next may expect it blocking.
         let _ = core.listener.sock_ref().set_nonblocking(false);
     }
     started?;
     // The loops counted what they cut.
     let forced = core.counters.forced_at_shutdown.load(Relaxed) as usize;
-    Ok(shutdown::report(core, core.lock().active_at_stop, forced))
+    let in_flight = engine.stopped().unwrap_or(0);
+    Ok(report(&core.counters, in_flight, forced))
 }

@@ -2,24 +2,25 @@
 //! after `shutdown_timeout`), and what it reports of itself: stalls and
 //! internal errors.
 
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 
+use crate::conn::parked::Wake;
 use crate::deadline::deadline_after;
 use crate::park::event_loop::{EventLoop, Wait, STALL};
 use crate::report::{log_or_eprint, with_skipped};
 use crate::stats::{add, bump};
-use crate::sys::parking::Wake;
 use crate::sys::rusage;
 use crate::{Addr, Handler};
 
 impl<H: Handler> EventLoop<H> {
-    /// Shutdown has begun: stop accepting, close idle connections now,
-    /// and give the others `shutdown_timeout`.
+    /// Shutdown has begun: stop accepting, close idle connections now
+    /// (as the thread mode does, through each connection's `Link`: a
+    /// parked read then wakes to end of file), and give the others
+    /// `shutdown_timeout`.
     pub(super) fn begin_stop(&mut self, now: Instant) {
         let core = Arc::clone(&self.shared.core);
         let listener_fd = core.listener.sock_ref().as_raw_fd();
@@ -27,18 +28,8 @@ impl<H: Handler> EventLoop<H> {
         self.accept_more = false;
         self.accept_paused_until = None;
         self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
-        let mut idle = Vec::new();
-        for (key, task) in self.tasks.iter_mut().enumerate() {
-            if let Some(task) = task.as_mut() {
-                if task.wait == (Wait::Read { idle: true }) {
-                    task.closed_idle = true;
-                    idle.push(key);
-                }
-            }
-        }
-        add(&core.counters.closed_idle, idle.len() as u64);
-        for key in idle {
-            self.wake(key, Wake::Closing);
+        for task in self.tasks.iter().flatten() {
+            task.link.close_if_idle();
         }
     }
 
@@ -52,8 +43,8 @@ impl<H: Handler> EventLoop<H> {
             let Some(task) = task else { continue };
             forced += 1;
             task.cut = true;
-            let _ = task.stream.shutdown(Shutdown::Both);
-            if matches!(task.wait, Wait::Read { .. } | Wait::Write) {
+            task.link.cut();
+            if matches!(task.wait, Wait::Read | Wait::Write) {
                 parked.push(key);
             }
         }

@@ -1,14 +1,8 @@
 //! `ProxyProtocol`: which proxies a listener trusts to tell it the client's
 //! address with a PROXY protocol header, and how long it waits for one.
 
-use std::io::{self, Read};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
-
-use super::header::{ProxyError, ProxyHeader};
-use super::read::read_header;
-use crate::deadline::deadline_after;
-use crate::net::stream::Stream;
+use std::time::Duration;
 
 /// PROXY protocol (v1 text and v2 binary, as HAProxy's `send-proxy` and
 /// `send-proxy-v2` send) on a stream listener; give it to
@@ -101,24 +95,6 @@ impl ProxyProtocol {
     pub(crate) fn has_zero_timeout(&self) -> bool {
         self.header_timeout.is_zero()
     }
-
-    /// Reads the header off `stream` within the header timeout, leaving
-    /// the stream's read timeout at `restore` afterwards.
-    pub(crate) fn read(
-        &self,
-        stream: &Stream,
-        restore: Option<Duration>,
-    ) -> Result<ProxyHeader, ProxyError> {
-        stream.set_read_timeout(Some(self.header_timeout))?;
-        let mut reader = Deadline {
-            stream,
-            deadline: deadline_after(Instant::now(), self.header_timeout),
-            timeout: self.header_timeout,
-        };
-        let header = read_header(&mut reader)?;
-        stream.set_read_timeout(restore)?;
-        Ok(header)
-    }
 }
 
 /// Whether the first `bits` bits of `ip` and `net` agree (same family only).
@@ -132,40 +108,8 @@ fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     shift >= len || (a >> shift) == (b >> shift)
 }
 
-/// Reads with one deadline for the whole header, however slowly it comes:
-/// the socket's read timeout is lowered as the deadline nears. Data that
-/// is already there is read without a system call for the timeout.
-struct Deadline<'a> {
-    stream: &'a Stream,
-    deadline: Instant,
-    /// The read timeout currently set on the socket.
-    timeout: Duration,
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no complete PROXY header in time",
-            ));
-        }
-        // 0.9 times even `Duration::MAX` fits in a `Duration`: no panic.
-        if left < self.timeout.mul_f32(0.9) {
-            self.stream.set_read_timeout(Some(left))?;
-            self.timeout = left;
-        }
-        let mut s = self.stream;
-        s.read(buf)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
-
     use super::*;
 
     #[test]
@@ -185,32 +129,5 @@ mod tests {
             .trust_loopback()
             .trusts("127.3.2.1".parse().unwrap()));
         assert!(!ProxyProtocol::new().trusts("127.0.0.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn the_deadline_reader_lowers_a_huge_timeout_safely() {
-        assert!(Duration::MAX.mul_f32(0.9) < Duration::MAX);
-    }
-
-    /// `Duration::MAX` is the natural way to ask for no limit; reading
-    /// must not panic on it, since it runs outside the handler's
-    /// `catch_unwind` and a panic there would take the worker.
-    #[test]
-    fn the_longest_header_timeout_still_reads_the_header() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client
-            .write_all(b"PROXY TCP4 192.0.2.7 198.51.100.1 51234 443\r\nHELLO")
-            .unwrap();
-        let stream = Stream::Tcp(listener.accept().unwrap().0);
-        let header = ProxyProtocol::new()
-            .header_timeout(Duration::MAX)
-            .read(&stream, None)
-            .unwrap();
-        assert_eq!(header.source(), Some("192.0.2.7:51234".parse().unwrap()));
-        assert_eq!(stream.read_timeout().unwrap(), None);
-        let mut rest = [0; 5];
-        (&stream).read_exact(&mut rest).unwrap();
-        assert_eq!(&rest, b"HELLO");
     }
 }

@@ -6,6 +6,10 @@
 //! workers accepting at the same time can never hold more than
 //! `max_connections` between them, each reserves its place before it calls
 //! `accept()`; a reservation becomes a held connection once accepted.
+//!
+//! For datagrams, `loop_guard.rs` decides which sources are served at all.
+
+pub(crate) mod loop_guard;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,7 +20,7 @@ use crate::settings::Settings;
 use crate::stats::{bump, Counters};
 use crate::Addr;
 
-/// The counts admission keeps, under the server's state lock.
+/// The counts admission keeps, under their own lock (`Core::books`).
 #[derive(Debug, Default)]
 pub(crate) struct Books {
     /// Connections accepted and not yet closed: queued or served.

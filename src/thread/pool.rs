@@ -4,20 +4,10 @@
 //! after releasing the lock. It knows nothing of threads or sockets, so
 //! every decision is unit-tested below.
 //!
-//! The counts live under the server's one state lock; see
-//! `CONCURRENCY.md` beside this file for who waits where and who wakes
-//! whom.
+//! The counts live under the thread engine's state lock; see
+//! `CONCURRENCY.md` for who waits where and who wakes whom.
 
-/// The limits the policy works within, from the settings.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Limits {
-    /// Threads always running; also the most that accept at once.
-    pub(crate) workers: usize,
-    /// The pool's ceiling.
-    pub(crate) max_workers: usize,
-    /// Accepted connections that may wait for a worker (0: none).
-    pub(crate) queue: usize,
-}
+use crate::settings::Limits;
 
 /// Who is doing what.
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! A datagram worker's batch: the datagrams it takes off the socket in one
-//! call ([`Inbox`]), and their replies, sent back together in one call when
-//! the batch has been served ([`Outbox`]).
+//! call ([`Incoming`]), and their replies, sent back together in one call when
+//! the batch has been served ([`Replies`]).
 //!
 //! One worker receives at a time (the others stand by, see `worker`). A
 //! batch is what is already waiting when it receives: it never waits for
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 
-use crate::net::datagram::{unanswerable, DatagramSocket};
+use super::datagram::{unanswerable, DatagramSocket};
 use crate::sys::mmsg::{Outgoing, RecvBatch, SendBatch};
 use crate::Addr;
 
@@ -59,7 +59,7 @@ const HELD_REPLY_MAX: usize = 4096;
 const HELD_BYTES_MAX: usize = 64 * 1024;
 
 /// The receiving side of a worker's batches.
-pub(crate) struct Inbox {
+pub(crate) struct Incoming {
     recv: RecvBatch,
     /// One slot of `stride` bytes per datagram; lent to each handler's
     /// `Connection` while it runs.
@@ -82,13 +82,13 @@ pub(crate) struct Inbox {
     poll_backoff: u32,
 }
 
-impl Inbox {
+impl Incoming {
     /// Batches for datagrams of up to `max_datagram` bytes from `socket`.
     /// The arena is allocated zeroed and untouched, so only the pages that
     /// datagrams are written to become resident.
     pub(crate) fn new(socket: &DatagramSocket, max_datagram: usize) -> Self {
         let stride = max_datagram + 1;
-        Inbox {
+        Incoming {
             recv: RecvBatch::new(SLOTS),
             arena: vec![0u8; stride * SLOTS],
             stride,
@@ -209,7 +209,7 @@ fn next_limit(served: usize, took: Duration, slots: usize) -> usize {
 
 /// The replies of a worker's batch, held until the batch has been served
 /// and then sent in one call. Lent to each handler's `Connection` in turn.
-pub(crate) struct Outbox {
+pub(crate) struct Replies {
     socket: DatagramSocket,
     /// The bytes of the replies held, back to back.
     data: Vec<u8>,
@@ -225,9 +225,9 @@ pub(crate) struct Outbox {
     failed: Vec<(usize, io::Error)>,
 }
 
-impl Outbox {
+impl Replies {
     pub(crate) fn new(socket: DatagramSocket) -> Self {
-        Outbox {
+        Replies {
             socket,
             data: Vec::new(),
             held: Vec::with_capacity(SLOTS),
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn a_connection_holding_the_replies_stays_send_and_sync() {
         fn assert<T: Send + Sync>() {}
-        assert::<Outbox>();
+        assert::<Replies>();
         assert::<crate::Connection>();
     }
 

@@ -32,8 +32,8 @@ pub(crate) const PASSED_TICK: Duration = Duration::from_millis(100);
 /// Wakes every thread blocked in `accept()` or `recv_from()` on a socket
 /// this server opened itself; nothing to do for a passed one (see the
 /// module documentation).
-pub(crate) fn wake_all(listener: &Listener, passed: bool) {
-    if passed {
+pub(crate) fn wake_all(listener: &Listener, held_elsewhere: bool) {
+    if held_elsewhere {
         return;
     }
     let how = match listener {
@@ -81,32 +81,14 @@ pub(crate) fn set_inherited_options(listener: &Listener, settings: &Settings) ->
 /// a `reuse_port` group's datagrams. Stream listeners need nothing: a
 /// listener shut down has already left its group. A passed socket is not
 /// the server's to let go.
-pub(crate) fn release(listener: &Listener, passed: bool) {
-    use std::os::fd::AsRawFd;
+pub(crate) fn release(listener: &Listener, held_elsewhere: bool) {
     let Listener::Datagram(_) = listener else {
         return;
     };
-    if passed {
+    if held_elsewhere {
         return;
     }
-    let bound = listener.sock_ref();
-    let Ok(domain) = bound.domain() else {
-        return;
-    };
-    let Ok(fresh) = socket2::Socket::new(domain, socket2::Type::DGRAM, None) else {
-        return;
-    };
-    // SAFETY: `dup2` takes two descriptor numbers and touches no memory of
-    // ours. Both are open and owned for the whole call: `fresh` by this
-    // function, the bound one by the server's listener, which outlives the
-    // borrow `bound`. `dup2` closes the bound socket's description and
-    // makes its number refer to `fresh`'s, which the listener then owns
-    // and closes in its turn; `fresh` closes its own number when dropped.
-    let replaced = unsafe { libc::dup2(fresh.as_raw_fd(), bound.as_raw_fd()) };
-    if replaced < 0 {
-        log::debug!(
-            "letting go of the datagram socket: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = crate::sys::fd::replace_with_unbound(listener.sock_ref()) {
+        log::debug!("letting go of the datagram socket: {e}");
     }
 }

@@ -1,16 +1,18 @@
 //! The socket under a [`Connection`](crate::Connection): a stream served by
-//! a thread, a parked stream, or one received datagram; with the read and
-//! write timeouts worded as what they mean. TLS, when set, runs on top of
-//! this.
+//! a thread (blocking), a parked stream, or one received datagram; with the
+//! read and write timeouts worded as what they mean, and the connection's
+//! state ([`ConnState`](crate::conn::state::ConnState)) kept as it reads
+//! and writes. TLS, when set, runs on top of this.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::batch::Outbox;
-use crate::slot::Slot;
-use crate::sys::parking::ParkedStream;
+use crate::conn::link::Link;
+use crate::conn::parked::{ParkedStream, Parking};
+use crate::net::batch::Replies;
+use crate::net::stream::Stream;
 use crate::{Addr, Transport};
 
 /// One connection's socket, as its handler reads and writes it.
@@ -28,8 +30,8 @@ pub(crate) struct SocketIo {
 }
 
 enum Kind {
-    /// A stream served by a thread of its own (the thread mode).
-    Stream(Arc<Slot>),
+    /// A blocking stream, served by a thread of its own (the thread mode).
+    Blocking(Arc<Link>),
     /// A stream served under `park_idle`.
     Parked(ParkedStream),
     Datagram(Datagram),
@@ -46,11 +48,11 @@ pub(crate) struct Datagram {
     pos: usize,
     /// The worker's replies of this batch, lent likewise: each `write` is
     /// one reply datagram, sent with the batch's others.
-    out: Outbox,
+    out: Replies,
 }
 
 impl Datagram {
-    pub(crate) fn new(peer: Addr, buf: Vec<u8>, start: usize, len: usize, out: Outbox) -> Self {
+    pub(crate) fn new(peer: Addr, buf: Vec<u8>, start: usize, len: usize, out: Replies) -> Self {
         Datagram {
             peer,
             buf,
@@ -62,7 +64,7 @@ impl Datagram {
     }
 
     /// Gives back what was lent: the receive buffer and the replies.
-    pub(crate) fn into_parts(self) -> (Vec<u8>, Outbox) {
+    pub(crate) fn into_parts(self) -> (Vec<u8>, Replies) {
         (self.buf, self.out)
     }
 
@@ -72,9 +74,12 @@ impl Datagram {
 }
 
 impl SocketIo {
-    pub(crate) fn stream(slot: Arc<Slot>, timeouts: (Option<Duration>, Option<Duration>)) -> Self {
+    pub(crate) fn blocking(
+        link: Arc<Link>,
+        timeouts: (Option<Duration>, Option<Duration>),
+    ) -> Self {
         SocketIo {
-            kind: Kind::Stream(slot),
+            kind: Kind::Blocking(link),
             read_timeout: timeouts.0,
             read_timed_out: false,
             write_timeout: timeouts.1,
@@ -105,7 +110,7 @@ impl SocketIo {
     pub(crate) fn into_datagram(self) -> Option<Datagram> {
         match self.kind {
             Kind::Datagram(d) => Some(d),
-            Kind::Stream(_) | Kind::Parked(_) => None,
+            Kind::Blocking(_) | Kind::Parked(_) => None,
         }
     }
 
@@ -118,7 +123,7 @@ impl SocketIo {
     /// wildcard listener); `None` for a datagram.
     pub(crate) fn local_inet(&self) -> Option<io::Result<SocketAddr>> {
         match &self.kind {
-            Kind::Stream(slot) => Some(slot.with(|s| s.local_inet())),
+            Kind::Blocking(link) => Some(link.stream.local_inet()),
             Kind::Parked(p) => Some(p.stream().local_inet()),
             Kind::Datagram(_) => None,
         }
@@ -126,19 +131,80 @@ impl SocketIo {
 
     pub(crate) fn transport(&self) -> Transport {
         match self.kind {
-            Kind::Stream(_) | Kind::Parked(_) => Transport::Stream,
+            Kind::Blocking(_) | Kind::Parked(_) => Transport::Stream,
             Kind::Datagram(_) => Transport::Datagram,
         }
     }
 
-    pub(crate) fn is_parked(&self) -> bool {
-        matches!(self.kind, Kind::Parked(_))
+    /// How a parked connection waits; `None` in the thread mode.
+    pub(crate) fn parking(&self) -> Option<&'static dyn Parking> {
+        match &self.kind {
+            Kind::Parked(p) => Some(p.parking()),
+            Kind::Blocking(_) | Kind::Datagram(_) => None,
+        }
+    }
+
+    /// The stream connection, shared with whoever may close it.
+    pub(crate) fn link(&self) -> Option<&Link> {
+        match &self.kind {
+            Kind::Blocking(link) => Some(link),
+            Kind::Parked(p) => Some(p.link()),
+            Kind::Datagram(_) => None,
+        }
+    }
+
+    fn stream(&self) -> Option<&Stream> {
+        self.link().map(|link| &link.stream)
+    }
+
+    /// Socket options that accepted sockets do not inherit here: Nagle's
+    /// algorithm off (`nodelay`) and, for a blocking socket, the read and
+    /// write timeouts (a parked one keeps its own).
+    pub(crate) fn configure(&self, nodelay: bool) {
+        // Failures mean the peer is already gone; the handler will see it.
+        if let Some(stream) = self.stream() {
+            if nodelay {
+                let _ = stream.set_nodelay(true);
+            }
+        }
+        if let Kind::Blocking(link) = &self.kind {
+            let _ = link.stream.set_write_timeout(self.write_timeout);
+            let _ = link.stream.set_read_timeout(self.read_timeout);
+        }
+    }
+
+    /// Reads with one deadline for however many reads it takes (a PROXY
+    /// header): `WouldBlock` once it has passed. A blocking socket's own
+    /// read timeout is set to what is left for each read; call
+    /// [`end_deadline`](Self::end_deadline) after the last.
+    pub(crate) fn read_until(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        match &mut self.kind {
+            Kind::Blocking(link) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                link.stream.set_read_timeout(Some(left))?;
+                read_blocking(link, buf)
+            }
+            Kind::Parked(p) => p.read_within(buf, Some(deadline)),
+            Kind::Datagram(_) => self.read(buf),
+        }
+    }
+
+    /// After [`read_until`](Self::read_until): the socket's read timeout is
+    /// the connection's own again.
+    pub(crate) fn end_deadline(&mut self) -> io::Result<()> {
+        match &self.kind {
+            Kind::Blocking(link) => link.stream.set_read_timeout(self.read_timeout),
+            Kind::Parked(_) | Kind::Datagram(_) => Ok(()),
+        }
     }
 
     pub(crate) fn datagram_bytes(&self) -> Option<&[u8]> {
         match &self.kind {
             Kind::Datagram(d) => Some(d.bytes()),
-            Kind::Stream(_) | Kind::Parked(_) => None,
+            Kind::Blocking(_) | Kind::Parked(_) => None,
         }
     }
 
@@ -150,19 +216,16 @@ impl SocketIo {
                 let bytes = &d.buf[d.start..d.start + d.len];
                 d.out.reply(bytes, &d.peer)
             }
-            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
+            Kind::Blocking(_) | Kind::Parked(_) => Ok(()),
         }
     }
 
-    #[cfg(feature = "tls")]
     /// Counts the connection as waiting for its client's next request, for
-    /// shutdown to close at once (what came before, a TLS handshake, was no
-    /// request), or as in the middle of one.
+    /// shutdown to close at once (what came before, a PROXY header or a TLS
+    /// handshake, was no request), or as in the middle of one.
     pub(crate) fn set_awaiting(&mut self, awaiting: bool) {
-        match &mut self.kind {
-            Kind::Stream(slot) => slot.set_awaiting(awaiting),
-            Kind::Parked(p) => p.set_awaiting(awaiting),
-            Kind::Datagram(_) => {}
+        if let Some(link) = self.link() {
+            link.state.set_awaiting(awaiting);
         }
     }
 
@@ -174,16 +237,15 @@ impl SocketIo {
         if self.stalled {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.send_now(buf)),
-            Kind::Parked(p) => p.stream().send_now(buf),
-            Kind::Datagram(_) => Ok(0),
+        match self.stream() {
+            Some(stream) => stream.send_now(buf),
+            None => Ok(0),
         }
     }
 
     pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.set_read_timeout(timeout))?,
+            Kind::Blocking(link) => link.stream.set_read_timeout(timeout)?,
             Kind::Parked(p) => p.set_read_timeout(timeout),
             Kind::Datagram(_) => return Ok(()),
         }
@@ -193,7 +255,7 @@ impl SocketIo {
 
     pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match &mut self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.set_write_timeout(timeout))?,
+            Kind::Blocking(link) => link.stream.set_write_timeout(timeout)?,
             Kind::Parked(p) => p.set_write_timeout(timeout),
             Kind::Datagram(_) => return Ok(()),
         }
@@ -204,7 +266,7 @@ impl SocketIo {
 
     pub(crate) fn read_timeout(&self) -> io::Result<Option<Duration>> {
         match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.read_timeout()),
+            Kind::Blocking(link) => link.stream.read_timeout(),
             Kind::Parked(p) => Ok(p.read_timeout()),
             Kind::Datagram(_) => Ok(None),
         }
@@ -212,26 +274,45 @@ impl SocketIo {
 
     pub(crate) fn write_timeout(&self) -> io::Result<Option<Duration>> {
         match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.write_timeout()),
+            Kind::Blocking(link) => link.stream.write_timeout(),
             Kind::Parked(p) => Ok(p.write_timeout()),
             Kind::Datagram(_) => Ok(None),
         }
     }
 
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        match &self.kind {
-            Kind::Stream(slot) => slot.with(|s| s.shutdown(how)),
-            Kind::Parked(p) => p.stream().shutdown(how),
-            Kind::Datagram(_) => Ok(()),
+        match self.stream() {
+            Some(stream) => stream.shutdown(how),
+            None => Ok(()),
         }
     }
+}
+
+/// A blocking read, keeping the connection's state: once shutdown has
+/// begun, a read on an idle connection closes its reading side first, so
+/// that bytes already received are still read, then end of file, instead
+/// of blocking.
+fn read_blocking(link: &Link, buf: &mut [u8]) -> io::Result<usize> {
+    if link.state.begin_read() {
+        link.close_reading();
+    }
+    let result = (&link.stream).read(buf);
+    link.state.end_read(*result.as_ref().unwrap_or(&0));
+    result
+}
+
+/// A blocking write; the connection then waits for input again.
+fn write_blocking(link: &Link, buf: &[u8]) -> io::Result<usize> {
+    let result = (&link.stream).write(buf);
+    link.state.replied();
+    result
 }
 
 impl Read for SocketIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let result = match &mut self.kind {
-            Kind::Stream(slot) => slot.read(buf),
-            Kind::Parked(p) => p.read(buf),
+            Kind::Blocking(link) => read_blocking(link, buf),
+            Kind::Parked(p) => p.read_within(buf, None),
             Kind::Datagram(d) => {
                 let rest = &d.buf[d.start + d.pos..d.start + d.len];
                 let n = rest.len().min(buf.len());
@@ -287,15 +368,15 @@ impl Write for SocketIo {
                     result => result,
                 }
             }
-            Kind::Stream(slot) => {
+            Kind::Blocking(link) => {
                 if self.stalled {
                     return Err(stalled());
                 }
                 let Some(timeout) = self.write_timeout else {
-                    return slot.write(buf);
+                    return write_blocking(link, buf);
                 };
                 let start = Instant::now();
-                let n = match slot.write(buf) {
+                let n = match write_blocking(link, buf) {
                     // A blocking socket's SO_SNDTIMEO expiring with nothing
                     // sent reads as EAGAIN; say what it means.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -316,7 +397,7 @@ impl Write for SocketIo {
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.kind {
             Kind::Datagram(d) => d.out.send_held(),
-            Kind::Stream(_) | Kind::Parked(_) => Ok(()),
+            Kind::Blocking(_) | Kind::Parked(_) => Ok(()),
         }
     }
 }

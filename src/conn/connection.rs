@@ -3,13 +3,12 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::slot::Slot;
-pub(crate) use crate::socket_io::Datagram;
-use crate::socket_io::SocketIo;
-use crate::sys::parking::{self as park, ParkedStream};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+pub(crate) use crate::conn::io::Datagram;
+use crate::conn::io::SocketIo;
 #[cfg(feature = "tls")]
 use crate::tls::{Session, TlsInfo};
 use crate::{Addr, Transport};
@@ -46,25 +45,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn stream(
-        slot: Arc<Slot>,
-        peer: Addr,
-        local: Addr,
-        timeouts: (Option<Duration>, Option<Duration>),
-    ) -> Self {
-        Connection::over(SocketIo::stream(slot, timeouts), peer, local)
-    }
-
-    pub(crate) fn parked(stream: ParkedStream, peer: Addr, local: Addr) -> Self {
-        Connection::over(SocketIo::parked(stream), peer, local)
-    }
-
     pub(crate) fn from_datagram(datagram: Datagram, local: Addr) -> Self {
         let peer = datagram.peer.clone();
         Connection::over(SocketIo::datagram(datagram), peer, local)
     }
 
-    fn over(io: SocketIo, peer: Addr, local: Addr) -> Self {
+    pub(crate) fn over(io: SocketIo, peer: Addr, local: Addr) -> Self {
         Connection {
             io,
             peer,
@@ -228,9 +214,21 @@ impl Connection {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        match self.io.is_parked() {
-            true => park::offload(f),
-            false => f(),
+        let Some(parking) = self.io.parking() else {
+            return f();
+        };
+        let mut f = Some(f);
+        let mut out = None;
+        parking.offload(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(catch_unwind(AssertUnwindSafe(f)));
+            }
+        });
+        match out {
+            Some(Ok(value)) => value,
+            Some(Err(payload)) => resume_unwind(payload),
+            // The loop dropped the job unrun: it only does so while dying.
+            None => panic!("an offloaded call was dropped before it ran"),
         }
     }
 }

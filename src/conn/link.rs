@@ -1,0 +1,53 @@
+//! A connection as more than one party reaches it: its socket and its
+//! state, shared by the handler's I/O and by whoever may have to close it
+//! (shutdown, the connection deadline). One per connection, in both
+//! engines; dropping the last reference closes the socket.
+
+use std::net::Shutdown;
+use std::sync::Arc;
+
+use crate::conn::state::ConnState;
+use crate::net::stream::Stream;
+
+/// One accepted stream connection and its [`ConnState`].
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) stream: Stream,
+    pub(crate) state: ConnState,
+}
+
+impl Link {
+    pub(crate) fn new(stream: Stream) -> Arc<Link> {
+        Arc::new(Link {
+            stream,
+            state: ConnState::default(),
+        })
+    }
+
+    /// Shutdown has begun: an idle connection gets end of file now
+    /// (`shutdown(SHUT_RD)`: bytes already received are still read first;
+    /// a thread blocked in `read` returns, a parked read is woken by the
+    /// readiness it raises); any other gets it at its next idle read.
+    /// Returns whether it was idle now.
+    pub(crate) fn close_if_idle(&self) -> bool {
+        let idle = self.state.shutdown_begins();
+        if idle {
+            self.close_reading();
+        }
+        idle
+    }
+
+    /// Ends the reading side: what was received is still read, then end of
+    /// file.
+    pub(crate) fn close_reading(&self) {
+        // ENOTCONN when the peer is already gone: nothing left to close.
+        let _ = self.stream.shutdown(Shutdown::Read);
+    }
+
+    /// Shuts the socket down both ways, so that blocked or parked reads
+    /// and writes return and every later one fails: the end of a
+    /// connection past its deadline, or of one a shutdown gave up on.
+    pub(crate) fn cut(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}

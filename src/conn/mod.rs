@@ -1,0 +1,23 @@
+//! One connection, the same in both engines: what its handler reads and
+//! writes ([`Connection`](crate::Connection)), the I/O under it, the state
+//! that says whether it is idle, and the steps that serve it.
+//!
+//! * `link.rs`: a stream connection as more than one party reaches it (its
+//!   handler's I/O, shutdown, the deadline): its socket and its state.
+//! * `state.rs`: that state, and the one answer to "is it idle?".
+//! * `io.rs`: the socket under a `Connection`: blocking (the thread mode),
+//!   parked (`park_idle`), or one datagram.
+//! * `parked.rs`: the parked stream, and [`Parking`](parked::Parking), what
+//!   an engine that parks handlers gives it.
+//! * `serve.rs`: the serving steps, driven by either engine: options, the
+//!   PROXY header, TLS, the handler, panics caught, what is reported.
+//! * `connection.rs`: the public `Connection`.
+//!
+//! This folder knows nothing of either engine: they call into it.
+
+pub(crate) mod connection;
+pub(crate) mod io;
+pub(crate) mod link;
+pub(crate) mod parked;
+pub(crate) mod serve;
+pub(crate) mod state;

@@ -1,0 +1,190 @@
+//! A connection's stream under `park_idle`: non-blocking underneath; where
+//! a blocking socket would block its thread, it asks its engine to park
+//! the handler ([`Parking`], which `park/` provides) until the socket is
+//! ready or a deadline passes. Off a parked handler (a thread the handler
+//! started, a helper running `offload`) it waits with `poll(2)` instead.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::conn::link::Link;
+use crate::deadline::deadline_after;
+use crate::net::stream::Stream;
+use crate::sys::poll;
+
+/// Why a parked handler was resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The first resume, or what it waited for may be there: try again.
+    Ready,
+    /// Its deadline passed first.
+    TimedOut,
+    /// Shutdown gave up waiting for it: its I/O fails from now on.
+    Cut,
+}
+
+/// How a parked connection waits: what an engine that parks handlers
+/// gives their I/O.
+pub(crate) trait Parking: Sync {
+    /// Suspends the calling handler until its socket may be readable (or,
+    /// `writable`, take more bytes) or `deadline` passes. `None` when the
+    /// caller is not a parked handler: it must wait on the socket itself.
+    fn wait(&self, writable: bool, deadline: Option<Instant>) -> Option<Wake>;
+
+    /// Runs `job` on a helper thread while the calling handler parks, or
+    /// in place when the caller is not a parked handler; returns once the
+    /// job has run.
+    fn offload(&self, job: &mut (dyn FnMut() + Send));
+}
+
+fn cut() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the server is shutting down and stopped waiting for this connection",
+    )
+}
+
+/// A parked connection's stream; see the module documentation.
+pub(crate) struct ParkedStream {
+    link: Arc<Link>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    parking: &'static dyn Parking,
+}
+
+impl std::fmt::Debug for ParkedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkedStream")
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParkedStream {
+    pub(crate) fn new(
+        link: Arc<Link>,
+        timeouts: (Option<Duration>, Option<Duration>),
+        parking: &'static dyn Parking,
+    ) -> Self {
+        ParkedStream {
+            link,
+            read_timeout: timeouts.0,
+            write_timeout: timeouts.1,
+            parking,
+        }
+    }
+
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
+    }
+
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.link.stream
+    }
+
+    pub(crate) fn parking(&self) -> &'static dyn Parking {
+        self.parking
+    }
+
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    pub(crate) fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    pub(crate) fn set_read_timeout(&mut self, t: Option<Duration>) {
+        self.read_timeout = t;
+    }
+
+    pub(crate) fn set_write_timeout(&mut self, t: Option<Duration>) {
+        self.write_timeout = t;
+    }
+
+    /// Reads with one deadline, however the bytes trickle in; `None`: the
+    /// read timeout from when the read first would block (then
+    /// `WouldBlock`, as a blocking socket's timeout reads). The deadline is
+    /// only worked out once the read would block.
+    pub(crate) fn read_within(
+        &mut self,
+        buf: &mut [u8],
+        fixed: Option<Instant>,
+    ) -> io::Result<usize> {
+        let (link, state) = (&*self.link, &self.link.state);
+        let mut deadline = fixed;
+        let mut waited = false;
+        loop {
+            match (&link.stream).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => {
+                    if matches!(result, Ok(n) if n > 0) {
+                        state.received();
+                    }
+                    return result;
+                }
+            }
+            if !waited && fixed.is_none() {
+                deadline = self.read_timeout.map(|t| deadline_after(Instant::now(), t));
+            }
+            waited = true;
+            if state.begin_read() {
+                // Shutdown has begun and nothing is asked of this one:
+                // end of file, as a blocked read gets it in the thread mode.
+                link.close_reading();
+                state.end_read(0);
+                continue;
+            }
+            let woken = self.parking.wait(false, deadline);
+            state.end_read(0);
+            match woken {
+                Some(Wake::Ready) => {}
+                Some(Wake::TimedOut) => return Err(io::ErrorKind::WouldBlock.into()),
+                Some(Wake::Cut) => return Err(cut()),
+                None => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if !poll::wait(&link.stream, false, left)? {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes, parking until the peer takes some bytes or the write
+    /// timeout passes (then `WouldBlock`).
+    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let link = &*self.link;
+        let mut deadline = None;
+        let mut waited = false;
+        loop {
+            match (&link.stream).write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => {
+                    link.state.replied();
+                    return result;
+                }
+            }
+            if !waited {
+                deadline = self
+                    .write_timeout
+                    .map(|t| deadline_after(Instant::now(), t));
+                waited = true;
+            }
+            match self.parking.wait(true, deadline) {
+                Some(Wake::Ready) => {}
+                Some(Wake::TimedOut) => return Err(io::ErrorKind::WouldBlock.into()),
+                Some(Wake::Cut) => return Err(cut()),
+                None => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if !poll::wait(&link.stream, true, left)? {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+            }
+        }
+    }
+}

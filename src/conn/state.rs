@@ -1,0 +1,199 @@
+//! Where a connection is in its life, as shutdown asks it: the one answer
+//! to "is it idle?", for both engines.
+//!
+//! A connection is *idle* when its handler waits for input with nothing
+//! received since its last reply (or since it opened): shutdown then
+//! closes it at once, instead of waiting `shutdown_timeout` for a request
+//! that may never come. Any other connection is in the middle of
+//! something and is drained.
+//!
+//! The state is a few bits in one atomic, because in the thread mode the
+//! handler's thread and the shutdown (another thread) change it at once:
+//! the reader's `begin_read` and the shutdown's `shutdown_begins` are two
+//! read-modify-writes of one location, so one of them sees the other
+//! (`CONCURRENCY.md`). Under `park_idle` only the loop's thread touches it.
+
+use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+
+/// The handler is in a read (blocked in it, or parked on it).
+const READING: u8 = 1;
+/// Nothing received since the last reply, or since the connection opened.
+const AWAITING: u8 = 2;
+/// Nothing received at all yet (no PROXY header, no TLS hello, no request).
+const NEW: u8 = 4;
+/// Shutdown has begun: an idle read gives end of file.
+const CLOSING: u8 = 8;
+/// Shutdown closed this connection as idle (counted once).
+const CLOSED_IDLE: u8 = 16;
+
+/// A connection's phase, read off its [`ConnState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// In a read, with nothing received since the connection opened.
+    New,
+    /// In a read, with nothing received since its last reply.
+    Waiting,
+    /// In a read, in the middle of a request.
+    Reading,
+    /// Its handler is not reading: writing, computing, or waiting on
+    /// something other than its client.
+    Working,
+    /// Shutdown closed it as idle; its reads give end of file.
+    ClosedIdle,
+}
+
+impl Phase {
+    fn of(bits: u8) -> Phase {
+        if bits & CLOSED_IDLE != 0 {
+            Phase::ClosedIdle
+        } else if bits & READING == 0 {
+            Phase::Working
+        } else if bits & NEW != 0 {
+            Phase::New
+        } else if bits & AWAITING != 0 {
+            Phase::Waiting
+        } else {
+            Phase::Reading
+        }
+    }
+
+    /// Whether shutdown closes a connection in this phase at once. The one
+    /// place this is decided.
+    pub(crate) fn is_idle(self) -> bool {
+        match self {
+            Phase::New | Phase::Waiting => true,
+            Phase::Reading | Phase::Working | Phase::ClosedIdle => false,
+        }
+    }
+}
+
+/// One connection's state; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct ConnState(AtomicU8);
+
+impl Default for ConnState {
+    fn default() -> Self {
+        ConnState(AtomicU8::new(NEW | AWAITING))
+    }
+}
+
+impl ConnState {
+    /// The phase now.
+    #[cfg(test)]
+    fn phase(&self) -> Phase {
+        Phase::of(self.0.load(SeqCst))
+    }
+
+    /// The handler is about to wait in a read. Returns `true` when shutdown
+    /// has begun and the connection is idle: the caller then closes it
+    /// (the read gives end of file after what was already received), and
+    /// it is counted as closed idle.
+    pub(crate) fn begin_read(&self) -> bool {
+        let before = self.0.fetch_or(READING, SeqCst);
+        before & CLOSING != 0 && self.close_idle(before | READING)
+    }
+
+    /// The read is over: `received` bytes came.
+    pub(crate) fn end_read(&self, received: usize) {
+        let clear = match received {
+            0 => READING,
+            _ => READING | AWAITING | NEW,
+        };
+        self.0.fetch_and(!clear, SeqCst);
+    }
+
+    /// Bytes came without waiting (a read that did not block).
+    pub(crate) fn received(&self) {
+        self.0.fetch_and(!(AWAITING | NEW), SeqCst);
+    }
+
+    /// The handler replied: the connection waits for the next request.
+    pub(crate) fn replied(&self) {
+        if self.0.load(SeqCst) & AWAITING == 0 {
+            self.0.fetch_or(AWAITING, SeqCst);
+        }
+    }
+
+    /// Counts the connection as waiting for its client's next request
+    /// (what came was the proxy's header or a TLS handshake, no request),
+    /// or, `false`, as in the middle of one.
+    pub(crate) fn set_awaiting(&self, awaiting: bool) {
+        match awaiting {
+            true => self.0.fetch_or(AWAITING, SeqCst),
+            false => self.0.fetch_and(!AWAITING, SeqCst),
+        };
+    }
+
+    /// Shutdown has begun. Returns `true` when the connection is idle now:
+    /// the caller then closes it (counted as closed idle). Any other gets
+    /// end of file at its next idle read ([`begin_read`](Self::begin_read)).
+    pub(crate) fn shutdown_begins(&self) -> bool {
+        let before = self.0.fetch_or(CLOSING, SeqCst);
+        self.close_idle(before)
+    }
+
+    /// Marks the connection closed as idle if `bits` say it is idle and it
+    /// was not marked before; returns whether this call marked it.
+    fn close_idle(&self, bits: u8) -> bool {
+        if !Phase::of(bits).is_idle() {
+            return false;
+        }
+        self.0.fetch_or(CLOSED_IDLE, SeqCst) & CLOSED_IDLE == 0
+    }
+
+    /// Whether shutdown closed this connection as idle.
+    pub(crate) fn closed_idle(&self) -> bool {
+        self.0.load(SeqCst) & CLOSED_IDLE != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_connection_in_a_read_is_idle_and_closed_once() {
+        let s = ConnState::default();
+        assert_eq!(s.phase(), Phase::Working);
+        assert!(!s.begin_read());
+        assert_eq!(s.phase(), Phase::New);
+        assert!(s.shutdown_begins());
+        assert!(!s.shutdown_begins());
+        assert!(s.closed_idle());
+        assert_eq!(s.phase(), Phase::ClosedIdle);
+    }
+
+    #[test]
+    fn a_request_half_read_is_not_idle_until_answered() {
+        let s = ConnState::default();
+        s.received();
+        assert!(!s.begin_read());
+        assert_eq!(s.phase(), Phase::Reading);
+        assert!(!s.shutdown_begins());
+        s.end_read(0);
+        s.replied();
+        // The next wait for input, after the reply, finds shutdown begun.
+        assert!(s.begin_read());
+        assert!(s.closed_idle());
+    }
+
+    #[test]
+    fn a_handler_at_work_is_drained_not_closed() {
+        let s = ConnState::default();
+        assert!(!s.begin_read());
+        s.end_read(5);
+        assert_eq!(s.phase(), Phase::Working);
+        assert!(!s.shutdown_begins());
+        assert!(!s.closed_idle());
+    }
+
+    #[test]
+    fn a_handshake_or_header_counts_as_no_request() {
+        let s = ConnState::default();
+        s.received();
+        s.set_awaiting(true);
+        assert!(!s.begin_read());
+        assert_eq!(s.phase(), Phase::Waiting);
+        assert!(s.shutdown_begins());
+    }
+}

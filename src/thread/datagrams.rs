@@ -1,0 +1,148 @@
+//! A datagram worker: its loop, and the batches of datagrams it serves
+//! (see `net/batch.rs`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::conn::connection::{Connection, Datagram};
+use crate::conn::serve::{call_handler, report};
+use crate::core::Shared;
+use crate::net::batch::{self, Incoming, Replies, SLOTS};
+use crate::net::datagram::DatagramSocket;
+use crate::net::listener::Listener;
+use crate::report::Failure;
+use crate::stats::{add, bump};
+use crate::thread::accept::receive_batch;
+use crate::thread::pool::Step;
+use crate::thread::worker::{become_busy, finish, wait_for_work, Owed};
+use crate::thread::Workers;
+use crate::{Addr, Handler};
+
+/// A datagram worker: while it is the one worker receiving (see `batch`),
+/// receive a batch on the shared socket and serve it inline; otherwise
+/// stand by. The pool's books are kept per batch.
+///
+/// A batch expected to take long is served while another worker takes
+/// over the receiving, as a stream worker's connection is (`become_busy`).
+/// A short one is served keeping the receiving, so that no thread is woken
+/// for it: the run thread hands the receiving over if it takes long after
+/// all (`supervise_datagrams`).
+pub(super) fn worker_loop<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    workers: &Arc<Workers>,
+    owed: &mut Owed,
+) {
+    let core = &*shared.core;
+    let Listener::Datagram(socket) = &core.listener else {
+        return;
+    };
+    let mut incoming = Incoming::new(socket, core.settings.max_datagram);
+    let mut replies = Replies::new(socket.clone());
+    let mut ready = Vec::with_capacity(batch::SLOTS);
+    let mut st = workers.lock();
+    loop {
+        match st.pool.next_step(0, true) {
+            Step::Stop => return,
+            Step::Wait | Step::TakeQueued => match wait_for_work(workers, st, owed) {
+                Some(guard) => {
+                    st = guard;
+                    continue;
+                }
+                None => return,
+            },
+            Step::Accept => {}
+        }
+        st.pool.accepting += 1;
+        owed.accepting = true;
+        drop(st);
+        let received = receive_batch(workers, socket, &mut incoming, &mut ready);
+        st = workers.lock();
+        st.pool.accepting -= 1;
+        owed.accepting = false;
+        if !received {
+            continue;
+        }
+        st.pool.batches += 1;
+        let batch = st.pool.batches;
+        if incoming.expect_long(ready.len()) {
+            become_busy(shared, workers, st, owed);
+        } else {
+            st.pool.active += 1;
+            owed.active = true;
+            st.pool.receiver_busy_since = Some((Instant::now(), batch));
+            let wake = std::mem::take(&mut st.pool.supervisor_asleep);
+            drop(st);
+            if wake {
+                workers.control.notify_all();
+            }
+        }
+        replies = serve_batch(shared, socket, &mut incoming, &ready, replies);
+        st = finish(workers, owed);
+        if st.pool.receiver_busy_since.is_some_and(|(_, b)| b == batch) {
+            st.pool.receiver_busy_since = None;
+        }
+    }
+}
+
+/// Serves the datagrams of one batch (`ready`, as `receive_batch` listed
+/// them), one after the other, then sends their replies together. Returns
+/// the replies' buffer for the next batch.
+///
+/// Shutdown beginning in the middle of a batch ends it: the datagrams not
+/// yet started are dropped unserved and counted so. A reply that could not
+/// be sent turns its datagram's outcome into a handler error, reported as
+/// the handler's own would have been.
+fn serve_batch<H: Handler>(
+    shared: &Shared<H>,
+    socket: &DatagramSocket,
+    inbox: &mut Incoming,
+    ready: &[(usize, usize, Addr)],
+    mut out: Replies,
+) -> Replies {
+    let core = &*shared.core;
+    let counters = &core.counters;
+    let started = Instant::now();
+    let mut arena = std::mem::take(&mut inbox.arena);
+    // Which datagrams' handlers returned `Ok`, by their place in `ready`.
+    let mut ok = [false; SLOTS];
+    let mut served = 0;
+    for (k, (start, len, peer)) in ready.iter().enumerate().take(SLOTS) {
+        // The first was taken before shutdown began (`receive_batch`
+        // looked); the rest are not started once it has.
+        if k > 0 && core.stopping() {
+            add(&counters.dropped_at_shutdown, (ready.len() - k) as u64);
+            break;
+        }
+        out.begin(k);
+        let datagram = Datagram::new(peer.clone(), arena, *start, *len, out);
+        let mut conn = Connection::from_datagram(datagram, core.local_addr.clone());
+        ok[k] = call_handler(core, &shared.handler, &mut conn);
+        served += 1;
+        match conn.into_datagram() {
+            Some(d) => (arena, out) = d.into_parts(),
+            // Never: the connection was made of a datagram. The next
+            // receive makes a new arena.
+            None => return Replies::new(socket.clone()),
+        }
+    }
+    inbox.arena = arena;
+    out.finish();
+    inbox.adapt(served, started.elapsed());
+    let mut completed = ok.iter().filter(|&&o| o).count() as u64;
+    for (k, error) in out.failures() {
+        let Some(flag) = ok.get_mut(k).filter(|o| **o) else {
+            continue;
+        };
+        // Counted once per datagram, however many of its replies failed.
+        *flag = false;
+        completed -= 1;
+        bump(&counters.handler_errors);
+        let failure = Failure::Error {
+            peer: &ready[k].2,
+            error: &error,
+        };
+        report(core, &failure);
+    }
+    add(&counters.completed, completed);
+    out
+}

@@ -1,0 +1,47 @@
+//! The end of a shutdown in the thread mode, run by the run thread once
+//! shutdown has begun (the beginning is `Workers::command`).
+
+use std::time::Instant;
+
+use crate::deadline::deadline_after;
+use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};
+use crate::stats::add;
+use crate::thread::Workers;
+
+/// The drain, run by the run thread once shutdown has begun.
+///
+/// Phase one: close queued connections, wait up to `shutdown_timeout` for
+/// running handlers (idle ones were given end of file and leave at once).
+/// Phase two: shut down the sockets of those still running, give the
+/// threads a moment to leave, report.
+pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
+    let core = &*workers.core;
+    let mut st = workers.lock();
+    let queued: Vec<_> = st.queue.drain(..).collect();
+    let in_flight = st.active_at_stop;
+    drop(st);
+    {
+        let mut books = core.books();
+        for job in &queued {
+            books.release(job.admitted);
+        }
+    }
+    add(&core.counters.dropped_at_shutdown, queued.len() as u64);
+    drop(queued);
+
+    let deadline = deadline_after(Instant::now(), core.settings.shutdown_timeout);
+    let forced = workers
+        .wait_until(&workers.control, deadline, |st| st.pool.active == 0)
+        .pool
+        .active;
+    if forced > 0 {
+        for serving in workers.serving_now() {
+            serving.cut();
+        }
+        add(&core.counters.forced_at_shutdown, forced as u64);
+    }
+
+    let leave_by = deadline_after(Instant::now().max(deadline), EXIT_GRACE);
+    drop(workers.wait_until(&workers.control, leave_by, |st| st.pool.threads() == 0));
+    report(&core.counters, in_flight, forced)
+}
