@@ -137,6 +137,38 @@ fn probing_a_live_unix_path_leaves_no_warning_on_its_server(park: bool) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+both_modes!(one_startup_line_in_either_mode);
+/// Each engine says once, at `info`, that it serves, in the same words
+/// and naming a Unix socket alike; and once that it stopped.
+fn one_startup_line_in_either_mode(park: bool) {
+    let _alone = one_at_a_time();
+    capture();
+    let dir = std::env::temp_dir().join(format!(
+        "socketserver-log-startup-{}-{park}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = spawn(
+        builder(park).bind_unix(dir.join("s.sock")),
+        write_until_gone,
+    );
+    let addr = server.local_addr();
+    let serving = format!("serving {addr} (unix stream) ");
+    wait_until("the startup line", || !records_with(&serving).is_empty());
+    server.stop().unwrap();
+    let lines = records_with(&serving);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, log::Level::Info);
+    let how = match park {
+        true => "on 2 event loops (park_idle)",
+        false => "with 2 workers",
+    };
+    assert!(lines[0].1.ends_with(how), "{lines:?}");
+    let stopped = records_with(&format!("stopped serving {addr}: "));
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `N` in a line ending `(N more like it not logged)`.
 fn left_out(line: &str) -> Option<u64> {
     let head = line.strip_suffix(" more like it not logged)")?;

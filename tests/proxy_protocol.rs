@@ -215,6 +215,40 @@ fn broken_missing_and_slow_headers_close_the_connection(park: bool) {
     server.stop().unwrap();
 }
 
+both_modes!(a_client_silent_before_its_header_is_closed_idle_at_shutdown);
+/// A connection still waiting for its PROXY header has asked nothing of
+/// the server: shutdown closes it at once as idle, in both modes alike,
+/// rather than waiting out `shutdown_timeout` (or the header timeout) and
+/// calling it drained or a bad header.
+fn a_client_silent_before_its_header_is_closed_idle_at_shutdown(park: bool) {
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .workers(2)
+            .shutdown_timeout(Duration::from_secs(10))
+            .proxy_protocol(
+                ProxyProtocol::new()
+                    .trust_loopback()
+                    .header_timeout(Duration::from_secs(30)),
+            ),
+        whoami,
+    );
+    let mut silent = connect(&server.local_addr());
+    wait_until("the silent client to be accepted", || {
+        server.stats().accepted == 1
+    });
+    let t = Instant::now();
+    let stats = server.shutdown_handle();
+    let report = server.stop().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(report.closed_idle, 1, "{report}");
+    assert_eq!((report.drained, report.forced), (0, 0), "{report}");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(stats.stats().proxy_errors, 0);
+    assert_closed_unserved(&mut silent);
+}
+
 #[test]
 fn proxy_protocol_is_for_streams_only() {
     let err = Server::builder()
