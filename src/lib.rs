@@ -60,11 +60,23 @@
 // SAFETY comment.
 #![deny(unsafe_code)]
 
-// The path of one connection, top down (see CONCURRENCY.md for the locks):
-// builder/settings/listen (a bound socket) -> server (picks an engine) ->
-// thread/ or park/ (accept, admission) -> conn/ (options, PROXY, TLS,
-// the handler) -> net/, proxy/, tls/; lifecycle/ for shutdown and what
-// outlives one connection; sys/ for the operating system.
+// A tour for maintainers: the folders in the order a connection crosses
+// them (CONCURRENCY.md has the locks and who wakes whom).
+//
+// 1. builder.rs, settings.rs, listen.rs: the settings checked, the socket
+//    bound and listening (net/ sets it up) when `build()` returns.
+// 2. server.rs: `run()` picks an engine, and does nothing else.
+// 3. thread/ (the default) or park/ (`park_idle`): the engine accepts
+//    (accept.rs: errors and back-off, shared), asks admission/ whether to
+//    serve, and makes the connection reachable by shutdown.
+// 4. conn/: the connection's own steps, the same in both engines: socket
+//    options, the PROXY header (proxy/), the TLS handshake (tls/), the
+//    handler with its panics caught, and the state that says whether it
+//    is idle.
+// 5. lifecycle/: what a running server is told (stop), what its shutdown
+//    reports, signals, sockets passed in, its Unix socket file.
+// Beneath all: core.rs (what the engines share), stats.rs, report.rs,
+// and sys/, the only place the operating system is called directly.
 mod accept;
 mod addr;
 mod admission;

@@ -95,7 +95,7 @@ impl Target {
         })?;
         let inherits_options = match held_elsewhere {
             true => {
-                wake::set_passed_tick(&listener).map_err(|source| Error::SetOption {
+                wake::set_shared_socket_tick(&listener).map_err(|source| Error::SetOption {
                     option: "SO_RCVTIMEO",
                     addr: bound.clone(),
                     source,

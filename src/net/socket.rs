@@ -107,7 +107,7 @@ fn listen(socket: Socket, at: Addr, opts: &SocketOptions) -> Result<Listener, Er
 /// Creates, binds and (for streams) listens on a Unix-domain socket at `path`.
 ///
 /// What is already at the path, and the file's removal at stop, are for
-/// `unix_path::bind` to handle, which calls this.
+/// `lifecycle::socket_file::bind` to handle, which calls this.
 pub(crate) fn open_unix(path: &Path, opts: &SocketOptions) -> Result<Listener, Error> {
     let at = Addr::Unix(Some(path.to_path_buf()));
     let bind_error = |source: io::Error| Error::Bind {

@@ -15,7 +15,7 @@
 //! passed in from elsewhere (systemd keeps it open across restarts, and
 //! other processes may share it) must go on working after this server
 //! stops, so it is never shut down: its blocking calls time out every
-//! [`PASSED_TICK`] instead (`SO_RCVTIMEO`, which Linux applies to `accept`
+//! [`SHARED_SOCKET_TICK`] instead (`SO_RCVTIMEO`, which Linux applies to `accept`
 //! too), and the loops look at the shutdown flag then.
 
 use std::io;
@@ -27,7 +27,7 @@ use crate::settings::Settings;
 
 /// How long a thread blocked on a passed socket waits before it looks
 /// whether shutdown has begun.
-pub(crate) const PASSED_TICK: Duration = Duration::from_millis(100);
+pub(crate) const SHARED_SOCKET_TICK: Duration = Duration::from_millis(100);
 
 /// Wakes every thread blocked in `accept()` or `recv_from()` on a socket
 /// this server opened itself; nothing to do for a passed one (see the
@@ -49,10 +49,12 @@ pub(crate) fn wake_all(listener: &Listener, held_elsewhere: bool) {
 }
 
 /// Makes the blocking calls on a passed socket time out every
-/// [`PASSED_TICK`]. Accepted sockets would inherit the timeout, so their
+/// [`SHARED_SOCKET_TICK`]. Accepted sockets would inherit the timeout, so their
 /// options are then set on each connection.
-pub(crate) fn set_passed_tick(listener: &Listener) -> io::Result<()> {
-    listener.sock_ref().set_read_timeout(Some(PASSED_TICK))
+pub(crate) fn set_shared_socket_tick(listener: &Listener) -> io::Result<()> {
+    listener
+        .sock_ref()
+        .set_read_timeout(Some(SHARED_SOCKET_TICK))
 }
 
 /// Sets the options every accepted connection needs on a TCP listener,

@@ -51,7 +51,7 @@ pub(crate) fn accept_one(workers: &Workers) -> Option<(Stream, Addr)> {
 pub(crate) fn receive_batch(
     workers: &Workers,
     socket: &DatagramSocket,
-    inbox: &mut Incoming,
+    incoming: &mut Incoming,
     ready: &mut Vec<(usize, usize, Addr)>,
 ) -> bool {
     let core = &*workers.core;
@@ -60,7 +60,7 @@ pub(crate) fn receive_batch(
     let mut backoff = Backoff::default();
     loop {
         ready.clear();
-        let received = inbox.receive(socket, || core.stopping());
+        let received = incoming.receive(socket, || core.stopping());
         // Shutdown wakes receivers by shutting the socket's reading side
         // (an empty read, or an error with no address); a passed socket's
         // receive timeout expires every 100 ms. Either way, look first.
@@ -72,7 +72,7 @@ pub(crate) fn receive_batch(
                 add(&counters.datagrams_received, n as u64);
                 let mut unreadable = None;
                 for i in 0..n {
-                    let (start, len, peer) = inbox.datagram(i);
+                    let (start, len, peer) = incoming.datagram(i);
                     let Some(peer) = peer else {
                         unreadable = Some(io::Error::new(
                             io::ErrorKind::InvalidInput,

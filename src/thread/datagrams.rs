@@ -95,14 +95,14 @@ pub(super) fn worker_loop<H: Handler>(
 fn serve_batch<H: Handler>(
     shared: &Shared<H>,
     socket: &DatagramSocket,
-    inbox: &mut Incoming,
+    incoming: &mut Incoming,
     ready: &[(usize, usize, Addr)],
     mut out: Replies,
 ) -> Replies {
     let core = &*shared.core;
     let counters = &core.counters;
     let started = Instant::now();
-    let mut arena = std::mem::take(&mut inbox.arena);
+    let mut arena = std::mem::take(&mut incoming.arena);
     // Which datagrams' handlers returned `Ok`, by their place in `ready`.
     let mut ok = [false; SLOTS];
     let mut served = 0;
@@ -125,9 +125,9 @@ fn serve_batch<H: Handler>(
             None => return Replies::new(socket.clone()),
         }
     }
-    inbox.arena = arena;
+    incoming.arena = arena;
     out.finish();
-    inbox.adapt(served, started.elapsed());
+    incoming.adapt(served, started.elapsed());
     let mut completed = ok.iter().filter(|&&o| o).count() as u64;
     for (k, error) in out.failures() {
         let Some(flag) = ok.get_mut(k).filter(|o| **o) else {
