@@ -340,6 +340,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Most bytes pushed to one connection through its
+    /// [`Outbox`](crate::Outbox) and not yet written, in bytes. A send that
+    /// would pass it finds a client that reads too slowly: that connection
+    /// is cut, the send fails with [`SendError::Full`](crate::SendError),
+    /// and [`Stats::slow_consumers`](crate::Stats::slow_consumers) counts
+    /// it, so one stalled client costs at most this much memory and never
+    /// slows the others. Default: 1 MiB. Range: 1 byte..=1 GiB.
+    pub fn max_outbox(mut self, bytes: usize) -> Self {
+        self.settings.max_outbox = bytes;
+        self
+    }
+
     /// Largest datagram served, in bytes (datagram only). A larger one is
     /// detected, dropped without reply and counted in
     /// [`Stats::dropped_truncated`](crate::Stats), never served cut short.

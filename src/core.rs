@@ -87,7 +87,7 @@ pub(crate) struct Core {
     /// The socket was passed in (`adopt`): other processes may hold it
     /// too, so shutdown must leave it working.
     pub(crate) held_elsewhere: bool,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) on_error: ErrorHook,
     pub(crate) logs: Logs,
     /// Datagram servers: no endless exchange with another service.
@@ -165,7 +165,7 @@ impl Core {
             local_addr,
             inherits_options,
             held_elsewhere,
-            counters: Counters::default(),
+            counters: Arc::default(),
             on_error,
             logs: Logs::default(),
             loop_guard,
@@ -244,6 +244,8 @@ impl Core {
                 if self.stop.swap(true, SeqCst) {
                     return;
                 }
+                let unsent = self.counters.outbox_dropped.load(Relaxed);
+                self.counters.outbox_dropped_at_stop.store(unsent, Relaxed);
                 if let Some(engine) = self.engine.get() {
                     engine.command(Command::Stop);
                 }

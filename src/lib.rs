@@ -108,6 +108,7 @@ mod transport;
 pub use addr::Addr;
 pub use builder::ServerBuilder;
 pub use conn::connection::Connection;
+pub use conn::outbox::{Outbox, SendError};
 pub use error::Error;
 pub use handler::Handler;
 pub use lifecycle::activation::{listen_fds, PassedSocket};

@@ -29,7 +29,7 @@ impl Stats {
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 26] = [
+        let rows: [(&str, Kind, u64, &str); 27] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -186,6 +186,12 @@ impl Stats {
                 s.tls_handshake_failures,
                 "Connections closed for a failed or slow TLS handshake.",
             ),
+            (
+                "slow_consumers_total",
+                Kind::Counter,
+                s.slow_consumers,
+                "Connections cut for pushed bytes past max_outbox.",
+            ),
         ];
         let prefix: String = prefix
             .chars()
@@ -228,7 +234,7 @@ mod tests {
         .to_prometheus("my-server.1");
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 26);
-        assert_eq!(text.lines().count(), 78);
+        assert_eq!(text.matches("# TYPE").count(), 27);
+        assert_eq!(text.lines().count(), 81);
     }
 }

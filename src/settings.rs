@@ -36,6 +36,7 @@ pub(crate) struct Settings {
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
     pub(crate) park_idle: bool,
     pub(crate) parked_stack_size: usize,
+    pub(crate) max_outbox: usize,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsAcceptor>,
     pub(crate) tls_handshake_timeout: Duration,
@@ -52,6 +53,11 @@ pub(crate) struct Limits {
     pub(crate) queue: usize,
 }
 
+/// Default of `max_outbox`: 1 MiB of pushed bytes unsent per connection.
+pub(crate) const DEFAULT_MAX_OUTBOX: usize = 1 << 20;
+/// Upper bound of `max_outbox`: 1 GiB, far past any client worth waiting
+/// for, and no count near overflowing.
+pub(crate) const MAX_OUTBOX: usize = 1 << 30;
 /// Default listen backlog. std's 128 overflows on a burst of connects and
 /// costs clients 1-3 s of SYN retries; Linux caps it at `net.core.somaxconn`.
 pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
@@ -114,6 +120,7 @@ impl Default for Settings {
             proxy_protocol: None,
             park_idle: false,
             parked_stack_size: DEFAULT_PARKED_STACK,
+            max_outbox: DEFAULT_MAX_OUTBOX,
             #[cfg(feature = "tls")]
             tls: None,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -214,6 +221,9 @@ impl Settings {
         }
         if !PARKED_STACK_RANGE.contains(&self.parked_stack_size) {
             return invalid("parked_stack_size", "must be between 64 KiB and 64 MiB");
+        }
+        if self.max_outbox == 0 || self.max_outbox > MAX_OUTBOX {
+            return invalid("max_outbox", "must be between 1 byte and 1 GiB");
         }
         if let Some(pp) = &self.proxy_protocol {
             if self.transport == Transport::Datagram {

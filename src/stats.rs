@@ -93,6 +93,10 @@ pub struct Stats {
     /// that closes or resets before its first TLS byte (a TCP health
     /// check, a port scan) is neither counted here nor reported.
     pub tls_handshake_failures: u64,
+    /// Connections cut because their unsent pushed bytes would have passed
+    /// [`max_outbox`](crate::ServerBuilder::max_outbox): clients that read
+    /// too slowly (see [`Outbox::send`](crate::Outbox::send)).
+    pub slow_consumers: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -120,6 +124,12 @@ pub(crate) struct Counters {
     pub(crate) forced_at_shutdown: AtomicU64,
     pub(crate) tls_handshakes: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,
+    pub(crate) slow_consumers: AtomicU64,
+    /// Bytes pushed to outboxes and never written: their connection ended
+    /// (its client gone, or cut) first.
+    pub(crate) outbox_dropped: AtomicU64,
+    /// `outbox_dropped` when shutdown began, for its report.
+    pub(crate) outbox_dropped_at_stop: AtomicU64,
     /// Helper threads of `offload` alive right now.
     pub(crate) helpers: AtomicU64,
 }
@@ -163,6 +173,7 @@ impl Counters {
             forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
+            slow_consumers: self.slow_consumers.load(Relaxed),
         }
     }
 }

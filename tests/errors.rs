@@ -80,6 +80,8 @@ fn out_of_range_settings_are_invalid() {
     let cases: Vec<(&str, socketserver::ServerBuilder)> = vec![
         ("max_datagram", Server::builder().max_datagram(0)),
         ("max_datagram", Server::builder().max_datagram(65_508)),
+        ("max_outbox", Server::builder().max_outbox(0)),
+        ("max_outbox", Server::builder().max_outbox((1 << 30) + 1)),
         ("backlog", Server::builder().backlog(0)),
         ("max_workers", Server::builder().workers(4).max_workers(2)),
         ("max_connections", Server::builder().max_connections(0)),

@@ -80,6 +80,13 @@ pub fn serve<H: Handler>(
                 .help("also serve the server's counters to Prometheus over HTTP at ADDR, e.g. 127.0.0.1:9100 (path /metrics)"),
         )
         .arg(
+            Arg::new("max-outbox")
+                .long("max-outbox")
+                .value_name("BYTES")
+                .value_parser(value_parser!(usize))
+                .help("bytes pushed to one client and not yet written before it is cut as a slow consumer [default: 1 MiB]"),
+        )
+        .arg(
             Arg::new("park-idle")
                 .long("park-idle")
                 .action(ArgAction::SetTrue)
@@ -105,6 +112,9 @@ pub fn serve<H: Handler>(
     }
     if args.get_flag("park-idle") {
         builder = builder.park_idle(true);
+    }
+    if let Some(&bytes) = args.get_one::<usize>("max-outbox") {
+        builder = builder.max_outbox(bytes);
     }
     if args.get_flag("proxy-protocol") {
         builder = builder.proxy_protocol(ProxyProtocol::new().trust_loopback());

@@ -6,9 +6,11 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
 
 pub(crate) use crate::conn::io::Datagram;
 use crate::conn::io::SocketIo;
+use crate::conn::outbox::{Outbox, OutboxCore, PushSetup};
 #[cfg(feature = "tls")]
 use crate::tls::{Session, TlsInfo};
 use crate::{Addr, Transport};
@@ -42,6 +44,10 @@ pub struct Connection {
     /// then reads and writes plaintext through it.
     #[cfg(feature = "tls")]
     tls: Option<Box<Session>>,
+    /// What an outbox needs, from the engine.
+    push: Option<Arc<PushSetup>>,
+    /// The connection's outbox, once [`outbox`](Self::outbox) made it.
+    outbox: OnceLock<Arc<OutboxCore>>,
 }
 
 impl Connection {
@@ -58,7 +64,72 @@ impl Connection {
             proxy: None,
             #[cfg(feature = "tls")]
             tls: None,
+            push: None,
+            outbox: OnceLock::new(),
         }
+    }
+
+    /// Lets the handler have an [`Outbox`].
+    pub(crate) fn set_push(&mut self, setup: &Arc<PushSetup>) {
+        self.push = Some(Arc::clone(setup));
+    }
+
+    /// A handle that writes to this connection from anywhere (push): any
+    /// thread may [`send`](Outbox::send) through it while this handler
+    /// goes on reading, and it stays usable after the handler returns
+    /// (sends then fail with [`SendError::Closed`](crate::SendError)).
+    ///
+    /// Messages go out whole and in order, never inside one `write` of the
+    /// handler: while the connection has an outbox, each `write` of the
+    /// handler writes all of its buffer (unless the socket fails or its
+    /// write timeout passes). A send does not wait for this handler, and
+    /// under [`park_idle`](crate::ServerBuilder::park_idle) does not wake
+    /// it. Unsent bytes are bounded by
+    /// [`max_outbox`](crate::ServerBuilder::max_outbox). When the handler
+    /// returns, what is still queued is written (within the write
+    /// timeout) before the connection closes.
+    ///
+    /// For a datagram exchange, each message is one datagram to its peer,
+    /// for as long as the server runs. Not yet over TLS: there the outbox
+    /// is closed from the start (sends fail with `Closed`). See
+    /// [`Outbox`] for an example.
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.get_or_init(|| self.new_outbox()).handle()
+    }
+
+    fn new_outbox(&self) -> Arc<OutboxCore> {
+        let setup = self.push.as_ref().expect("every connection can push");
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            let closed = OutboxCore::closed(setup, self.peer.clone());
+            log::debug!("{}: no push over TLS yet: its outbox is closed", self.peer);
+            return closed;
+        }
+        match (self.io.link_arc(), self.io.datagram_socket()) {
+            (Some(link), _) => OutboxCore::stream(setup, &link, self.peer.clone()),
+            (None, Some(socket)) => OutboxCore::datagram(setup, socket.clone(), self.peer.clone()),
+            (None, None) => OutboxCore::closed(setup, self.peer.clone()),
+        }
+    }
+
+    /// The connection ends: what its outbox still holds is written (within
+    /// the write timeout), and later sends fail.
+    pub(crate) fn end_outbox(&mut self) {
+        let Some(outbox) = self.outbox.get().cloned() else {
+            return;
+        };
+        if !outbox.is_stream() {
+            // A datagram peer can be sent to for as long as the server runs.
+            return;
+        }
+        outbox.begin_turn();
+        while let Some((msg, offset)) = outbox.next_queued() {
+            match self.io.write(&msg[offset..]) {
+                Ok(n) if n > 0 => outbox.written(n),
+                _ => break,
+            }
+        }
+        outbox.end();
     }
 
     /// Gives the datagram back to the worker, with what it lent.
@@ -266,7 +337,10 @@ impl Write for Connection {
         if let Some(tls) = &mut self.tls {
             return tls.write(&mut self.io, buf);
         }
-        self.io.write(buf)
+        match self.outbox.get() {
+            Some(outbox) if outbox.is_stream() => write_in_turn(&mut self.io, outbox, buf),
+            _ => self.io.write(buf),
+        }
     }
 
     /// Stream: nothing to do (writes are not buffered; over TLS, sends
@@ -280,6 +354,34 @@ impl Write for Connection {
         }
         self.io.flush()
     }
+}
+
+/// The handler's `write` on a connection that may be pushed to: in the
+/// writing turn, what was queued first, then all of `buf`, so that no
+/// message lands inside it. A failure after some of `buf` went out returns
+/// that count; the next write reports the failure.
+fn write_in_turn(io: &mut SocketIo, outbox: &Arc<OutboxCore>, buf: &[u8]) -> io::Result<usize> {
+    outbox.begin_turn();
+    let written = (|| {
+        while let Some((msg, offset)) = outbox.next_queued() {
+            match io.write(&msg[offset..])? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => outbox.written(n),
+            }
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            match io.write(&buf[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    })();
+    outbox.end_turn();
+    written
 }
 
 impl fmt::Debug for Connection {

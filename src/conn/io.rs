@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::conn::link::Link;
 use crate::conn::parked::{ParkedStream, Parking};
 use crate::net::batch::Replies;
+use crate::net::datagram::DatagramSocket;
 use crate::net::stream::Stream;
 use crate::{Addr, Transport};
 
@@ -150,6 +151,23 @@ impl SocketIo {
             Kind::Blocking(link) => Some(link),
             Kind::Parked(p) => Some(p.link()),
             Kind::Datagram(_) => None,
+        }
+    }
+
+    /// The stream connection itself, for an outbox to reach it.
+    pub(crate) fn link_arc(&self) -> Option<Arc<Link>> {
+        match &self.kind {
+            Kind::Blocking(link) => Some(Arc::clone(link)),
+            Kind::Parked(p) => Some(p.link_arc()),
+            Kind::Datagram(_) => None,
+        }
+    }
+
+    /// The server's datagram socket, for an outbox to send on.
+    pub(crate) fn datagram_socket(&self) -> Option<&DatagramSocket> {
+        match &self.kind {
+            Kind::Datagram(d) => Some(d.out.socket()),
+            Kind::Blocking(_) | Kind::Parked(_) => None,
         }
     }
 

@@ -11,13 +11,18 @@
 //!   an engine that parks handlers gives it.
 //! * `serve.rs`: the serving steps, driven by either engine: options, the
 //!   PROXY header, TLS, the handler, panics caught, what is reported.
+//! * `outbox.rs`: push, the public `Outbox`: any thread writes to a
+//!   connection; `flusher.rs`: the thread that finishes writing to
+//!   clients that read slowly.
 //! * `connection.rs`: the public `Connection`.
 //!
 //! This folder knows nothing of either engine: they call into it.
 
 pub(crate) mod connection;
+pub(crate) mod flusher;
 pub(crate) mod io;
 pub(crate) mod link;
+pub(crate) mod outbox;
 pub(crate) mod parked;
 pub(crate) mod serve;
 pub(crate) mod state;

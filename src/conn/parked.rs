@@ -79,6 +79,10 @@ impl ParkedStream {
         &self.link
     }
 
+    pub(crate) fn link_arc(&self) -> Arc<Link> {
+        Arc::clone(&self.link)
+    }
+
     pub(crate) fn stream(&self) -> &Stream {
         &self.link.stream
     }

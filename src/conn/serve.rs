@@ -10,12 +10,14 @@
 
 use std::io::{self, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::admission::{self, Admitted};
 use crate::conn::connection::Connection;
 use crate::conn::io::SocketIo;
 use crate::conn::link::Link;
+use crate::conn::outbox::PushSetup;
 use crate::core::Core;
 use crate::deadline::deadline_after;
 use crate::proxy::{read_header, ProxyError};
@@ -32,11 +34,12 @@ pub(crate) fn serve_stream<H: Handler>(
     handler: &H,
     link: &Link,
     io: SocketIo,
+    push: &Arc<PushSetup>,
     peer: Addr,
     admitted: &mut Admitted,
 ) {
     let served = catch_unwind(AssertUnwindSafe(|| {
-        steps(core, handler, io, peer.clone(), admitted)
+        steps(core, handler, io, push, peer.clone(), admitted)
     }));
     if link.state.closed_idle() {
         bump(&core.counters.closed_idle);
@@ -50,6 +53,7 @@ fn steps<H: Handler>(
     core: &Core,
     handler: &H,
     mut io: SocketIo,
+    push: &Arc<PushSetup>,
     peer: Addr,
     admitted: &mut Admitted,
 ) {
@@ -66,7 +70,9 @@ fn steps<H: Handler>(
     };
     let mut conn = Connection::over(io, peer, core.local_addr.clone());
     conn.set_proxy(proxy);
+    conn.set_push(push);
     handle_stream(core, handler, &mut conn);
+    conn.end_outbox();
 }
 
 /// Reports a panic of the library's own while serving `peer`: only a

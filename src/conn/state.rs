@@ -25,6 +25,8 @@ const NEW: u8 = 4;
 const CLOSING: u8 = 8;
 /// Shutdown closed this connection as idle (counted once).
 const CLOSED_IDLE: u8 = 16;
+/// Its outbox holds bytes not yet written.
+const QUEUED: u8 = 32;
 
 /// A connection's phase, read off its [`ConnState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub(crate) enum Phase {
     /// Its handler is not reading: writing, computing, or waiting on
     /// something other than its client.
     Working,
+    /// Its outbox holds bytes pushed to it and not yet written: work for a
+    /// shutdown to drain, whatever its handler does.
+    Pushing,
     /// Shutdown closed it as idle; its reads give end of file.
     ClosedIdle,
 }
@@ -46,6 +51,8 @@ impl Phase {
     fn of(bits: u8) -> Phase {
         if bits & CLOSED_IDLE != 0 {
             Phase::ClosedIdle
+        } else if bits & QUEUED != 0 {
+            Phase::Pushing
         } else if bits & READING == 0 {
             Phase::Working
         } else if bits & NEW != 0 {
@@ -62,7 +69,7 @@ impl Phase {
     pub(crate) fn is_idle(self) -> bool {
         match self {
             Phase::New | Phase::Waiting => true,
-            Phase::Reading | Phase::Working | Phase::ClosedIdle => false,
+            Phase::Reading | Phase::Working | Phase::Pushing | Phase::ClosedIdle => false,
         }
     }
 }
@@ -122,6 +129,25 @@ impl ConnState {
             true => self.0.fetch_or(AWAITING, SeqCst),
             false => self.0.fetch_and(!AWAITING, SeqCst),
         };
+    }
+
+    /// Its outbox holds bytes (`true`) or has written them all. Returns
+    /// `true` when that leaves the connection idle after shutdown began:
+    /// the caller then closes it (counted as closed idle).
+    pub(crate) fn set_queued(&self, queued: bool) -> bool {
+        if queued {
+            self.0.fetch_or(QUEUED, SeqCst);
+            return false;
+        }
+        let before = self.0.fetch_and(!QUEUED, SeqCst);
+        before & (QUEUED | CLOSING) == QUEUED | CLOSING && self.close_idle(before & !QUEUED)
+    }
+
+    /// Its outbox's bytes will never be written (the connection was cut,
+    /// or its client is gone): they hold nothing up any more, and the
+    /// connection is not idle for that, but ending.
+    pub(crate) fn drop_queued(&self) {
+        self.0.fetch_and(!QUEUED, SeqCst);
     }
 
     /// Shutdown has begun. Returns `true` when the connection is idle now:
@@ -185,6 +211,22 @@ mod tests {
         assert_eq!(s.phase(), Phase::Working);
         assert!(!s.shutdown_begins());
         assert!(!s.closed_idle());
+    }
+
+    #[test]
+    fn bytes_pushed_and_unwritten_hold_a_shutdown_until_written() {
+        let s = ConnState::default();
+        assert!(!s.begin_read());
+        assert!(!s.set_queued(true));
+        assert_eq!(s.phase(), Phase::Pushing);
+        assert!(!s.shutdown_begins());
+        // Written out: the reader waiting for its client is idle now.
+        assert!(s.set_queued(false));
+        assert!(s.closed_idle());
+        // Without shutdown, writing the queue out closes nothing.
+        let s = ConnState::default();
+        s.set_queued(true);
+        assert!(!s.set_queued(false));
     }
 
     #[test]

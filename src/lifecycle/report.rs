@@ -26,6 +26,10 @@ pub struct ShutdownReport {
     /// shutdown began (or came to wait so during it), and were given end
     /// of file at once rather than waited for.
     pub closed_idle: usize,
+    /// Bytes pushed to connections ([`Outbox`](crate::Outbox)) that were
+    /// never written: their connection was forced, or its client went
+    /// away, after shutdown began.
+    pub unsent_bytes: u64,
 }
 
 impl ShutdownReport {
@@ -42,7 +46,11 @@ impl fmt::Display for ShutdownReport {
             f,
             "{} drained, {} idle closed, {} forced, {} dropped unserved",
             self.drained, self.closed_idle, self.forced, self.dropped
-        )
+        )?;
+        match self.unsent_bytes {
+            0 => Ok(()),
+            n => write!(f, ", {n} pushed bytes unsent"),
+        }
     }
 }
 
@@ -60,5 +68,9 @@ pub(crate) fn report(counters: &Counters, in_flight: usize, forced: usize) -> Sh
         forced,
         dropped: counters.dropped_at_shutdown.load(Relaxed) as usize,
         closed_idle,
+        unsent_bytes: counters
+            .outbox_dropped
+            .load(Relaxed)
+            .saturating_sub(counters.outbox_dropped_at_stop.load(Relaxed)),
     }
 }

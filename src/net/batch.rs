@@ -226,6 +226,11 @@ pub(crate) struct Replies {
 }
 
 impl Replies {
+    /// The socket the replies go out on.
+    pub(crate) fn socket(&self) -> &DatagramSocket {
+        &self.socket
+    }
+
     pub(crate) fn new(socket: DatagramSocket) -> Self {
         Replies {
             socket,

@@ -32,6 +32,25 @@ impl DatagramSocket {
             _ => Err(unanswerable(to)),
         }
     }
+
+    /// Sends one datagram to `to` if the socket takes it now, never
+    /// waiting (`WouldBlock` when its buffer is full).
+    pub(crate) fn send_now(&self, buf: &[u8], to: &Addr) -> io::Result<usize> {
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let to = match to {
+            Addr::Inet(a) => socket2::SockAddr::from(*a),
+            Addr::Unix(Some(path)) => socket2::SockAddr::unix(path)?,
+            _ => return Err(unanswerable(to)),
+        };
+        match self {
+            DatagramSocket::Udp(s) => {
+                socket2::SockRef::from(&**s).send_to_with_flags(buf, &to, flags)
+            }
+            DatagramSocket::Unix(s) => {
+                socket2::SockRef::from(&**s).send_to_with_flags(buf, &to, flags)
+            }
+        }
+    }
 }
 
 /// The error for a reply to a peer with no address (an unnamed Unix socket).

@@ -56,9 +56,9 @@ impl Stream {
         }
     }
 
-    #[cfg(feature = "tls")]
-    /// Sends what fits in the socket's buffer now, never waiting (for a
-    /// last word to a client that may have stopped reading).
+    /// Sends what fits in the socket's buffer now, never waiting (a push
+    /// from another thread, a last word to a client that may have stopped
+    /// reading).
     pub(crate) fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         both!(self, s => socket2::SockRef::from(s).send_with_flags(buf, flags))

@@ -407,6 +407,7 @@ impl<H: Handler> EventLoop<H> {
         let stack_start = stacks::mapping_start(&stack);
         let body = task::body(
             Arc::clone(&self.shared),
+            Arc::clone(&self.loops.push),
             Arc::clone(&link),
             peer.clone(),
             admitted,

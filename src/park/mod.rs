@@ -31,7 +31,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
 
-use crate::core::{Engine, Gauges, Shared};
+use crate::conn::flusher::Flusher;
+use crate::conn::outbox::PushSetup;
+use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};
 use crate::lifecycle::Command;
@@ -68,8 +70,10 @@ pub(crate) struct LoopHandle {
 
 /// The parked engine of one server: its loops, as shutdown and `stats()`
 /// reach them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Loops {
+    /// What each connection needs for an outbox.
+    pub(crate) push: Arc<PushSetup>,
     loops: Mutex<Vec<LoopHandle>>,
     /// `None` while serving; at shutdown, the connections served when it
     /// began (what the report calls in flight).
@@ -79,6 +83,19 @@ pub(crate) struct Loops {
 }
 
 impl Loops {
+    fn new(core: &Core) -> Self {
+        Loops {
+            push: Arc::new(PushSetup {
+                max: core.settings.max_outbox,
+                counters: Arc::clone(&core.counters),
+                flusher: Flusher::new(&core.settings.thread_name),
+            }),
+            loops: Mutex::default(),
+            stopped: Mutex::default(),
+            control: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<LoopHandle>> {
         self.loops.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -153,7 +170,7 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
             source,
         });
     }
-    let engine = Arc::new(Loops::default());
+    let engine = Arc::new(Loops::new(core));
     let helpers = Helpers::new(Arc::clone(&shared.core));
     let running = Arc::new(Running::default());
     let mut started = Ok(());
@@ -226,6 +243,7 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     // call is left behind, as a stuck worker is in the thread mode, rather
     // than given a grace of its own.
     helpers.stop(leave_by.saturating_duration_since(Instant::now()));
+    engine.push.flusher.stop();
     if core.held_elsewhere {
         // Whoever serves the passed socket next may expect it blocking.
         let _ = core.listener.sock_ref().set_nonblocking(false);

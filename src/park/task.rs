@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::admission::Admitted;
 use crate::conn::io::SocketIo;
 use crate::conn::link::Link;
+use crate::conn::outbox::PushSetup;
 use crate::conn::parked::{ParkedStream, Wake};
 use crate::conn::serve::serve_stream;
 use crate::core::Shared;
@@ -26,6 +27,7 @@ pub(crate) struct Done {
 /// coroutine, it would leave its loop thread.
 pub(crate) fn body<H: Handler>(
     shared: Arc<Shared<H>>,
+    push: Arc<PushSetup>,
     link: Arc<Link>,
     peer: Addr,
     mut admitted: Admitted,
@@ -36,7 +38,7 @@ pub(crate) fn body<H: Handler>(
         let timeouts = (core.settings.read_timeout, core.settings.write_timeout);
         let stream = ParkedStream::new(Arc::clone(&link), timeouts, &COROUTINES);
         let io = SocketIo::parked(stream);
-        serve_stream(core, &shared.handler, &link, io, peer, &mut admitted);
+        serve_stream(core, &shared.handler, &link, io, &push, peer, &mut admitted);
         Done { admitted }
     }
 }

@@ -76,7 +76,7 @@ pub(super) fn worker_loop<H: Handler>(
                 workers.control.notify_all();
             }
         }
-        replies = serve_batch(shared, socket, &mut incoming, &ready, replies);
+        replies = serve_batch(shared, workers, socket, &mut incoming, &ready, replies);
         st = finish(workers, owed);
         if st.pool.receiver_busy_since.is_some_and(|(_, b)| b == batch) {
             st.pool.receiver_busy_since = None;
@@ -94,6 +94,7 @@ pub(super) fn worker_loop<H: Handler>(
 /// the handler's own would have been.
 fn serve_batch<H: Handler>(
     shared: &Shared<H>,
+    workers: &Workers,
     socket: &DatagramSocket,
     incoming: &mut Incoming,
     ready: &[(usize, usize, Addr)],
@@ -116,6 +117,7 @@ fn serve_batch<H: Handler>(
         out.begin(k);
         let datagram = Datagram::new(peer.clone(), arena, *start, *len, out);
         let mut conn = Connection::from_datagram(datagram, core.local_addr.clone());
+        conn.set_push(&workers.push);
         ok[k] = call_handler(core, &shared.handler, &mut conn);
         served += 1;
         match conn.into_datagram() {

@@ -34,6 +34,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::admission::Admitted;
+use crate::conn::flusher::Flusher;
+use crate::conn::outbox::PushSetup;
 use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::ShutdownReport;
@@ -88,6 +90,8 @@ pub(crate) struct Workers {
     pub(crate) watchdog_idle: AtomicBool,
     /// Origin of the millisecond deadlines.
     epoch: Instant,
+    /// What each connection needs for an outbox.
+    pub(crate) push: Arc<PushSetup>,
 }
 
 impl std::fmt::Debug for Workers {
@@ -102,7 +106,13 @@ impl Workers {
         if core.settings.transport == Transport::Datagram {
             pool.receive_alone();
         }
+        let push = Arc::new(PushSetup {
+            max: core.settings.max_outbox,
+            counters: Arc::clone(&core.counters),
+            flusher: Flusher::new(&core.settings.thread_name),
+        });
         Workers {
+            push,
             core,
             state: Mutex::new(State {
                 pool,
@@ -236,11 +246,14 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     if let Err(e) = started.and(watchdog.transpose().map(drop)) {
         core.command(Command::Stop);
         drain::drain(&workers);
+        workers.push.flusher.stop();
         return Err(e);
     }
     core.log_serving(&format!("with {} workers", settings.workers()));
     run_thread::run(shared, &workers);
-    Ok(drain::drain(&workers))
+    let report = drain::drain(&workers);
+    workers.push.flusher.stop();
+    Ok(report)
 }
 
 /// Records a new connection's deadline where the watchdog reads it, and

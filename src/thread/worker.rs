@@ -156,7 +156,15 @@ fn serve<H: Handler>(
     watch_deadline(workers, deadline);
     let timeouts = (settings.read_timeout, settings.write_timeout);
     let io = SocketIo::blocking(Arc::clone(&link), timeouts);
-    serve_stream(core, &shared.handler, &link, io, job.peer, admitted);
+    serve_stream(
+        core,
+        &shared.handler,
+        &link,
+        io,
+        &workers.push,
+        job.peer,
+        admitted,
+    );
     drop(serving.remove());
 }
 

@@ -1,0 +1,268 @@
+//! Push: `Connection::outbox` lets any thread write to a connection while
+//! its handler goes on reading. Each test runs in both serving modes
+//! (`both_modes!`: a thread per connection, and `park_idle`), against real
+//! sockets on loopback; the datagram one over UDP.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use socketserver::{Connection, Outbox, SendError, Server, ServerThread, Transport};
+
+/// A handler that hands its connection's outbox to the test, then echoes
+/// what it reads until end of file.
+fn hands_over(tx: mpsc::Sender<Outbox>) -> impl Fn(&mut Connection) -> io::Result<()> {
+    let tx = std::sync::Mutex::new(tx);
+    move |conn: &mut Connection| {
+        let outbox = conn.outbox();
+        tx.lock().unwrap().send(outbox).unwrap();
+        let mut buf = [0; 4096];
+        loop {
+            match conn.read(&mut buf)? {
+                0 => return Ok(()),
+                n => conn.write_all(&buf[..n])?,
+            }
+        }
+    }
+}
+
+fn read_exactly(client: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    client.read_exact(&mut buf).unwrap();
+    buf
+}
+
+both_modes!(pushed_messages_reach_a_client_whose_handler_waits_to_read);
+fn pushed_messages_reach_a_client_whose_handler_waits_to_read(park: bool) {
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(
+        Server::builder().bind("127.0.0.1:0").park_idle(park),
+        hands_over(tx),
+    );
+    let mut client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(
+        outbox.peer_addr().to_string(),
+        client.local_addr().unwrap().to_string()
+    );
+    // The handler is blocked (or parked) in its read meanwhile.
+    outbox.send(b"one ").unwrap();
+    outbox.send_shared(Arc::from(&b"two "[..])).unwrap();
+    assert_eq!(read_exactly(&mut client, 8), b"one two ");
+    // The handler's own replies still come, after what was pushed.
+    client.write_all(b"echo").unwrap();
+    assert_eq!(read_exactly(&mut client, 4), b"echo");
+    outbox.send(b"three").unwrap();
+    assert_eq!(read_exactly(&mut client, 5), b"three");
+    assert!(!outbox.is_closed());
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"");
+    // The connection has ended: sends fail at once, and say why.
+    wait_until("the outbox to close", || outbox.is_closed());
+    assert_eq!(outbox.send(b"late"), Err(SendError::Closed));
+    let report = server.stop().unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+both_modes!(messages_are_never_cut_into_by_the_handlers_writes);
+/// A handler writing large replies and another thread pushing small
+/// messages to the same client: every message arrives whole, every reply
+/// too, and nothing is lost.
+fn messages_are_never_cut_into_by_the_handlers_writes(park: bool) {
+    const REPLY: usize = 200_000;
+    const REPLIES: usize = 20;
+    const MSG: usize = 100;
+    const MSGS: usize = 500;
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = spawn(
+        Server::builder().bind("127.0.0.1:0").park_idle(park),
+        move |conn: &mut Connection| {
+            tx.lock().unwrap().send(conn.outbox()).unwrap();
+            let reply = vec![b'h'; REPLY];
+            for _ in 0..REPLIES {
+                conn.write_all(&reply)?;
+            }
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest).map(drop)
+        },
+    );
+    let mut client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let pusher = std::thread::spawn(move || {
+        let msg = [b'm'; MSG];
+        for _ in 0..MSGS {
+            outbox.send(&msg).unwrap();
+        }
+        outbox
+    });
+    let total = REPLY * REPLIES + MSG * MSGS;
+    let got = read_exactly(&mut client, total);
+    let outbox = pusher.join().unwrap();
+    let mut runs = got.chunk_by(|a, b| a == b);
+    let (mut h, mut m) = (0, 0);
+    for run in &mut runs {
+        match run[0] {
+            b'h' => h += run.len(),
+            b'm' => {
+                assert_eq!(run.len() % MSG, 0, "a message was cut into");
+                m += run.len();
+            }
+            other => panic!("unexpected byte {other}"),
+        }
+    }
+    assert_eq!((h, m), (REPLY * REPLIES, MSG * MSGS));
+    assert_eq!(outbox.queued(), 0);
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"");
+    server.stop().unwrap();
+}
+
+both_modes!(a_client_that_stops_reading_is_cut_at_max_outbox);
+/// Sends never block, however slowly the client reads; once its unsent
+/// bytes would pass `max_outbox` it is cut, counted, and later sends fail.
+fn a_client_that_stops_reading_is_cut_at_max_outbox(park: bool) {
+    const MAX: usize = 64 * 1024;
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .max_outbox(MAX),
+        hands_over(tx),
+    );
+    let client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let msg = [b'x'; 1024];
+    let mut sent = 0;
+    let started = Instant::now();
+    let full = loop {
+        let t = Instant::now();
+        let result = outbox.send(&msg);
+        assert!(t.elapsed() < Duration::from_millis(100), "a send blocked");
+        match result {
+            Ok(()) => sent += msg.len(),
+            Err(e) => break e,
+        }
+        assert!(started.elapsed() < TIMEOUT, "never full after {sent} bytes");
+    };
+    assert_eq!(full, SendError::Full);
+    // The socket's buffers took some; the outbox held at most MAX more.
+    assert!(sent > MAX, "{sent}");
+    assert!(outbox.is_closed());
+    assert_eq!(outbox.send(b"more"), Err(SendError::Closed));
+    wait_until("the handler to end", || server.stats().active == 0);
+    assert_eq!(server.stats().slow_consumers, 1);
+    drop(client);
+    server.stop().unwrap();
+}
+
+both_modes!(close_ends_the_connection_after_what_is_queued);
+fn close_ends_the_connection_after_what_is_queued(park: bool) {
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(
+        Server::builder().bind("127.0.0.1:0").park_idle(park),
+        hands_over(tx),
+    );
+    let mut client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    outbox.send(b"bye").unwrap();
+    outbox.close();
+    assert_eq!(outbox.send(b"later"), Err(SendError::Closed));
+    assert_eq!(read_to_end(&mut client), b"bye");
+    // The handler's read ended too, and it returned.
+    wait_until("the handler to end", || server.stats().completed == 1);
+    server.stop().unwrap();
+}
+
+/// A server with one client that has not read yet, and bytes pushed to
+/// it: more than its socket's buffers take (so some wait in its outbox),
+/// less than `max_outbox`. Returns how many bytes were pushed.
+fn queued_for_a_client(park: bool, shutdown_timeout: Duration) -> (ServerThread, TcpStream, usize) {
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .shutdown_timeout(shutdown_timeout),
+        hands_over(tx),
+    );
+    let client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let msg = vec![b'q'; 64 * 1024];
+    let mut sent = 0;
+    while outbox.queued() == 0 {
+        outbox.send(&msg).unwrap();
+        sent += msg.len();
+    }
+    (server, client, sent)
+}
+
+both_modes!(a_shutdown_drains_queued_bytes_and_reports_those_it_cut);
+/// Bytes queued for a client are work a shutdown waits for, like a
+/// handler at work; cut at the end of `shutdown_timeout`, they are
+/// reported.
+fn a_shutdown_drains_queued_bytes_and_reports_those_it_cut(park: bool) {
+    let (server, client, _) = queued_for_a_client(park, Duration::from_millis(300));
+    let t = Instant::now();
+    let report = server.stop().unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(300), "not drained");
+    assert_eq!((report.forced, report.closed_idle), (1, 0), "{report}");
+    assert!(report.unsent_bytes > 0, "{report}");
+    drop(client);
+}
+
+both_modes!(a_reading_client_gets_its_queued_bytes_before_shutdown_closes_it);
+/// The other side: a client that reads what was queued lets the shutdown
+/// close it as idle once its outbox is empty, well before the timeout.
+fn a_reading_client_gets_its_queued_bytes_before_shutdown_closes_it(park: bool) {
+    let (server, mut client, sent) = queued_for_a_client(park, Duration::from_secs(10));
+    let handle = server.shutdown_handle();
+    let t = Instant::now();
+    let stopping = std::thread::spawn(move || server.stop().unwrap());
+    wait_until("shutdown to begin", || handle.is_shutdown());
+    assert_eq!(read_to_end(&mut client).len(), sent);
+    let report = stopping.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!((report.closed_idle, report.forced), (1, 0), "{report}");
+    assert_eq!(report.unsent_bytes, 0, "{report}");
+}
+
+#[test]
+fn a_datagram_outbox_sends_each_message_as_one_datagram() {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .transport(Transport::Datagram),
+        move |conn: &mut Connection| {
+            tx.lock().unwrap().send(conn.outbox()).unwrap();
+            conn.write_all(b"ack")
+        },
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client
+        .send_to(b"subscribe", inet(&server.local_addr()))
+        .unwrap();
+    let mut buf = [0; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ack");
+    // The exchange is over; its peer can still be sent to.
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    outbox.send(b"first").unwrap();
+    outbox.send_shared(Arc::from(&b"second"[..])).unwrap();
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"first");
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"second");
+    server.stop().unwrap();
+    // The server has stopped: its socket sends nothing more.
+    assert_eq!(outbox.send(b"late"), Err(SendError::Closed));
+}
