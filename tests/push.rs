@@ -266,3 +266,90 @@ fn a_datagram_outbox_sends_each_message_as_one_datagram() {
     // The server has stopped: its socket sends nothing more.
     assert_eq!(outbox.send(b"late"), Err(SendError::Closed));
 }
+
+/// The same over TLS: pushes are encrypted through the connection's own
+/// session, their records in order with the handler's.
+#[cfg(feature = "tls")]
+mod over_tls {
+    use super::*;
+    use common::tls::{builder, client_config, connect as tls_connect, Pki};
+
+    both_modes!(pushed_messages_reach_a_tls_client);
+    fn pushed_messages_reach_a_tls_client(park: bool) {
+        let pki = Pki::new();
+        let (tx, rx) = mpsc::channel();
+        let server = spawn(builder(park, pki.acceptor()), hands_over(tx));
+        let config = client_config(&pki.ca, &[], None);
+        let mut client = tls_connect(&server.local_addr(), "localhost", &config).unwrap();
+        // The handler has its outbox once it runs, after the handshake;
+        // the first exchange makes sure it is reading.
+        client.write_all(b"hi").unwrap();
+        assert_eq!(read_exactly(&mut client, 2), b"hi");
+        let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+        outbox.send(b"one ").unwrap();
+        outbox.send_shared(Arc::from(&b"two "[..])).unwrap();
+        assert_eq!(read_exactly(&mut client, 8), b"one two ");
+        client.write_all(b"echo").unwrap();
+        assert_eq!(read_exactly(&mut client, 4), b"echo");
+        client.conn.send_close_notify();
+        client.flush().unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"");
+        wait_until("the outbox to close", || outbox.is_closed());
+        assert_eq!(outbox.send(b"late"), Err(SendError::Closed));
+        assert_eq!(server.stats().tls_handshake_failures, 0);
+        server.stop().unwrap();
+    }
+
+    both_modes!(tls_records_of_pushes_and_replies_arrive_in_order);
+    /// Large replies and small pushes from another thread at once: had a
+    /// record gone out of order, the client's session would fail.
+    fn tls_records_of_pushes_and_replies_arrive_in_order(park: bool) {
+        const REPLY: usize = 50_000;
+        const REPLIES: usize = 20;
+        const MSG: usize = 100;
+        const MSGS: usize = 500;
+        let pki = Pki::new();
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let server = spawn(
+            builder(park, pki.acceptor()),
+            move |conn: &mut Connection| {
+                tx.lock().unwrap().send(conn.outbox()).unwrap();
+                let mut go = [0; 1];
+                conn.read_exact(&mut go)?;
+                let reply = vec![b'h'; REPLY];
+                for _ in 0..REPLIES {
+                    conn.write_all(&reply)?;
+                }
+                let mut rest = Vec::new();
+                conn.read_to_end(&mut rest).map(drop)
+            },
+        );
+        let config = client_config(&pki.ca, &[], None);
+        let mut client = tls_connect(&server.local_addr(), "localhost", &config).unwrap();
+        let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+        client.write_all(b"g").unwrap();
+        client.flush().unwrap();
+        let pusher = std::thread::spawn(move || {
+            for _ in 0..MSGS {
+                outbox.send(&[b'm'; MSG]).unwrap();
+            }
+        });
+        let got = read_exactly(&mut client, REPLY * REPLIES + MSG * MSGS);
+        pusher.join().unwrap();
+        let (mut h, mut m) = (0, 0);
+        for run in got.chunk_by(|a, b| a == b) {
+            match run[0] {
+                b'h' => h += run.len(),
+                _ => {
+                    assert_eq!(run.len() % MSG, 0, "a message was cut into");
+                    m += run.len();
+                }
+            }
+        }
+        assert_eq!((h, m), (REPLY * REPLIES, MSG * MSGS));
+        server.stop().unwrap();
+    }
+}

@@ -12,7 +12,9 @@ pub(crate) use crate::conn::io::Datagram;
 use crate::conn::io::SocketIo;
 use crate::conn::outbox::{Outbox, OutboxCore, PushSetup};
 #[cfg(feature = "tls")]
-use crate::tls::{Session, TlsInfo};
+use crate::conn::tls_side::TlsSide;
+#[cfg(feature = "tls")]
+use crate::tls::TlsInfo;
 use crate::{Addr, Transport};
 
 /// One client's connection (stream) or one datagram exchange (datagram).
@@ -43,7 +45,7 @@ pub struct Connection {
     /// The TLS session over `io`, once its handshake is done: the handler
     /// then reads and writes plaintext through it.
     #[cfg(feature = "tls")]
-    tls: Option<Box<Session>>,
+    tls: Option<Box<TlsSide>>,
     /// What an outbox needs, from the engine.
     push: Option<Arc<PushSetup>>,
     /// The connection's outbox, once [`outbox`](Self::outbox) made it.
@@ -89,27 +91,26 @@ impl Connection {
     /// returns, what is still queued is written (within the write
     /// timeout) before the connection closes.
     ///
-    /// For a datagram exchange, each message is one datagram to its peer,
-    /// for as long as the server runs. Not yet over TLS: there the outbox
-    /// is closed from the start (sends fail with `Closed`). See
-    /// [`Outbox`] for an example.
+    /// Over TLS, each message is encrypted through the connection's own
+    /// session. For a datagram exchange, each message is one datagram to
+    /// its peer, for as long as the server runs. See [`Outbox`] for an
+    /// example.
     pub fn outbox(&self) -> Outbox {
         self.outbox.get_or_init(|| self.new_outbox()).handle()
     }
 
     fn new_outbox(&self) -> Arc<OutboxCore> {
         let setup = self.push.as_ref().expect("every connection can push");
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            let closed = OutboxCore::closed(setup, self.peer.clone());
-            log::debug!("{}: no push over TLS yet: its outbox is closed", self.peer);
-            return closed;
-        }
-        match (self.io.link_arc(), self.io.datagram_socket()) {
+        let outbox = match (self.io.link_arc(), self.io.datagram_socket()) {
             (Some(link), _) => OutboxCore::stream(setup, &link, self.peer.clone()),
             (None, Some(socket)) => OutboxCore::datagram(setup, socket.clone(), self.peer.clone()),
             (None, None) => OutboxCore::closed(setup, self.peer.clone()),
+        };
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            outbox.set_tls(tls.share(&outbox));
         }
+        outbox
     }
 
     /// The connection ends: what its outbox still holds is written (within
@@ -122,13 +123,9 @@ impl Connection {
             // A datagram peer can be sent to for as long as the server runs.
             return;
         }
-        outbox.begin_turn();
-        while let Some((msg, offset)) = outbox.next_queued() {
-            match self.io.write(&msg[offset..]) {
-                Ok(n) if n > 0 => outbox.written(n),
-                _ => break,
-            }
-        }
+        // All of it, or until the socket fails or its write timeout passes.
+        let all = outbox.enqueue(Vec::new());
+        let _ = outbox.write_until(&mut self.io, all);
         outbox.end();
     }
 
@@ -226,7 +223,7 @@ impl Connection {
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let (Some(tls), Shutdown::Write | Shutdown::Both) = (&mut self.tls, how) {
-            tls.close_notify(&mut self.io, true)?;
+            tls.close_notify(&mut self.io, self.outbox.get(), true)?;
         }
         self.io.shutdown(how)
     }
@@ -236,7 +233,7 @@ impl Connection {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(&self) -> Option<TlsInfo<'_>> {
-        self.tls.as_deref().map(Session::info)
+        self.tls.as_deref().map(TlsSide::info)
     }
 
     /// Runs the TLS handshake on this connection within `limit`; the
@@ -247,8 +244,7 @@ impl Connection {
         acceptor: &crate::tls::TlsAcceptor,
         limit: Duration,
     ) -> io::Result<()> {
-        let session = Session::handshake(acceptor, &mut self.io, limit)?;
-        self.tls = Some(Box::new(session));
+        self.tls = Some(Box::new(TlsSide::handshake(acceptor, &mut self.io, limit)?));
         Ok(())
     }
 
@@ -257,7 +253,7 @@ impl Connection {
     pub(crate) fn finish(&mut self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            let _ = tls.close_notify(&mut self.io, false);
+            let _ = tls.close_notify(&mut self.io, self.outbox.get(), false);
         }
     }
 
@@ -312,7 +308,7 @@ impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            return tls.read(&mut self.io, buf);
+            return tls.read(&mut self.io, self.outbox.get(), buf);
         }
         self.io.read(buf)
     }
@@ -335,7 +331,7 @@ impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            return tls.write(&mut self.io, buf);
+            return tls.write(&mut self.io, self.outbox.get(), buf);
         }
         match self.outbox.get() {
             Some(outbox) if outbox.is_stream() => write_in_turn(&mut self.io, outbox, buf),
@@ -350,7 +346,7 @@ impl Write for Connection {
     fn flush(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            return tls.flush(&mut self.io);
+            return tls.flush(&mut self.io, self.outbox.get());
         }
         self.io.flush()
     }

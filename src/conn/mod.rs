@@ -14,6 +14,8 @@
 //! * `outbox.rs`: push, the public `Outbox`: any thread writes to a
 //!   connection; `flusher.rs`: the thread that finishes writing to
 //!   clients that read slowly.
+//! * `tls_side.rs` (feature `tls`): the TLS session, as the handler and
+//!   the outbox share it.
 //! * `connection.rs`: the public `Connection`.
 //!
 //! This folder knows nothing of either engine: they call into it.
@@ -26,3 +28,5 @@ pub(crate) mod outbox;
 pub(crate) mod parked;
 pub(crate) mod serve;
 pub(crate) mod state;
+#[cfg(feature = "tls")]
+pub(crate) mod tls_side;

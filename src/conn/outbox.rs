@@ -25,6 +25,10 @@
 //!   finds a slow consumer, which is cut (counted in
 //!   `Stats::slow_consumers`) so that its memory goes.
 //!
+//! * Over TLS every record the session makes, a push's or the handler's,
+//!   is queued (or written) while the session is locked, so records reach
+//!   the socket in the order they were made (`conn/tls_side.rs`).
+//!
 //! While bytes are queued the connection is not idle
 //! ([`ConnState::set_queued`](crate::conn::state::ConnState::set_queued)):
 //! a shutdown drains them as it drains a handler at work.
@@ -33,9 +37,12 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
+#[cfg(feature = "tls")]
+use std::sync::OnceLock;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use crate::conn::flusher::Flusher;
+use crate::conn::io::SocketIo;
 use crate::conn::link::Link;
 use crate::net::datagram::DatagramSocket;
 use crate::stats::{add, bump, Counters};
@@ -164,6 +171,9 @@ impl fmt::Debug for Outbox {
 enum Message<'a> {
     Borrowed(&'a [u8]),
     Shared(Arc<[u8]>),
+    /// Records encrypted for this connection alone (TLS).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Owned(Vec<u8>),
 }
 
 impl Message<'_> {
@@ -171,6 +181,7 @@ impl Message<'_> {
         match self {
             Message::Borrowed(b) => b,
             Message::Shared(b) => b,
+            Message::Owned(b) => b,
         }
     }
 
@@ -198,6 +209,9 @@ struct Inner {
     offset: usize,
     /// Bytes left to write, over the whole queue.
     bytes: usize,
+    /// Bytes written off the queue since the connection opened: where the
+    /// handler's own queued records end is counted in these.
+    written: u64,
     /// Someone has the turn to write to the socket.
     writing: bool,
     /// The socket became writable while someone had the turn: whoever has
@@ -222,6 +236,10 @@ pub(crate) struct OutboxCore {
     inner: Mutex<Inner>,
     /// The handler waits here for the turn.
     turn: Condvar,
+    /// The connection's TLS session, shared: pushes are encrypted through
+    /// it (`conn/tls_side.rs`).
+    #[cfg(feature = "tls")]
+    tls: OnceLock<Arc<Mutex<crate::tls::Session>>>,
 }
 
 /// What an engine gives its connections so that each can have an outbox.
@@ -264,7 +282,15 @@ impl OutboxCore {
             flusher: Arc::clone(&setup.flusher),
             inner: Mutex::default(),
             turn: Condvar::new(),
+            #[cfg(feature = "tls")]
+            tls: OnceLock::new(),
         })
+    }
+
+    /// From now on, pushes are encrypted through `session`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&self, session: Arc<Mutex<crate::tls::Session>>) {
+        let _ = self.tls.set(session);
     }
 
     pub(crate) fn handle(self: &Arc<Self>) -> Outbox {
@@ -289,6 +315,24 @@ impl OutboxCore {
         if let Target::Datagram(socket) = &self.target {
             return self.send_datagram(socket, msg.bytes());
         }
+        #[cfg(feature = "tls")]
+        if let Some(session) = self.tls.get() {
+            if msg.bytes().is_empty() {
+                return Ok(());
+            }
+            // Held until the records are queued or written: records reach
+            // the socket in the order the session made them.
+            let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+            let mut records = Vec::new();
+            if session.seal(msg.bytes(), &mut records).is_err() {
+                return Err(SendError::Closed);
+            }
+            return self.send_stream(Message::Owned(records));
+        }
+        self.send_stream(msg)
+    }
+
+    fn send_stream(self: &Arc<Self>, msg: Message<'_>) -> Result<(), SendError> {
         let len = msg.bytes().len();
         let mut inner = self.lock();
         if inner.closed {
@@ -429,6 +473,7 @@ impl OutboxCore {
     fn consumed(&self, mut n: usize) {
         let mut inner = self.lock();
         inner.bytes -= n;
+        inner.written += n as u64;
         while n > 0 {
             let Some(front) = inner.queue.front() else {
                 break;
@@ -490,6 +535,53 @@ impl OutboxCore {
         if let (true, Some(link)) = (now, self.link()) {
             link.cut();
         }
+    }
+
+    /// Queues `bytes` (the handler's own records, over TLS) after whatever
+    /// is queued; returns where they end, for
+    /// [`write_until`](Self::write_until).
+    pub(crate) fn enqueue(&self, bytes: Vec<u8>) -> u64 {
+        let mut inner = self.lock();
+        if !bytes.is_empty() {
+            inner.bytes += bytes.len();
+            inner.queue.push_back(Arc::from(bytes));
+            self.mark_queued(&inner);
+        }
+        inner.written + inner.bytes as u64
+    }
+
+    /// Writes what is queued without blocking, if no one has the turn.
+    #[cfg(feature = "tls")]
+    pub(crate) fn kick(self: &Arc<Self>) {
+        let mut inner = self.lock();
+        if inner.writing || inner.queue.is_empty() {
+            return;
+        }
+        inner.writing = true;
+        drop(inner);
+        self.end_turn();
+    }
+
+    /// The handler writes the queue, in its own blocking (or parking) way,
+    /// up to `end` (from [`enqueue`](Self::enqueue)).
+    pub(crate) fn write_until(self: &Arc<Self>, io: &mut SocketIo, end: u64) -> io::Result<()> {
+        use std::io::Write;
+        self.begin_turn();
+        let written = loop {
+            if self.lock().written >= end {
+                break Ok(());
+            }
+            let Some((msg, offset)) = self.next_queued() else {
+                break Err(io::ErrorKind::NotConnected.into());
+            };
+            match io.write(&msg[offset..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consumed(n),
+                Err(e) => break Err(e),
+            }
+        };
+        self.end_turn();
+        written
     }
 
     /// The handler is about to write: waits for the turn (held by others

@@ -48,6 +48,7 @@ mod session;
 
 pub use acceptor::TlsAcceptor;
 pub use error::TlsError;
+pub(crate) use info::Facts;
 pub use info::TlsInfo;
 /// The rustls crate this one is built on, for [`TlsAcceptor::new`] and
 /// the types [`TlsInfo`] returns.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConnection;
 
-use super::{TlsAcceptor, TlsInfo};
+use super::info::Facts;
+use super::TlsAcceptor;
 use crate::deadline::deadline_after;
 
 /// What a TLS session needs of the socket under it (the connection's own
@@ -70,8 +71,80 @@ impl Session {
         })
     }
 
-    pub(crate) fn info(&self) -> TlsInfo<'_> {
-        TlsInfo::new(&self.conn)
+    /// What the handshake settled, kept for the connection's lifetime.
+    pub(crate) fn facts(&self) -> Facts {
+        Facts::of(&self.conn)
+    }
+
+    // The session taken apart, for a connection with an outbox: there the
+    // session is shared behind a lock with whoever pushes, never held
+    // across a wait on the socket, and every record it makes goes out
+    // through the outbox's one ordered queue (`conn/tls_side.rs`).
+
+    /// Records a write that timed out left unsent, to go out first.
+    pub(crate) fn take_unsent(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.unsent)
+    }
+
+    /// Encrypts all of `buf` into records appended to `out`, after any the
+    /// session owes.
+    pub(crate) fn seal(&mut self, buf: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the TLS session's writing side was shut down (close_notify sent)",
+            ));
+        }
+        let mut done = 0;
+        loop {
+            self.owed(out)?;
+            if done == buf.len() {
+                return Ok(());
+            }
+            // rustls takes up to its buffer limit; `owed` empties it.
+            done += self.conn.writer().write(&buf[done..])?;
+        }
+    }
+
+    /// Appends to `out` the records the session owes the client (a key
+    /// update's answer, an alert).
+    pub(crate) fn owed(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(out)?;
+        }
+        Ok(())
+    }
+
+    /// Queues `close_notify`, once, into `out`.
+    pub(crate) fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if !std::mem::replace(&mut self.closed, true) {
+            self.conn.send_close_notify();
+        }
+        self.owed(out)
+    }
+
+    /// Plaintext already decrypted, into `buf`: `None` when more must be
+    /// read off the socket first; `Some(0)` at the end of the stream (a
+    /// client that closes without `close_notify` too).
+    pub(crate) fn take_plaintext(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.conn.reader().read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(0)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes records read off the socket. On a bad record the alert that
+    /// says why is left owed.
+    pub(crate) fn feed(&mut self, mut records: &[u8]) -> io::Result<()> {
+        while !records.is_empty() {
+            self.conn.read_tls(&mut records)?;
+            if let Err(e) = self.conn.process_new_packets() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        Ok(())
     }
 
     /// Reads plaintext. A client that closes without `close_notify` reads
