@@ -233,6 +233,29 @@ fn a_reading_client_gets_its_queued_bytes_before_shutdown_closes_it(park: bool) 
     assert_eq!(report.unsent_bytes, 0, "{report}");
 }
 
+both_modes!(pushes_reach_a_client_behind_a_proxy);
+/// Under the PROXY protocol the outbox names the client the proxy spoke
+/// for, and writes after the header, on the proxy's connection.
+fn pushes_reach_a_client_behind_a_proxy(park: bool) {
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .proxy_protocol(socketserver::ProxyProtocol::new().trust_loopback()),
+        hands_over(tx),
+    );
+    let mut proxy = connect(&server.local_addr());
+    proxy
+        .write_all(b"PROXY TCP4 192.0.2.9 127.0.0.1 4321 80\r\n")
+        .unwrap();
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(outbox.peer_addr().to_string(), "192.0.2.9:4321");
+    outbox.send(b"pushed").unwrap();
+    assert_eq!(read_exactly(&mut proxy, 6), b"pushed");
+    server.stop().unwrap();
+}
+
 #[test]
 fn a_datagram_outbox_sends_each_message_as_one_datagram() {
     let (tx, rx) = mpsc::channel();
