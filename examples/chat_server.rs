@@ -3,8 +3,8 @@
 //! for its next line.
 //!
 //! ```text
-//! cargo run --example chat_server                 # 127.0.0.1:7070
-//! nc 127.0.0.1 7070                                # in two terminals: type
+//! cargo run --example chat_server                 # 127.0.0.1:7077
+//! nc 127.0.0.1 7077                                # in two terminals: type
 //! cargo run --example chat_server -- --park-idle  # thousands of clients, few threads
 //! ```
 //!
@@ -89,7 +89,7 @@ fn main() -> std::process::ExitCode {
     common::serve(
         "chat_server",
         "Relays every line a client sends to every other client.",
-        "127.0.0.1:7070",
+        "127.0.0.1:7077",
         Chat {
             room: Room::default(),
         },
