@@ -92,7 +92,7 @@ impl ServerBuilder {
     /// crashed server is reused. The lock orders only the programs that
     /// take it: this crate's servers, and any other that does the same.
     ///
-    /// Peers show as [`Addr::Unix`]; a datagram reply can only go to a
+    /// Peers show as [`Addr::Unix`](crate::Addr::Unix); a datagram reply can only go to a
     /// client that bound its own socket to a path.
     pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
         self.target = Some(Target::Unix(path.into()));

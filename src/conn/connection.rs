@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 pub(crate) use crate::conn::io::Datagram;
 use crate::conn::io::SocketIo;
-use crate::conn::outbox::{Outbox, OutboxCore, PushSetup};
+use crate::conn::outbox::Outbox;
+use crate::conn::outbox_core::{OutboxCore, PushSetup};
 #[cfg(feature = "tls")]
 use crate::conn::tls_side::TlsSide;
 #[cfg(feature = "tls")]
@@ -96,7 +97,7 @@ impl Connection {
     /// its peer, for as long as the server runs. See [`Outbox`] for an
     /// example.
     pub fn outbox(&self) -> Outbox {
-        self.outbox.get_or_init(|| self.new_outbox()).handle()
+        Outbox::new(Arc::clone(self.outbox.get_or_init(|| self.new_outbox())))
     }
 
     fn new_outbox(&self) -> Arc<OutboxCore> {
@@ -334,7 +335,7 @@ impl Write for Connection {
             return tls.write(&mut self.io, self.outbox.get(), buf);
         }
         match self.outbox.get() {
-            Some(outbox) if outbox.is_stream() => write_in_turn(&mut self.io, outbox, buf),
+            Some(outbox) if outbox.is_stream() => outbox.write_in_turn(&mut self.io, buf),
             _ => self.io.write(buf),
         }
     }
@@ -350,34 +351,6 @@ impl Write for Connection {
         }
         self.io.flush()
     }
-}
-
-/// The handler's `write` on a connection that may be pushed to: in the
-/// writing turn, what was queued first, then all of `buf`, so that no
-/// message lands inside it. A failure after some of `buf` went out returns
-/// that count; the next write reports the failure.
-fn write_in_turn(io: &mut SocketIo, outbox: &Arc<OutboxCore>, buf: &[u8]) -> io::Result<usize> {
-    outbox.begin_turn();
-    let written = (|| {
-        while let Some((msg, offset)) = outbox.next_queued() {
-            match io.write(&msg[offset..])? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => outbox.written(n),
-            }
-        }
-        let mut done = 0;
-        while done < buf.len() {
-            match io.write(&buf[done..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => done += n,
-                Err(_) if done > 0 => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
-    })();
-    outbox.end_turn();
-    written
 }
 
 impl fmt::Debug for Connection {

@@ -18,7 +18,7 @@ use std::thread;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use crate::conn::outbox::OutboxCore;
+use crate::conn::outbox_core::OutboxCore;
 
 const WAKER: Token = Token(usize::MAX);
 

@@ -12,8 +12,10 @@
 //! * `serve.rs`: the serving steps, driven by either engine: options, the
 //!   PROXY header, TLS, the handler, panics caught, what is reported.
 //! * `outbox.rs`: push, the public `Outbox`: any thread writes to a
-//!   connection; `flusher.rs`: the thread that finishes writing to
-//!   clients that read slowly.
+//!   connection; `outbox_core.rs`: its queue and the turn to write, and
+//!   `handler_turn.rs`, the connection's own side of that turn;
+//!   `flusher.rs`: the thread that finishes writing to clients that read
+//!   slowly.
 //! * `tls_side.rs` (feature `tls`): the TLS session, as the handler and
 //!   the outbox share it.
 //! * `connection.rs`: the public `Connection`.
@@ -22,9 +24,11 @@
 
 pub(crate) mod connection;
 pub(crate) mod flusher;
+mod handler_turn;
 pub(crate) mod io;
 pub(crate) mod link;
 pub(crate) mod outbox;
+pub(crate) mod outbox_core;
 pub(crate) mod parked;
 pub(crate) mod serve;
 pub(crate) mod state;

@@ -1,79 +1,14 @@
-//! Push: [`Outbox`], a handle that any thread uses to write to a connection
-//! while its handler goes on reading (a chat room, a pub/sub channel, a
-//! notification).
-//!
-//! How a message reaches the socket, without making anyone wait:
-//!
-//! * One party writes to a connection's socket at a time: the *turn*
-//!   (`Inner::writing`). A `send` that finds the turn free and nothing
-//!   queued writes at once from the caller's thread, without blocking
-//!   (`MSG_DONTWAIT`): the common case costs one system call, wakes no
-//!   thread and parks no coroutine. What the socket does not take now is
-//!   queued.
-//! * A `send` that finds the turn taken queues its message and returns:
-//!   whoever has the turn writes the queue before giving it up
-//!   ([`OutboxCore::pump`]).
-//! * What stays queued because the client reads slowly is written when its
-//!   socket can take more: the server's [`Flusher`] thread waits for that
-//!   and takes the turn then. A parked handler is not woken for it.
-//! * The handler's own `write` takes the turn too, waiting for it only
-//!   while another party makes one non-blocking write; it writes the queue
-//!   first, then its bytes. So every message reaches the socket whole and
-//!   in order, never cut into by another message or by one `write` of the
-//!   handler.
-//! * Unsent bytes are bounded by `max_outbox`: a `send` that would pass it
-//!   finds a slow consumer, which is cut (counted in
-//!   `Stats::slow_consumers`) so that its memory goes.
-//!
-//! * Over TLS every record the session makes, a push's or the handler's,
-//!   is queued (or written) while the session is locked, so records reach
-//!   the socket in the order they were made (`conn/tls_side.rs`).
-//!
-//! While bytes are queued the connection is not idle
-//! ([`ConnState::set_queued`](crate::conn::state::ConnState::set_queued)):
-//! a shutdown drains them as it drains a handler at work.
+//! Push: [`Outbox`], a handle that any thread uses to write to a
+//! connection while its handler goes on reading (a chat room, a pub/sub
+//! channel, a notification). How the bytes reach the socket is
+//! `outbox_core.rs`'s part.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::io;
-use std::os::fd::AsRawFd;
-#[cfg(feature = "tls")]
-use std::sync::OnceLock;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 
-use crate::conn::flusher::Flusher;
-use crate::conn::io::SocketIo;
-use crate::conn::link::Link;
-use crate::net::datagram::DatagramSocket;
-use crate::stats::{add, bump, Counters};
+use crate::conn::outbox_core::OutboxCore;
+pub use crate::conn::outbox_core::SendError;
 use crate::Addr;
-
-/// Why [`Outbox::send`] did not queue a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The connection's unsent bytes would pass
-    /// [`max_outbox`](crate::ServerBuilder::max_outbox): its client reads
-    /// too slowly. The connection is cut and counted in
-    /// [`Stats::slow_consumers`](crate::Stats::slow_consumers); later sends
-    /// return [`Closed`](Self::Closed). For a datagram connection: the
-    /// socket's send buffer is full, and this one datagram was not sent.
-    #[error("the client reads too slowly: its outbox is full and the connection was cut")]
-    Full,
-    /// The connection has ended (or [`Outbox::close`] was called).
-    #[error("the connection is closed")]
-    Closed,
-}
-
-impl From<SendError> for io::Error {
-    fn from(e: SendError) -> Self {
-        let kind = match e {
-            SendError::Full => io::ErrorKind::WouldBlock,
-            SendError::Closed => io::ErrorKind::NotConnected,
-        };
-        io::Error::new(kind, e)
-    }
-}
 
 /// A handle that writes to one connection from any thread; from
 /// [`Connection::outbox`](crate::Connection::outbox).
@@ -113,19 +48,23 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    pub(crate) fn new(core: Arc<OutboxCore>) -> Self {
+        Outbox { core }
+    }
+
     /// Queues `bytes` as one message and returns without waiting: it is
     /// written whole, after every message sent before it and never inside
     /// one `write` of the handler. A copy is made only of what the socket
     /// does not take at once. For a datagram connection, sends one
     /// datagram to the peer.
     pub fn send(&self, bytes: &[u8]) -> Result<(), SendError> {
-        self.core.send(Message::Borrowed(bytes))
+        self.core.send(bytes)
     }
 
     /// As [`send`](Self::send), for a message shared by many connections
     /// (fan-out): nothing is copied.
     pub fn send_shared(&self, bytes: Arc<[u8]>) -> Result<(), SendError> {
-        self.core.send(Message::Shared(bytes))
+        self.core.send_shared(bytes)
     }
 
     /// Ends the connection once what is queued has been written: its
@@ -138,19 +77,18 @@ impl Outbox {
     /// Whether the connection has ended, was cut as a slow consumer, or
     /// [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        let gone = matches!(&self.core.target, Target::Stream(link) if link.strong_count() == 0);
-        gone || self.core.lock().closed
+        self.core.is_closed()
     }
 
     /// The client's address, as the connection's
     /// [`peer_addr`](crate::Connection::peer_addr) says.
     pub fn peer_addr(&self) -> Addr {
-        self.core.peer.clone()
+        self.core.peer().clone()
     }
 
     /// Bytes queued and not yet written to the socket.
     pub fn queued(&self) -> usize {
-        self.core.lock().bytes
+        self.core.queued()
     }
 
     /// Whether both handles write to the same connection.
@@ -162,478 +100,8 @@ impl Outbox {
 impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outbox")
-            .field("peer", &self.core.peer)
+            .field("peer", self.core.peer())
             .field("closed", &self.is_closed())
-            .finish_non_exhaustive()
-    }
-}
-
-enum Message<'a> {
-    Borrowed(&'a [u8]),
-    Shared(Arc<[u8]>),
-    /// Records encrypted for this connection alone (TLS).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    Owned(Vec<u8>),
-}
-
-impl Message<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Message::Borrowed(b) => b,
-            Message::Shared(b) => b,
-            Message::Owned(b) => b,
-        }
-    }
-
-    /// What is left after `sent` bytes, to queue.
-    fn rest(self, sent: usize) -> Arc<[u8]> {
-        match self {
-            Message::Shared(b) if sent == 0 => b,
-            m => Arc::from(&m.bytes()[sent..]),
-        }
-    }
-}
-
-/// Where an outbox writes.
-enum Target {
-    /// A stream connection; weak, so that the outbox does not keep it open.
-    Stream(Weak<Link>),
-    /// The server's datagram socket, each message one datagram to `peer`.
-    Datagram(DatagramSocket),
-}
-
-#[derive(Default)]
-struct Inner {
-    /// Messages not yet written whole; the first from `offset` on.
-    queue: VecDeque<Arc<[u8]>>,
-    offset: usize,
-    /// Bytes left to write, over the whole queue.
-    bytes: usize,
-    /// Bytes written off the queue since the connection opened: where the
-    /// handler's own queued records end is counted in these.
-    written: u64,
-    /// Someone has the turn to write to the socket.
-    writing: bool,
-    /// The socket became writable while someone had the turn: whoever has
-    /// it tries again before giving it up.
-    retry: bool,
-    /// No more messages are taken.
-    closed: bool,
-    /// `close()` was called: the connection ends once the queue is empty.
-    close_when_empty: bool,
-}
-
-/// What an [`Outbox`] and its connection share; see the module
-/// documentation.
-pub(crate) struct OutboxCore {
-    target: Target,
-    peer: Addr,
-    max: usize,
-    counters: Arc<Counters>,
-    flusher: Arc<Flusher>,
-    /// Its key in the flusher.
-    key: usize,
-    inner: Mutex<Inner>,
-    /// The handler waits here for the turn.
-    turn: Condvar,
-    /// The connection's TLS session, shared: pushes are encrypted through
-    /// it (`conn/tls_side.rs`).
-    #[cfg(feature = "tls")]
-    tls: OnceLock<Arc<Mutex<crate::tls::Session>>>,
-}
-
-/// What an engine gives its connections so that each can have an outbox.
-#[derive(Debug)]
-pub(crate) struct PushSetup {
-    /// `max_outbox`, in bytes.
-    pub(crate) max: usize,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) flusher: Arc<Flusher>,
-}
-
-impl OutboxCore {
-    pub(crate) fn stream(setup: &PushSetup, link: &Arc<Link>, peer: Addr) -> Arc<Self> {
-        Self::new(setup, Target::Stream(Arc::downgrade(link)), peer)
-    }
-
-    pub(crate) fn datagram(setup: &PushSetup, socket: DatagramSocket, peer: Addr) -> Arc<Self> {
-        Self::new(setup, Target::Datagram(socket), peer)
-    }
-
-    /// An outbox that takes nothing: sends fail with `Closed`.
-    pub(crate) fn closed(setup: &PushSetup, peer: Addr) -> Arc<Self> {
-        let core = Self::new(setup, Target::Stream(Weak::new()), peer);
-        core.lock().closed = true;
-        core
-    }
-
-    /// Whether it writes to a stream (and so takes turns with the handler).
-    pub(crate) fn is_stream(&self) -> bool {
-        matches!(&self.target, Target::Stream(_))
-    }
-
-    fn new(setup: &PushSetup, target: Target, peer: Addr) -> Arc<Self> {
-        Arc::new(OutboxCore {
-            target,
-            peer,
-            max: setup.max,
-            counters: Arc::clone(&setup.counters),
-            key: setup.flusher.new_key(),
-            flusher: Arc::clone(&setup.flusher),
-            inner: Mutex::default(),
-            turn: Condvar::new(),
-            #[cfg(feature = "tls")]
-            tls: OnceLock::new(),
-        })
-    }
-
-    /// From now on, pushes are encrypted through `session`.
-    #[cfg(feature = "tls")]
-    pub(crate) fn set_tls(&self, session: Arc<Mutex<crate::tls::Session>>) {
-        let _ = self.tls.set(session);
-    }
-
-    pub(crate) fn handle(self: &Arc<Self>) -> Outbox {
-        Outbox {
-            core: Arc::clone(self),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Only the queue and flags change under it; nothing that panics.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn link(&self) -> Option<Arc<Link>> {
-        match &self.target {
-            Target::Stream(link) => link.upgrade(),
-            Target::Datagram(_) => None,
-        }
-    }
-
-    fn send(self: &Arc<Self>, msg: Message<'_>) -> Result<(), SendError> {
-        if let Target::Datagram(socket) = &self.target {
-            return self.send_datagram(socket, msg.bytes());
-        }
-        #[cfg(feature = "tls")]
-        if let Some(session) = self.tls.get() {
-            if msg.bytes().is_empty() {
-                return Ok(());
-            }
-            // Held until the records are queued or written: records reach
-            // the socket in the order the session made them.
-            let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
-            let mut records = Vec::new();
-            if session.seal(msg.bytes(), &mut records).is_err() {
-                return Err(SendError::Closed);
-            }
-            return self.send_stream(Message::Owned(records));
-        }
-        self.send_stream(msg)
-    }
-
-    fn send_stream(self: &Arc<Self>, msg: Message<'_>) -> Result<(), SendError> {
-        let len = msg.bytes().len();
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(SendError::Closed);
-        }
-        if len == 0 {
-            return Ok(());
-        }
-        if inner.bytes + len > self.max {
-            drop(inner);
-            self.cut_slow_consumer();
-            return Err(SendError::Full);
-        }
-        if inner.writing || !inner.queue.is_empty() {
-            inner.queue.push_back(msg.rest(0));
-            inner.bytes += len;
-            self.mark_queued(&inner);
-            return Ok(());
-        }
-        // The fast path: the turn is free and nothing waits before this
-        // message. Write what the socket takes now, queue the rest.
-        inner.writing = true;
-        drop(inner);
-        let Some(link) = self.link() else {
-            self.lock().writing = false;
-            return Err(SendError::Closed);
-        };
-        let sent = match link.stream.send_now(msg.bytes()) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-            Err(_) => {
-                // The client is gone: the handler's next read says so.
-                self.end_queue();
-                return Err(SendError::Closed);
-            }
-        };
-        if sent < len {
-            let mut inner = self.lock();
-            // Messages sent meanwhile were queued behind the turn: this
-            // one's rest goes before them.
-            inner.queue.push_front(msg.rest(sent));
-            inner.bytes += len - sent;
-            self.mark_queued(&inner);
-        }
-        self.pump(&link);
-        Ok(())
-    }
-
-    fn send_datagram(&self, socket: &DatagramSocket, bytes: &[u8]) -> Result<(), SendError> {
-        // After the server stops, its socket is no longer its own.
-        if self.lock().closed || self.flusher.stopped() {
-            return Err(SendError::Closed);
-        }
-        match socket.send_now(bytes, &self.peer) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(SendError::Full),
-            // The peer's port is closed (an ICMP error came back), or the
-            // server's socket is gone: nobody to send to.
-            Err(_) => Err(SendError::Closed),
-        }
-    }
-
-    /// Tells the connection's state whether bytes wait, so that shutdown
-    /// neither calls it idle nor forgets it once they are written.
-    fn mark_queued(&self, inner: &Inner) {
-        if let Some(link) = self.link() {
-            if link.state.set_queued(inner.bytes > 0) {
-                link.close_reading();
-            }
-        }
-    }
-
-    /// A slow consumer: the connection is cut, its queue dropped.
-    fn cut_slow_consumer(&self) {
-        let mut inner = self.lock();
-        if inner.closed {
-            return;
-        }
-        inner.closed = true;
-        inner.queue.clear();
-        inner.bytes = 0;
-        drop(inner);
-        bump(&self.counters.slow_consumers);
-        if let Some(link) = self.link() {
-            link.state.drop_queued();
-            link.cut();
-            log::debug!("cut {}: a slow consumer, its outbox full", self.peer);
-        }
-    }
-
-    /// With the turn: writes the queue without blocking until it is empty
-    /// (then gives up the turn) or the socket is full (then gives up the
-    /// turn and has the flusher wait for room).
-    fn pump(self: &Arc<Self>, link: &Link) {
-        loop {
-            let mut inner = self.lock();
-            inner.retry = false;
-            let Some(front) = inner.queue.front().cloned() else {
-                inner.writing = false;
-                let close = inner.close_when_empty;
-                self.mark_queued(&inner);
-                drop(inner);
-                self.turn.notify_all();
-                if close {
-                    link.cut();
-                }
-                return;
-            };
-            let offset = inner.offset;
-            drop(inner);
-            match link.stream.send_now(&front[offset..]) {
-                Ok(n) => self.consumed(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut inner = self.lock();
-                    if inner.retry {
-                        continue;
-                    }
-                    inner.writing = false;
-                    drop(inner);
-                    self.turn.notify_all();
-                    if let Err(e) = self.flusher.wait_writable(self, link.stream.as_raw_fd()) {
-                        log::debug!("cannot wait for {} to read: {e}", self.peer);
-                    }
-                    return;
-                }
-                Err(_) => {
-                    // The client is gone; the handler's next read says so.
-                    self.end_queue();
-                    return;
-                }
-            }
-        }
-    }
-
-    /// `n` more bytes of the queue were written.
-    fn consumed(&self, mut n: usize) {
-        let mut inner = self.lock();
-        inner.bytes -= n;
-        inner.written += n as u64;
-        while n > 0 {
-            let Some(front) = inner.queue.front() else {
-                break;
-            };
-            let left = front.len() - inner.offset;
-            if n < left {
-                inner.offset += n;
-                break;
-            }
-            n -= left;
-            inner.offset = 0;
-            inner.queue.pop_front();
-        }
-    }
-
-    /// The socket failed: nothing more will be written.
-    fn end_queue(&self) {
-        let mut inner = self.lock();
-        inner.closed = true;
-        inner.writing = false;
-        let dropped = std::mem::take(&mut inner.bytes);
-        inner.queue.clear();
-        drop(inner);
-        add(&self.counters.outbox_dropped, dropped as u64);
-        self.turn.notify_all();
-        if let Some(link) = self.link() {
-            link.state.drop_queued();
-        }
-    }
-
-    /// The flusher saw the socket take more: write, or have whoever has
-    /// the turn try again.
-    pub(crate) fn on_writable(self: &Arc<Self>) {
-        let mut inner = self.lock();
-        if inner.writing {
-            inner.retry = true;
-            return;
-        }
-        if inner.queue.is_empty() {
-            return;
-        }
-        inner.writing = true;
-        drop(inner);
-        match self.link() {
-            Some(link) => self.pump(&link),
-            None => self.end_queue(),
-        }
-    }
-
-    fn close(self: &Arc<Self>) {
-        let mut inner = self.lock();
-        if inner.closed {
-            return;
-        }
-        inner.closed = true;
-        inner.close_when_empty = true;
-        let now = !inner.writing && inner.queue.is_empty();
-        drop(inner);
-        if let (true, Some(link)) = (now, self.link()) {
-            link.cut();
-        }
-    }
-
-    /// Queues `bytes` (the handler's own records, over TLS) after whatever
-    /// is queued; returns where they end, for
-    /// [`write_until`](Self::write_until).
-    pub(crate) fn enqueue(&self, bytes: Vec<u8>) -> u64 {
-        let mut inner = self.lock();
-        if !bytes.is_empty() {
-            inner.bytes += bytes.len();
-            inner.queue.push_back(Arc::from(bytes));
-            self.mark_queued(&inner);
-        }
-        inner.written + inner.bytes as u64
-    }
-
-    /// Writes what is queued without blocking, if no one has the turn.
-    #[cfg(feature = "tls")]
-    pub(crate) fn kick(self: &Arc<Self>) {
-        let mut inner = self.lock();
-        if inner.writing || inner.queue.is_empty() {
-            return;
-        }
-        inner.writing = true;
-        drop(inner);
-        self.end_turn();
-    }
-
-    /// The handler writes the queue, in its own blocking (or parking) way,
-    /// up to `end` (from [`enqueue`](Self::enqueue)).
-    pub(crate) fn write_until(self: &Arc<Self>, io: &mut SocketIo, end: u64) -> io::Result<()> {
-        use std::io::Write;
-        self.begin_turn();
-        let written = loop {
-            if self.lock().written >= end {
-                break Ok(());
-            }
-            let Some((msg, offset)) = self.next_queued() else {
-                break Err(io::ErrorKind::NotConnected.into());
-            };
-            match io.write(&msg[offset..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consumed(n),
-                Err(e) => break Err(e),
-            }
-        };
-        self.end_turn();
-        written
-    }
-
-    /// The handler is about to write: waits for the turn (held by others
-    /// only for one non-blocking write at a time) and takes it. Then
-    /// [`next_queued`](Self::next_queued) and
-    /// [`written`](Self::written) write the queue first, and
-    /// [`end_turn`](Self::end_turn) gives it up.
-    pub(crate) fn begin_turn(&self) {
-        let mut inner = self.lock();
-        while inner.writing {
-            inner = self.turn.wait(inner).unwrap_or_else(|e| e.into_inner());
-        }
-        inner.writing = true;
-    }
-
-    /// With the turn: the next queued bytes to write, if any.
-    pub(crate) fn next_queued(&self) -> Option<(Arc<[u8]>, usize)> {
-        let inner = self.lock();
-        inner.queue.front().map(|f| (Arc::clone(f), inner.offset))
-    }
-
-    /// With the turn: `n` bytes of [`next_queued`](Self::next_queued) went.
-    pub(crate) fn written(&self, n: usize) {
-        self.consumed(n);
-    }
-
-    /// Gives up the turn the handler took, writing (without blocking) what
-    /// was queued meanwhile.
-    pub(crate) fn end_turn(self: &Arc<Self>) {
-        match self.link() {
-            Some(link) => self.pump(&link),
-            None => self.end_queue(),
-        }
-    }
-
-    /// The connection ends, with the turn: no more messages are taken;
-    /// what is still queued (the handler wrote what it could first) is
-    /// dropped and counted.
-    pub(crate) fn end(&self) {
-        self.end_queue();
-        self.flusher.forget(self.key);
-    }
-
-    pub(crate) fn key(&self) -> usize {
-        self.key
-    }
-}
-
-impl fmt::Debug for OutboxCore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutboxCore")
-            .field("peer", &self.peer)
             .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ use crate::admission::{self, Admitted};
 use crate::conn::connection::Connection;
 use crate::conn::io::SocketIo;
 use crate::conn::link::Link;
-use crate::conn::outbox::PushSetup;
+use crate::conn::outbox_core::PushSetup;
 use crate::core::Core;
 use crate::deadline::deadline_after;
 use crate::proxy::{read_header, ProxyError};

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::conn::io::SocketIo;
-use crate::conn::outbox::OutboxCore;
+use crate::conn::outbox_core::OutboxCore;
 use crate::tls::{Facts, Session, TlsAcceptor, TlsInfo};
 
 /// Records read off the socket at a time: less than rustls's limit on

@@ -32,7 +32,7 @@ use std::thread;
 use std::time::Instant;
 
 use crate::conn::flusher::Flusher;
-use crate::conn::outbox::PushSetup;
+use crate::conn::outbox_core::PushSetup;
 use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};

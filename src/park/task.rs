@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::admission::Admitted;
 use crate::conn::io::SocketIo;
 use crate::conn::link::Link;
-use crate::conn::outbox::PushSetup;
+use crate::conn::outbox_core::PushSetup;
 use crate::conn::parked::{ParkedStream, Wake};
 use crate::conn::serve::serve_stream;
 use crate::core::Shared;

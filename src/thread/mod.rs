@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::admission::Admitted;
 use crate::conn::flusher::Flusher;
-use crate::conn::outbox::PushSetup;
+use crate::conn::outbox_core::PushSetup;
 use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::ShutdownReport;
