@@ -29,7 +29,7 @@ impl Stats {
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 27] = [
+        let rows: [(&str, Kind, u64, &str); 28] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -192,6 +192,12 @@ impl Stats {
                 s.slow_consumers,
                 "Connections cut for pushed bytes past max_outbox.",
             ),
+            (
+                "disconnects_total",
+                Kind::Counter,
+                s.disconnects,
+                "Handlers ended by a client that reset or hung up.",
+            ),
         ];
         let prefix: String = prefix
             .chars()
@@ -234,7 +240,7 @@ mod tests {
         .to_prometheus("my-server.1");
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 27);
-        assert_eq!(text.lines().count(), 81);
+        assert_eq!(text.matches("# TYPE").count(), 28);
+        assert_eq!(text.lines().count(), 84);
     }
 }

@@ -119,13 +119,15 @@ pub(crate) fn default_hook() -> ErrorHook {
 }
 
 /// Whether a stream error means only that the client has gone: it reset
-/// the connection, or closed it while a reply was being written.
+/// the connection, closed it while a reply was being written, or closed it
+/// in the middle of a request (`read_exact` and the like: end of file).
 pub(crate) fn client_gone(kind: io::ErrorKind) -> bool {
     matches!(
         kind,
         io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
     )
 }
 

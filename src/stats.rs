@@ -40,7 +40,8 @@ pub struct Stats {
     pub pool_exhausted: u64,
     /// Handler calls that returned `Ok`.
     pub completed: u64,
-    /// Handler calls that returned `Err` (idle timeouts apart).
+    /// Handler calls that returned `Err` (idle timeouts and
+    /// [`disconnects`](Self::disconnects) apart).
     pub handler_errors: u64,
     /// Connections closed because the client sent nothing for the read
     /// timeout (the handler's read failed with `TimedOut` and it returned
@@ -97,6 +98,13 @@ pub struct Stats {
     /// [`max_outbox`](crate::ServerBuilder::max_outbox): clients that read
     /// too slowly (see [`Outbox::send`](crate::Outbox::send)).
     pub slow_consumers: u64,
+    /// Connections whose handler ended in an error that says only that the
+    /// client went away: it reset the connection, or closed it in the
+    /// middle of a request or a reply. Not counted in
+    /// [`handler_errors`](Self::handler_errors): nothing the server did
+    /// wrong. Still reported to `on_error` (the default hook logs them at
+    /// `debug`).
+    pub disconnects: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -125,6 +133,7 @@ pub(crate) struct Counters {
     pub(crate) tls_handshakes: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
     /// Bytes pushed to outboxes and never written: their connection ended
     /// (its client gone, or cut) first.
     pub(crate) outbox_dropped: AtomicU64,
@@ -174,6 +183,7 @@ impl Counters {
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
             slow_consumers: self.slow_consumers.load(Relaxed),
+            disconnects: self.disconnects.load(Relaxed),
         }
     }
 }

@@ -241,7 +241,8 @@ fn a_client_that_never_reads_is_cut_at_the_write_timeout(park: bool) {
     server.stop().unwrap();
 }
 
-/// Clients that reset right after connecting are handler errors, nothing more.
+/// Clients that reset right after connecting are counted as disconnects,
+/// nothing more: not as handler errors, which alerts watch.
 fn resets_right_after_connect_are_counted_errors(park: bool) {
     let server = spawn(
         Server::builder()
@@ -258,17 +259,37 @@ fn resets_right_after_connect_are_counted_errors(park: bool) {
     }
     wait_until("20 resets handled", || {
         let st = server.stats();
-        st.handler_errors + st.completed == 20
+        st.disconnects + st.completed == 20
     });
     let stats = server.stats();
     println!("{stats:?}");
-    assert_eq!(stats.panics, 0);
+    assert_eq!((stats.panics, stats.handler_errors), (0, 0));
     assert!(
-        stats.handler_errors >= 18,
-        "resets seen as errors: {}",
-        stats.handler_errors
+        stats.disconnects >= 18,
+        "resets seen as disconnects: {}",
+        stats.disconnects
     );
     assert_eq!(tcp_exchange(&addr, Some(b"still here")), b"still here");
+    server.stop().unwrap();
+}
+
+both_modes!(a_client_that_hangs_up_mid_request_is_a_disconnect);
+/// A client that closes halfway through its request makes the handler's
+/// `read_exact` fail with end of file: a disconnect, not a handler error.
+fn a_client_that_hangs_up_mid_request_is_a_disconnect(park: bool) {
+    let server = spawn(
+        Server::builder().bind("127.0.0.1:0").park_idle(park),
+        |conn: &mut socketserver::Connection| {
+            let mut request = [0; 10];
+            conn.read_exact(&mut request)?;
+            conn.write_all(&request)
+        },
+    );
+    let mut s = connect(&server.local_addr());
+    s.write_all(b"abc").unwrap();
+    drop(s);
+    wait_until("the disconnect", || server.stats().disconnects == 1);
+    assert_eq!(server.stats().handler_errors, 0);
     server.stop().unwrap();
 }
 

@@ -21,7 +21,9 @@ use crate::conn::outbox_core::PushSetup;
 use crate::core::Core;
 use crate::deadline::deadline_after;
 use crate::proxy::{read_header, ProxyError};
-use crate::report::{drop_payload, log_or_eprint, panic_message, with_skipped, Failure};
+use crate::report::{
+    client_gone, drop_payload, log_or_eprint, panic_message, with_skipped, Failure,
+};
 use crate::stats::bump;
 use crate::{Addr, Handler, ProxyProtocol};
 
@@ -238,6 +240,16 @@ pub(crate) fn call_handler<H: Handler>(core: &Core, handler: &H, conn: &mut Conn
                 Some(after) if error.kind() == std::io::ErrorKind::TimedOut => {
                     bump(&counters.idle_timeouts);
                     report(core, &Failure::IdleTimeout { peer: &peer, after });
+                }
+                // The client hung up or reset: nothing the server did
+                // wrong, so no alert should see it as one.
+                _ if client_gone(error.kind()) => {
+                    bump(&counters.disconnects);
+                    let failure = Failure::Error {
+                        peer: &peer,
+                        error: &error,
+                    };
+                    report(core, &failure);
                 }
                 _ => {
                     bump(&counters.handler_errors);
