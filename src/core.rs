@@ -246,12 +246,22 @@ impl Core {
                 }
                 let unsent = self.counters.outbox_dropped.load(Relaxed);
                 self.counters.outbox_dropped_at_stop.store(unsent, Relaxed);
+                if self.settings.reuse_port {
+                    // Other processes may serve this port (a rolling
+                    // restart): the listener goes first, so that with
+                    // `net.ipv4.tcp_migrate_req=1` (Linux 5.14+) the kernel
+                    // hands its accept queue to them rather than this
+                    // server closing the connections in it.
+                    wake::wake_all(&self.listener, self.held_elsewhere);
+                }
                 if let Some(engine) = self.engine.get() {
                     engine.command(Command::Stop);
                 }
-                let backlog = self.close_backlog();
-                add(&self.counters.dropped_at_shutdown, backlog as u64);
-                wake::wake_all(&self.listener, self.held_elsewhere);
+                if !self.settings.reuse_port {
+                    let backlog = self.close_backlog();
+                    add(&self.counters.dropped_at_shutdown, backlog as u64);
+                    wake::wake_all(&self.listener, self.held_elsewhere);
+                }
             }
         }
     }

@@ -219,3 +219,78 @@ fn idle_connections_are_counted_once_and_those_behind_a_proxy_too(park: bool) {
         drop(clients);
     }
 }
+
+both_modes!(a_reuse_port_server_hands_its_accept_queue_to_the_next_at_shutdown);
+/// A rolling restart: two servers share a port (`reuse_port`); the first,
+/// full, has clients waiting in its accept queue when it stops. It shuts
+/// its listener before anything else, so the kernel
+/// (`net.ipv4.tcp_migrate_req=1`, Linux 5.14+) hands them to the second,
+/// which serves every one: none is closed or reset.
+fn a_reuse_port_server_hands_its_accept_queue_to_the_next_at_shutdown(park: bool) {
+    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .is_ok_and(|v| v.trim() == "1");
+    if !migrate {
+        let why = "net.ipv4.tcp_migrate_req is not 1 (sysctl -w net.ipv4.tcp_migrate_req=1; .ci/run sets it)";
+        assert!(std::env::var_os(REQUIRE_ALL).is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let named = |name: &'static [u8]| {
+        move |conn: &mut Connection| {
+            conn.write_all(name)?;
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest).map(drop)
+        }
+    };
+    let a = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .reuse_port(true)
+            .park_idle(park)
+            .workers(1)
+            .max_connections(1),
+        named(b"A"),
+    );
+    let addr = a.local_addr();
+    let b = spawn(
+        Server::builder()
+            .bind(addr.to_string())
+            .reuse_port(true)
+            .park_idle(park)
+            .workers(1),
+        named(b"B"),
+    );
+    let reply = |s: &mut std::net::TcpStream, within: Duration| {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut one = [0; 1];
+        s.read_exact(&mut one).ok().map(|()| one[0])
+    };
+    // A client that A serves, and holds: A is full from then on.
+    let holder = loop {
+        let mut s = connect(&addr);
+        if reply(&mut s, TIMEOUT) == Some(b'A') {
+            break s;
+        }
+    };
+    let mut clients: Vec<_> = (0..40).map(|_| connect(&addr)).collect();
+    let mut waiting = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        match reply(c, Duration::from_millis(100)) {
+            Some(b'B') => {}
+            None => waiting.push(i),
+            Some(other) => panic!("reply {other} while A is full"),
+        }
+    }
+    assert!(!waiting.is_empty(), "no client hashed to A's queue");
+    let report = a.shutdown_handle();
+    report.shutdown();
+    drop(holder);
+    for i in &waiting {
+        assert_eq!(reply(&mut clients[*i], TIMEOUT), Some(b'B'), "client {i}");
+    }
+    println!("{} clients waiting at A were served by B", waiting.len());
+    let a_report = a.join().unwrap();
+    assert_eq!(a_report.dropped, 0, "{a_report}");
+    drop(clients);
+    b.stop().unwrap();
+}
