@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use crate::admission::loop_guard::LoopGuard;
 use crate::admission::Books;
@@ -200,6 +201,16 @@ impl Core {
         if self.stopping() {
             engine.command(Command::Stop);
         }
+    }
+
+    /// How long after shutdown begins a connection that has received
+    /// nothing yet is closed as idle: its request may be on the wire (a
+    /// client that just connected). Go's `http.Server` gives new
+    /// connections 5 s; here at most half the shutdown timeout, so that the
+    /// rest of it is left for them to be served.
+    pub(crate) fn new_connection_grace(&self) -> Duration {
+        const NEW_GRACE: Duration = Duration::from_secs(5);
+        NEW_GRACE.min(self.settings.shutdown_timeout / 2)
     }
 
     /// Says, once, that the server is serving, and how.

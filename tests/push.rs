@@ -192,7 +192,11 @@ fn queued_for_a_client(park: bool, shutdown_timeout: Duration) -> (ServerThread,
             .shutdown_timeout(shutdown_timeout),
         hands_over(tx),
     );
-    let client = connect(&server.local_addr());
+    let mut client = connect(&server.local_addr());
+    // One exchange: the connection is no longer new, and waits for its
+    // client's next request (idle but for what is pushed to it).
+    client.write_all(b"x").unwrap();
+    assert_eq!(read_exactly(&mut client, 1), b"x");
     let outbox = rx.recv_timeout(TIMEOUT).unwrap();
     let msg = vec![b'q'; 64 * 1024];
     let mut sent = 0;

@@ -294,3 +294,31 @@ fn a_reuse_port_server_hands_its_accept_queue_to_the_next_at_shutdown(park: bool
     drop(clients);
     b.stop().unwrap();
 }
+
+both_modes!(a_request_sent_just_after_connecting_is_served_across_a_shutdown);
+/// A client connects, and shutdown begins before its request arrives (it
+/// was on the wire): a new connection gets a grace, so the request is
+/// served rather than the connection closed as idle.
+fn a_request_sent_just_after_connecting_is_served_across_a_shutdown(park: bool) {
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .shutdown_timeout(Duration::from_secs(4)),
+        socketserver::handlers::Echo,
+    );
+    let mut client = connect(&server.local_addr());
+    wait_until("the connection served", || server.stats().active == 1);
+    let handle = server.shutdown_handle();
+    let stopping = std::thread::spawn(move || server.stop().unwrap());
+    wait_until("shutdown to begin", || handle.is_shutdown());
+    std::thread::sleep(Duration::from_millis(200)); // the request on the wire
+    client.write_all(b"late request").unwrap();
+    let mut reply = [0; 12];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"late request");
+    // Answered, it waits for its next request: idle, closed.
+    assert_eq!(read_to_end(&mut client), b"");
+    let report = stopping.join().unwrap();
+    assert_eq!((report.closed_idle, report.forced), (1, 0), "{report}");
+}

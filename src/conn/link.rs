@@ -37,6 +37,16 @@ impl Link {
         idle
     }
 
+    /// The grace of new connections is over: one that has received nothing
+    /// yet is closed as an idle one is. Returns whether it was.
+    pub(crate) fn close_if_new(&self) -> bool {
+        let new = self.state.grace_over();
+        if new {
+            self.close_reading();
+        }
+        new
+    }
+
     /// Ends the reading side: what was received is still read, then end of
     /// file.
     pub(crate) fn close_reading(&self) {

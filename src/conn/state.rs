@@ -2,10 +2,14 @@
 //! to "is it idle?", for both engines.
 //!
 //! A connection is *idle* when its handler waits for input with nothing
-//! received since its last reply (or since it opened): shutdown then
-//! closes it at once, instead of waiting `shutdown_timeout` for a request
-//! that may never come. Any other connection is in the middle of
-//! something and is drained.
+//! received since its last reply: shutdown then closes it at once, instead
+//! of waiting `shutdown_timeout` for a request that may never come. A
+//! connection that has received nothing at all yet is *new*: its request
+//! may be on the wire, so shutdown gives it a grace (as Go's `http.Server`
+//! gives new connections 5 s) before it closes it as idle. Any other
+//! connection is in the middle of something and is drained. Bytes already
+//! received are never lost to the close: closing a connection's reading
+//! side lets what the socket (or TLS) holds be read first.
 //!
 //! The state is a few bits in one atomic, because in the thread mode the
 //! handler's thread and the shutdown (another thread) change it at once:
@@ -27,6 +31,8 @@ const CLOSING: u8 = 8;
 const CLOSED_IDLE: u8 = 16;
 /// Its outbox holds bytes not yet written.
 const QUEUED: u8 = 32;
+/// The grace of new connections is over: a new one is idle too.
+const LATE: u8 = 64;
 
 /// A connection's phase, read off its [`ConnState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +70,14 @@ impl Phase {
         }
     }
 
-    /// Whether shutdown closes a connection in this phase at once. The one
-    /// place this is decided.
-    pub(crate) fn is_idle(self) -> bool {
+    /// Whether shutdown closes a connection in this phase: at once when it
+    /// waits for its next request, after the grace of new connections
+    /// (`late`) when it has received nothing yet. The one place this is
+    /// decided.
+    pub(crate) fn is_idle(self, late: bool) -> bool {
         match self {
-            Phase::New | Phase::Waiting => true,
+            Phase::Waiting => true,
+            Phase::New => late,
             Phase::Reading | Phase::Working | Phase::Pushing | Phase::ClosedIdle => false,
         }
     }
@@ -155,13 +164,21 @@ impl ConnState {
     /// end of file at its next idle read ([`begin_read`](Self::begin_read)).
     pub(crate) fn shutdown_begins(&self) -> bool {
         let before = self.0.fetch_or(CLOSING, SeqCst);
-        self.close_idle(before)
+        self.close_idle(before | CLOSING)
+    }
+
+    /// The grace of new connections is over. Returns `true` when this one
+    /// is new and shutdown has begun: the caller then closes it (counted
+    /// as closed idle).
+    pub(crate) fn grace_over(&self) -> bool {
+        let before = self.0.fetch_or(LATE, SeqCst);
+        before & CLOSING != 0 && self.close_idle(before | LATE)
     }
 
     /// Marks the connection closed as idle if `bits` say it is idle and it
     /// was not marked before; returns whether this call marked it.
     fn close_idle(&self, bits: u8) -> bool {
-        if !Phase::of(bits).is_idle() {
+        if !Phase::of(bits).is_idle(bits & LATE != 0) {
             return false;
         }
         self.0.fetch_or(CLOSED_IDLE, SeqCst) & CLOSED_IDLE == 0
@@ -178,15 +195,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_connection_in_a_read_is_idle_and_closed_once() {
+    fn a_new_connection_is_closed_once_its_grace_is_over() {
         let s = ConnState::default();
         assert_eq!(s.phase(), Phase::Working);
         assert!(!s.begin_read());
         assert_eq!(s.phase(), Phase::New);
-        assert!(s.shutdown_begins());
+        // Its request may be on the wire: not at once.
+        assert!(!s.shutdown_begins());
+        assert!(s.grace_over());
+        assert!(!s.grace_over());
         assert!(!s.shutdown_begins());
         assert!(s.closed_idle());
         assert_eq!(s.phase(), Phase::ClosedIdle);
+    }
+
+    #[test]
+    fn a_new_connection_that_reads_after_the_grace_is_closed_then() {
+        let s = ConnState::default();
+        assert!(!s.shutdown_begins());
+        assert!(!s.grace_over());
+        assert!(s.begin_read());
+    }
+
+    #[test]
+    fn a_new_connection_whose_request_comes_in_the_grace_is_served() {
+        let s = ConnState::default();
+        assert!(!s.begin_read());
+        assert!(!s.shutdown_begins());
+        s.end_read(12);
+        assert!(!s.grace_over());
+        assert!(!s.closed_idle());
     }
 
     #[test]
@@ -216,6 +254,9 @@ mod tests {
     #[test]
     fn bytes_pushed_and_unwritten_hold_a_shutdown_until_written() {
         let s = ConnState::default();
+        // A request answered; the handler waits for the next.
+        s.received();
+        s.replied();
         assert!(!s.begin_read());
         assert!(!s.set_queued(true));
         assert_eq!(s.phase(), Phase::Pushing);

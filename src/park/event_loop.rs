@@ -129,6 +129,9 @@ pub(crate) struct EventLoop<H: Handler> {
     pub(super) backoff: Backoff,
     /// When shutdown began for this loop: give up on the rest at this time.
     pub(super) force_at: Option<Instant>,
+    /// During shutdown: when new connections that have received nothing
+    /// are closed as idle.
+    pub(super) grace_over_at: Option<Instant>,
     pub(super) forced: bool,
     /// This thread's use at the start of the turn, to tell a handler that
     /// held the loop from a thread the scheduler left waiting.
@@ -183,6 +186,7 @@ impl<H: Handler> EventLoop<H> {
             accept_paused_until: None,
             backoff: Backoff::default(),
             force_at: None,
+            grace_over_at: None,
             forced: false,
             turn_usage: Usage::default(),
         })
@@ -202,6 +206,12 @@ impl<H: Handler> EventLoop<H> {
             let now = Instant::now();
             if self.force_at.is_none() && self.shared.core.stopping() {
                 self.begin_stop(now);
+            }
+            if self.grace_over_at.is_some_and(|at| now >= at) {
+                self.grace_over_at = None;
+                for task in self.tasks.iter().flatten() {
+                    task.link.close_if_new();
+                }
             }
             if let Some(at) = self.force_at {
                 if now >= at && !self.forced {
@@ -267,6 +277,7 @@ impl<H: Handler> EventLoop<H> {
         let next = [
             self.timers.peek().map(|Reverse((t, _, _))| *t),
             self.force_at.filter(|_| !self.forced),
+            self.grace_over_at,
             self.accept_paused_until,
         ]
         .into_iter()

@@ -19,7 +19,8 @@ use crate::{Addr, Handler};
 impl<H: Handler> EventLoop<H> {
     /// Shutdown has begun: stop accepting, close idle connections now
     /// (as the thread mode does, through each connection's `Link`: a
-    /// parked read then wakes to end of file), and give the others
+    /// parked read then wakes to end of file), new ones that have received
+    /// nothing at the end of their grace, and give the others
     /// `shutdown_timeout`.
     pub(super) fn begin_stop(&mut self, now: Instant) {
         let core = Arc::clone(&self.shared.core);
@@ -28,6 +29,7 @@ impl<H: Handler> EventLoop<H> {
         self.accept_more = false;
         self.accept_paused_until = None;
         self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
+        self.grace_over_at = Some(deadline_after(now, core.new_connection_grace()));
         for task in self.tasks.iter().flatten() {
             task.link.close_if_idle();
         }

@@ -11,7 +11,9 @@ use crate::thread::Workers;
 /// The drain, run by the run thread once shutdown has begun.
 ///
 /// Phase one: close queued connections, wait up to `shutdown_timeout` for
-/// running handlers (idle ones were given end of file and leave at once).
+/// running handlers (idle ones were given end of file and leave at once;
+/// new ones that have sent nothing are given it at the end of their
+/// grace).
 /// Phase two: shut down the sockets of those still running, give the
 /// threads a moment to leave, report.
 pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
@@ -29,7 +31,18 @@ pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
     add(&core.counters.dropped_at_shutdown, queued.len() as u64);
     drop(queued);
 
-    let deadline = deadline_after(Instant::now(), core.settings.shutdown_timeout);
+    let start = Instant::now();
+    let deadline = deadline_after(start, core.settings.shutdown_timeout);
+    let grace_over = deadline_after(start, core.new_connection_grace());
+    let busy = workers
+        .wait_until(&workers.control, grace_over, |st| st.pool.active == 0)
+        .pool
+        .active;
+    if busy > 0 {
+        for serving in workers.serving_now() {
+            serving.close_if_new();
+        }
+    }
     let forced = workers
         .wait_until(&workers.control, deadline, |st| st.pool.active == 0)
         .pool

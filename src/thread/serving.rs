@@ -51,6 +51,11 @@ impl Serving {
             .is_some_and(|link| link.close_if_idle())
     }
 
+    /// The grace of new connections is over: see [`Link::close_if_new`].
+    pub(crate) fn close_if_new(&self) -> bool {
+        self.lock().as_ref().is_some_and(|link| link.close_if_new())
+    }
+
     /// Cuts the connection (see [`Link::cut`]). Returns whether there was
     /// one to cut.
     pub(crate) fn cut(&self) -> bool {
