@@ -162,6 +162,26 @@ fn a_client_that_stops_reading_is_cut_at_max_outbox(park: bool) {
     server.stop().unwrap();
 }
 
+both_modes!(one_message_larger_than_max_outbox_reaches_a_reading_client);
+/// `max_outbox` bounds what waits unsent, not a message: one the socket
+/// takes at once goes out, however large.
+fn one_message_larger_than_max_outbox_reaches_a_reading_client(park: bool) {
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .max_outbox(1024),
+        hands_over(tx),
+    );
+    let mut client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    outbox.send(&[b'b'; 16 * 1024]).unwrap();
+    assert_eq!(read_exactly(&mut client, 16 * 1024), vec![b'b'; 16 * 1024]);
+    assert_eq!(server.stats().slow_consumers, 0);
+    server.stop().unwrap();
+}
+
 both_modes!(close_ends_the_connection_after_what_is_queued);
 fn close_ends_the_connection_after_what_is_queued(park: bool) {
     let (tx, rx) = mpsc::channel();

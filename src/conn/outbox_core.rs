@@ -261,12 +261,12 @@ impl OutboxCore {
         if len == 0 {
             return Ok(());
         }
-        if inner.bytes + len > self.max {
-            drop(inner);
-            self.cut_slow_consumer();
-            return Err(SendError::Full);
-        }
         if inner.writing || !inner.queue.is_empty() {
+            if inner.bytes + len > self.max {
+                drop(inner);
+                self.cut_slow_consumer();
+                return Err(SendError::Full);
+            }
             inner.queue.push_back(msg.rest(0));
             inner.bytes += len;
             self.mark_queued(&inner);
@@ -292,6 +292,15 @@ impl OutboxCore {
         };
         if sent < len {
             let mut inner = self.lock();
+            // Only what the socket did not take counts against the bound:
+            // one large message to a client that reads is no slow consumer.
+            if inner.bytes + (len - sent) > self.max {
+                inner.writing = false;
+                drop(inner);
+                self.turn.notify_all();
+                self.cut_slow_consumer();
+                return Err(SendError::Full);
+            }
             // Messages sent meanwhile were queued behind the turn: this
             // one's rest goes before them.
             inner.queue.push_front(msg.rest(sent));
