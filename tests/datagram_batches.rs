@@ -81,7 +81,9 @@ fn a_handler_writing_two_replies_sends_both_in_order_for_each_datagram() {
     const N: usize = 24;
     let server = spawn(udp(2), |conn: &mut Connection| {
         let request = conn.datagram().unwrap_or_default().to_vec();
+        // Flushed: the first reply is a datagram of its own.
         conn.write_all(&[b"first ", &request[..]].concat())?;
+        conn.flush()?;
         conn.write_all(&[b"second ", &request[..]].concat())
     });
     let addr = server.local_addr();
@@ -166,7 +168,12 @@ fn flush_sends_the_replies_before_the_handler_returns() {
 fn a_large_reply_goes_at_once_and_in_order() {
     let server = spawn(udp(1), |conn: &mut Connection| {
         conn.write_all(b"head")?;
+        conn.flush()?;
+        // Three writes, one datagram: the handler's writes are collected.
+        conn.write_all(b"<")?;
         conn.write_all(&[7u8; 20_000])?;
+        conn.write_all(b">")?;
+        conn.flush()?;
         conn.write_all(b"tail")
     });
     let addr = server.local_addr();
@@ -174,7 +181,7 @@ fn a_large_reply_goes_at_once_and_in_order() {
     client.send_to(b"?", inet(&addr)).unwrap();
     let got = receive(&client, 3);
     assert_eq!(got[0], b"head");
-    assert_eq!(got[1], vec![7u8; 20_000]);
+    assert_eq!(got[1], [&b"<"[..], &[7u8; 20_000], b">"].concat());
     assert_eq!(got[2], b"tail");
     server.stop().unwrap();
 }

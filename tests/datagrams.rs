@@ -78,3 +78,70 @@ fn a_vanished_peer_does_not_end_the_receive_loop() {
     assert_eq!(udp_exchange(&addr, b"still serving"), b"still serving");
     server.stop().unwrap();
 }
+
+/// Over UDP a handler's writes make one reply datagram, as Python's
+/// `DatagramRequestHandler` sends its `wfile`: `writeln!` with arguments
+/// (several writes) is one datagram; `flush` ends one and begins the next.
+#[test]
+fn a_handlers_writes_make_one_datagram_until_it_flushes() {
+    use std::io::{Read, Write};
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .transport(Transport::Datagram),
+        |conn: &mut socketserver::Connection| {
+            let mut request = String::new();
+            conn.read_to_string(&mut request)?;
+            writeln!(conn, "you said: {} ({} bytes)", request, request.len())?;
+            if request == "two" {
+                conn.flush()?;
+                conn.write_all(b"second")?;
+            }
+            Ok(())
+        },
+    );
+    let client = udp_client(&server.local_addr(), TIMEOUT);
+    let to = inet(&server.local_addr());
+    let mut buf = [0; 256];
+    client.send_to(b"hello", to).unwrap();
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"you said: hello (5 bytes)\n");
+    client.send_to(b"two", to).unwrap();
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"you said: two (3 bytes)\n");
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"second");
+    // Nothing else came: each exchange made exactly the datagrams above.
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(client.recv(&mut buf).is_err());
+    assert_eq!(server.stats().handler_errors, 0);
+    server.stop().unwrap();
+}
+
+/// A reply longer than one datagram can carry is the handler's error at
+/// its write, not a datagram cut short.
+#[test]
+fn a_reply_past_the_largest_datagram_is_an_error() {
+    use std::io::Write;
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .transport(Transport::Datagram),
+        |conn: &mut socketserver::Connection| {
+            conn.write_all(&[b'x'; 40_000])?;
+            match conn.write_all(&[b'y'; 40_000]) {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => conn.write_all(b"!"),
+                other => other,
+            }
+        },
+    );
+    let client = udp_client(&server.local_addr(), TIMEOUT);
+    client.send_to(b"go", inet(&server.local_addr())).unwrap();
+    let mut buf = vec![0; 65_536];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(n, 40_001);
+    assert_eq!(buf[40_000], b'!');
+    server.stop().unwrap();
+}

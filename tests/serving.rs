@@ -184,7 +184,7 @@ fn a_datagram_reads_once_then_end_of_file() {
 }
 
 #[test]
-fn each_write_is_one_datagram() {
+fn writes_make_one_datagram_and_a_flush_ends_it() {
     let server = spawn(
         Server::builder()
             .bind("127.0.0.1:0")
@@ -192,7 +192,9 @@ fn each_write_is_one_datagram() {
             .workers(1),
         |conn: &mut Connection| {
             conn.write_all(b"one")?;
-            conn.write_all(b"two")
+            conn.write_all(b"two")?;
+            conn.flush()?;
+            conn.write_all(b"three")
         },
     );
     let addr = server.local_addr();
@@ -200,9 +202,9 @@ fn each_write_is_one_datagram() {
     socket.send_to(b"x", inet(&addr)).unwrap();
     let mut buf = [0u8; 64];
     let (n, _) = socket.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"one");
+    assert_eq!(&buf[..n], b"onetwo");
     let (n, _) = socket.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"two");
+    assert_eq!(&buf[..n], b"three");
     server.stop().unwrap();
 }
 

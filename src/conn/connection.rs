@@ -27,11 +27,13 @@ use crate::{Addr, Transport};
 ///   `ServerBuilder::tls` set (feature `tls`), the handshake is done before the handler
 ///   runs, and reads and writes are plaintext, encrypted underneath.
 /// * **Datagram** (UDP, or a Unix datagram socket): one received datagram. Reading yields its bytes once,
-///   then end of file. Each `write` sends one reply datagram to the sender: when the handler
-///   returns, together with the replies to the other datagrams its worker took off the socket
-///   at once (one `sendmmsg`), or at once on `flush` and for a reply over 4 KiB. A held reply
-///   that cannot be sent is reported to `on_error` and counted as a handler error, as the
-///   handler's own error would have been.
+///   then end of file. The handler's writes make one reply datagram to the sender, as
+///   Python's `DatagramRequestHandler` collects its `wfile` (so `writeln!` with three
+///   arguments is one datagram, not five): sent when the handler returns, together with the
+///   replies to the other datagrams its worker took off the socket at once (one `sendmmsg`),
+///   or at once on `flush`, which ends that datagram (the next write begins another). A
+///   reply that cannot be sent is reported to `on_error` and counted as a handler error, as
+///   the handler's own error would have been.
 ///
 /// So a handler written once serves TCP and UDP alike. The server owns the
 /// connection and closes it after the handler returns.
@@ -188,6 +190,12 @@ impl Connection {
         self.io.echo_datagram()
     }
 
+    /// Sends `bytes` as exactly one reply datagram (even an empty one,
+    /// which a write would not make). No effect on a stream.
+    pub(crate) fn reply_datagram(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.io.reply_datagram(bytes)
+    }
+
     /// Sets the timeout of each read; `None` blocks without limit.
     ///
     /// Starts as the builder's `read_timeout`. A read that times out fails
@@ -317,11 +325,10 @@ impl Read for Connection {
 
 impl Write for Connection {
     /// Stream: writes to the peer (over TLS, encrypted, and sent before
-    /// `write` returns). Datagram: sends `buf` as one datagram to
-    /// the sender (so `write_all` of a large buffer is one datagram, or an
-    /// error if it exceeds what the network can carry); up to 4 KiB, it is
-    /// held and sent when the handler returns (or at `flush`), with the
-    /// replies of the worker's batch.
+    /// `write` returns). Datagram: adds `buf` to the reply datagram, sent
+    /// when the handler returns (or at `flush`) with the replies of the
+    /// worker's batch; a reply past 65,507 bytes, more than one datagram
+    /// can carry, is an `InvalidInput` error.
     ///
     /// The write timeout bounds how long the peer may take no data. The
     /// socket's own timeout (`SO_SNDTIMEO`) returns a partial count when it
@@ -341,9 +348,10 @@ impl Write for Connection {
     }
 
     /// Stream: nothing to do (writes are not buffered; over TLS, sends
-    /// what a write that timed out left). Datagram: sends
-    /// the replies written so far at once, rather than with the rest of
-    /// the worker's batch when this handler returns.
+    /// what a write that timed out left). Datagram: the reply written so
+    /// far is complete and is sent at once, as one datagram, rather than
+    /// with the rest of the worker's batch when this handler returns; the
+    /// next write begins another datagram.
     fn flush(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {

@@ -30,6 +30,9 @@ pub(crate) struct SocketIo {
     stalled: bool,
 }
 
+// A datagram carries the worker's batch buffers by value: boxing it would
+// cost an allocation per datagram served, on the hot path of a UDP server.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     /// A blocking stream, served by a thread of its own (the thread mode).
     Blocking(Arc<Link>),
@@ -47,8 +50,8 @@ pub(crate) struct Datagram {
     start: usize,
     len: usize,
     pos: usize,
-    /// The worker's replies of this batch, lent likewise: each `write` is
-    /// one reply datagram, sent with the batch's others.
+    /// The worker's replies of this batch, lent likewise: the handler's
+    /// writes make one reply datagram, sent with the batch's others.
     out: Replies,
 }
 
@@ -64,9 +67,12 @@ impl Datagram {
         }
     }
 
-    /// Gives back what was lent: the receive buffer and the replies.
-    pub(crate) fn into_parts(self) -> (Vec<u8>, Replies) {
-        (self.buf, self.out)
+    /// Gives back what was lent, the receive buffer and the replies, once
+    /// the reply the handler wrote is complete; and the error, if it could
+    /// not be sent.
+    pub(crate) fn into_parts(mut self) -> (Vec<u8>, Replies, Option<io::Error>) {
+        let closed = self.out.close(&self.peer).err();
+        (self.buf, self.out, closed)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -231,7 +237,20 @@ impl SocketIo {
     pub(crate) fn echo_datagram(&mut self) -> io::Result<()> {
         match &mut self.kind {
             Kind::Datagram(d) => {
+                d.out.close(&d.peer)?;
                 let bytes = &d.buf[d.start..d.start + d.len];
+                d.out.reply(bytes, &d.peer)
+            }
+            Kind::Blocking(_) | Kind::Parked(_) => Ok(()),
+        }
+    }
+
+    /// Sends `bytes` as exactly one reply datagram, even an empty one, after
+    /// what was written before. No effect on a stream.
+    pub(crate) fn reply_datagram(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Datagram(d) => {
+                d.out.close(&d.peer)?;
                 d.out.reply(bytes, &d.peer)
             }
             Kind::Blocking(_) | Kind::Parked(_) => Ok(()),
@@ -408,13 +427,16 @@ impl Write for SocketIo {
                 }
                 Ok(n)
             }
-            Kind::Datagram(d) => d.out.reply(buf, &d.peer).map(|()| buf.len()),
+            Kind::Datagram(d) => d.out.append(buf).map(|()| buf.len()),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.kind {
-            Kind::Datagram(d) => d.out.send_held(),
+            Kind::Datagram(d) => {
+                d.out.close(&d.peer)?;
+                d.out.send_held()
+            }
             Kind::Blocking(_) | Kind::Parked(_) => Ok(()),
         }
     }

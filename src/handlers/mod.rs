@@ -53,14 +53,7 @@ pub use time::Time;
 /// which can destroy the reply before the client reads it).
 pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> {
     if conn.datagram().is_some() {
-        let sent = conn.write(reply)?;
-        if sent != reply.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("sent {sent} of {} bytes in one datagram", reply.len()),
-            ));
-        }
-        return Ok(());
+        return conn.reply_datagram(reply);
     }
     conn.write_all(reply)?;
     match conn.shutdown(Shutdown::Write) {

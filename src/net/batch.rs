@@ -57,6 +57,8 @@ const MAX_POLL_SKIP: u32 = 63;
 const HELD_REPLY_MAX: usize = 4096;
 /// Bytes of replies held at most; beyond, those held are sent first.
 const HELD_BYTES_MAX: usize = 64 * 1024;
+/// The largest reply datagram: the most UDP carries over IPv4.
+const REPLY_MAX: usize = 65_507;
 
 /// The receiving side of a worker's batches.
 pub(crate) struct Incoming {
@@ -223,6 +225,9 @@ pub(crate) struct Replies {
     /// Replies that could not be sent, by the datagram they answer, for
     /// the end of the batch to report.
     failed: Vec<(usize, io::Error)>,
+    /// The reply the current handler is writing: its writes collect here
+    /// into one datagram, until it returns or flushes.
+    open: Vec<u8>,
 }
 
 impl Replies {
@@ -240,7 +245,34 @@ impl Replies {
             sender: SendBatch::new(SLOTS),
             current: 0,
             failed: Vec::new(),
+            open: Vec::new(),
         }
+    }
+
+    /// Adds `bytes` to the reply being written, which goes out as one
+    /// datagram when [`close`](Self::close)d.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.open.len() + bytes.len() > REPLY_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a reply datagram cannot be longer than 65,507 bytes",
+            ));
+        }
+        self.open.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The reply being written is complete: one datagram for `to` (none if
+    /// nothing was written), held or sent as [`reply`](Self::reply) says.
+    pub(crate) fn close(&mut self, to: &Addr) -> io::Result<()> {
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let open = std::mem::take(&mut self.open);
+        let sent = self.reply(&open, to);
+        self.open = open;
+        self.open.clear();
+        sent
     }
 
     /// The next replies answer the `k`th datagram of the batch.

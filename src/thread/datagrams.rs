@@ -121,7 +121,21 @@ fn serve_batch<H: Handler>(
         ok[k] = call_handler(core, &shared.handler, &mut conn);
         served += 1;
         match conn.into_datagram() {
-            Some(d) => (arena, out) = d.into_parts(),
+            Some(d) => {
+                let unsent;
+                (arena, out, unsent) = d.into_parts();
+                if let (Some(error), true) = (unsent, ok[k]) {
+                    ok[k] = false;
+                    bump(&counters.handler_errors);
+                    report(
+                        core,
+                        &Failure::Error {
+                            peer,
+                            error: &error,
+                        },
+                    );
+                }
+            }
             // Never: the connection was made of a datagram. The next
             // receive makes a new arena.
             None => return Replies::new(socket.clone()),
