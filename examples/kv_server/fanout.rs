@@ -15,19 +15,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLockReadGuard};
 
-use socketserver::{Outbox, SendError};
+use socketserver::Outbox;
 
 use crate::glob;
 use crate::pubsub::{frame, Registry, Subscriber, Subscribers};
 
-/// The most bytes a batch gathers before it sends them; a message for
-/// more subscribers than that allows goes at once, shared, uncopied.
+/// The most bytes of distinct frames a batch gathers before it sends them.
 const LIMIT: usize = 256 * 1024;
-
-/// The most bytes gathered for one subscriber: then they go. The crate
-/// cuts a connection at once for one send longer than its `max_outbox`,
-/// so a send gathers no more than this, or one message.
-const CHUNK: usize = 16 * 1024;
 
 /// One connection's `PUBLISH`es not yet sent.
 pub struct Fanout<'r> {
@@ -36,11 +30,14 @@ pub struct Fanout<'r> {
     pending: Pending,
 }
 
-/// The frames gathered, by subscriber.
+/// The frames gathered: each once, and for each subscriber which it gets,
+/// in order.
 #[derive(Default)]
 struct Pending {
-    by_subscriber: HashMap<u64, (Outbox, Vec<u8>)>,
+    frames: Vec<Vec<u8>>,
+    /// The frames' bytes, together.
     bytes: usize,
+    by_subscriber: HashMap<u64, (Outbox, Vec<u32>)>,
 }
 
 impl<'r> Fanout<'r> {
@@ -63,12 +60,12 @@ impl<'r> Fanout<'r> {
         let mut receivers = 0;
         if let Some(list) = subs.channels.get(channel) {
             let frame = frame(&[b"message", channel, message]);
-            receivers += self.pending.add(list, &frame);
+            receivers += self.pending.add(list, frame);
         }
         for (pattern, list) in &subs.patterns {
             if glob::matches(pattern, channel) {
                 let frame = frame(&[b"pmessage", pattern, channel, message]);
-                receivers += self.pending.add(list, &frame);
+                receivers += self.pending.add(list, frame);
             }
         }
         receivers
@@ -89,48 +86,42 @@ impl Drop for Fanout<'_> {
 
 impl Pending {
     /// Gathers `frame` for each live subscriber on `list`; returns how many.
-    fn add(&mut self, list: &[Subscriber], frame: &[u8]) -> i64 {
-        let live = || list.iter().filter(|s| !s.outbox.is_closed());
-        if frame.len().saturating_mul(list.len()) > LIMIT {
-            // Too big to copy for each: what was gathered goes first, then
-            // this, shared. A subscriber cut for it (its outbox full) is
-            // counted, as Redis counts one it is about to drop.
+    fn add(&mut self, list: &[Subscriber], frame: Vec<u8>) -> i64 {
+        if !self.frames.is_empty() && self.bytes + frame.len() > LIMIT {
             self.send();
-            let shared: Arc<[u8]> = frame.into();
-            let sent = live().filter(|s| match s.outbox.send_shared(Arc::clone(&shared)) {
-                Ok(()) | Err(SendError::Full) => true,
-                Err(_) => false,
-            });
-            return sent.count() as i64;
         }
+        let index = self.frames.len() as u32;
+        self.bytes += frame.len();
+        self.frames.push(frame);
         let mut n = 0;
-        for s in live() {
-            let (outbox, bytes) = self
+        for s in list.iter().filter(|s| !s.outbox.is_closed()) {
+            let (_, frames) = self
                 .by_subscriber
                 .entry(s.id)
                 .or_insert_with(|| (s.outbox.clone(), Vec::new()));
-            if !bytes.is_empty() && bytes.len() + frame.len() > CHUNK {
-                let _ = outbox.send(bytes);
-                self.bytes -= bytes.len();
-                bytes.clear();
-            }
-            bytes.extend_from_slice(frame);
-            self.bytes += frame.len();
+            frames.push(index);
             n += 1;
         }
-        if self.bytes > LIMIT {
-            self.send();
-        }
-        n as i64
+        n
     }
 
-    /// Sends each subscriber its frames, in one message. One it cannot
-    /// take is cut (a full outbox) or gone: its handler then ends, and
-    /// drops its subscriptions.
+    /// Sends each subscriber its frames, in one message. Subscribers that
+    /// get the same frames (those of one channel, say) get one buffer,
+    /// shared, so a batch costs one copy per distinct sequence and one
+    /// write per subscriber. One that cannot take it is cut (a full
+    /// outbox) or gone: its handler then ends, and drops its
+    /// subscriptions.
     fn send(&mut self) {
-        for (_, (outbox, bytes)) in self.by_subscriber.drain() {
-            let _ = outbox.send(&bytes);
+        let frames = &self.frames;
+        let mut built: HashMap<Vec<u32>, Arc<[u8]>> = HashMap::new();
+        for (_, (outbox, indices)) in self.by_subscriber.drain() {
+            let bytes = built.entry(indices).or_insert_with_key(|indices| {
+                let parts = indices.iter().map(|&i| &frames[i as usize][..]);
+                parts.collect::<Vec<_>>().concat().into()
+            });
+            let _ = outbox.send_shared(Arc::clone(bytes));
         }
+        self.frames.clear();
         self.bytes = 0;
     }
 }

@@ -36,6 +36,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 #[cfg(feature = "tls")]
 use std::sync::OnceLock;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -139,6 +140,10 @@ pub(crate) struct OutboxCore {
     /// Its key in the flusher.
     key: usize,
     inner: Mutex<Inner>,
+    /// `Inner::closed`, to be read without the lock (a fan-out asks it of
+    /// every subscriber). Relaxed: a stale `false` costs one send that
+    /// fails with `Closed`.
+    closed: AtomicBool,
     /// The handler waits here for the turn.
     pub(super) turn: Condvar,
     /// The connection's TLS session, shared: pushes are encrypted through
@@ -169,6 +174,7 @@ impl OutboxCore {
     pub(crate) fn closed(setup: &PushSetup, peer: Addr) -> Arc<Self> {
         let core = Self::new(setup, Target::Stream(Weak::new()), peer);
         core.lock().closed = true;
+        core.closed.store(true, Relaxed);
         core
     }
 
@@ -186,6 +192,7 @@ impl OutboxCore {
             key: setup.flusher.new_key(),
             flusher: Arc::clone(&setup.flusher),
             inner: Mutex::default(),
+            closed: AtomicBool::new(false),
             turn: Condvar::new(),
             #[cfg(feature = "tls")]
             tls: OnceLock::new(),
@@ -204,7 +211,7 @@ impl OutboxCore {
 
     pub(crate) fn is_closed(&self) -> bool {
         let gone = matches!(&self.target, Target::Stream(link) if link.strong_count() == 0);
-        gone || self.lock().closed
+        gone || self.closed.load(Relaxed)
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -342,6 +349,7 @@ impl OutboxCore {
             return;
         }
         inner.closed = true;
+        self.closed.store(true, Relaxed);
         inner.queue.clear();
         inner.bytes = 0;
         drop(inner);
@@ -422,6 +430,7 @@ impl OutboxCore {
     pub(super) fn end_queue(&self) {
         let mut inner = self.lock();
         inner.closed = true;
+        self.closed.store(true, Relaxed);
         inner.writing = false;
         let dropped = std::mem::take(&mut inner.bytes);
         inner.queue.clear();
@@ -458,6 +467,7 @@ impl OutboxCore {
             return;
         }
         inner.closed = true;
+        self.closed.store(true, Relaxed);
         inner.close_when_empty = true;
         let now = !inner.writing && inner.queue.is_empty();
         drop(inner);
