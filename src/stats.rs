@@ -197,4 +197,7 @@ pub(crate) struct LoopGauges {
     pub(crate) parked: AtomicU64,
     /// Connections this loop serves right now.
     pub(crate) live: AtomicU64,
+    /// Shutdown's grace is over and this loop has cut (and counted) the
+    /// connections it still served.
+    pub(crate) forced: std::sync::atomic::AtomicBool,
 }

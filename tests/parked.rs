@@ -253,3 +253,26 @@ fn a_stack_overflow_in_a_parked_handler_is_reported_in_words() {
         "stderr: {stderr}"
     );
 }
+
+/// A handler that holds its loop's thread past the shutdown deadline (a
+/// sleep, not offloaded) kept its loop from cutting, or even counting,
+/// its connection: the report calls it forced, not drained, as the
+/// thread mode does, and the shutdown is not clean.
+#[test]
+fn a_handler_holding_its_loop_at_the_deadline_is_reported_forced() {
+    let server = spawn(
+        one_loop().shutdown_timeout(Duration::from_millis(200)),
+        |conn: &mut Connection| {
+            let mut go = [0; 1];
+            conn.read_exact(&mut go)?;
+            thread::sleep(Duration::from_secs(2));
+            conn.write_all(b"late")
+        },
+    );
+    let mut client = connect(&server.local_addr());
+    client.write_all(b"g").unwrap();
+    common::wait_until("the handler asleep", || server.stats().active == 1);
+    let report = server.stop().unwrap();
+    assert_eq!((report.forced, report.drained), (1, 0), "{report}");
+    assert!(!report.is_clean(), "{report}");
+}

@@ -715,6 +715,8 @@ both_modes!(a_reload_keeps_a_configuration_of_your_own);
 fn a_reload_keeps_a_configuration_of_your_own(park: bool) {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let pki = Pki::new();
+    // ring, as the crate\'s acceptor (see its `provider`, deprecated for PQ).
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&pki.client_ca).unwrap() {

@@ -327,6 +327,8 @@ fn serve_tokio_tls() -> io::Result<()> {
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(io::Error::other)?;
     let key = PrivateKeyDer::from_pem_file(&key).map_err(io::Error::other)?;
+    // ring, as the crate\'s acceptor (see its `provider`, deprecated for PQ).
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

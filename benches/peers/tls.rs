@@ -60,6 +60,8 @@ pub fn make_certificate() -> io::Result<&'static Certificate> {
     roots
         .add(cert.der().clone())
         .map_err(|e| io::Error::other(format!("trusting the certificate: {e}")))?;
+    // ring, as the crate\'s acceptor (see its `provider`, deprecated for PQ).
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut client = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

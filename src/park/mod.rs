@@ -37,7 +37,7 @@ use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};
 use crate::lifecycle::Command;
-use crate::stats::LoopGauges;
+use crate::stats::{add, LoopGauges};
 use crate::{Error, Handler};
 
 pub(crate) use stacks::connection_cap;
@@ -106,6 +106,18 @@ impl Loops {
 
     pub(crate) fn remove(&self, gauges: &Arc<LoopGauges>) {
         self.lock().retain(|l| !Arc::ptr_eq(&l.gauges, gauges));
+    }
+
+    /// Connections of loops still running that never got to cut them: a
+    /// handler holds its loop's thread (a lock, a sleep, blocking I/O not
+    /// offloaded), so that loop could not even count them. Forced, as the
+    /// thread mode counts a handler still running at the deadline.
+    fn held_by_their_handlers(&self) -> u64 {
+        self.lock()
+            .iter()
+            .filter(|l| !l.gauges.forced.load(Relaxed))
+            .map(|l| l.gauges.live.load(Relaxed))
+            .sum()
     }
 
     fn stopped(&self) -> MutexGuard<'_, Option<usize>> {
@@ -249,7 +261,10 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
         let _ = core.listener.sock_ref().set_nonblocking(false);
     }
     started?;
-    // The loops counted what they cut.
+    // The loops counted what they cut; a loop held by a handler counted
+    // nothing, and its connections were not drained either.
+    let held = engine.held_by_their_handlers();
+    add(&core.counters.forced_at_shutdown, held);
     let forced = core.counters.forced_at_shutdown.load(Relaxed) as usize;
     let in_flight = engine.stopped().unwrap_or(0);
     Ok(report(&core.counters, in_flight, forced))

@@ -51,6 +51,9 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         add(&self.shared.core.counters.forced_at_shutdown, forced);
+        self.gauges
+            .forced
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         for key in parked {
             self.wake(key, Wake::Cut);
         }

@@ -148,9 +148,17 @@ impl fmt::Debug for TlsAcceptor {
 }
 
 /// The `ring` provider, made once.
+///
+/// rustls 0.23.48 deprecates it for having no post-quantum key exchange.
+/// It stays on purpose: `ring` builds with a C compiler alone (aws-lc-rs
+/// wants cmake, or Go on some targets), and what it offers meets Mozilla's
+/// "intermediate" configuration. A server that wants X25519MLKEM768 builds
+/// its own `ServerConfig` on aws-lc-rs and hands it to `TlsAcceptor::new`.
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
+    #[allow(deprecated)]
+    let make = || Arc::new(rustls::crypto::ring::default_provider());
+    Arc::clone(PROVIDER.get_or_init(make))
 }
 
 fn config_from_files(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
