@@ -276,3 +276,35 @@ fn a_handler_holding_its_loop_at_the_deadline_is_reported_forced() {
     assert_eq!((report.forced, report.drained), (1, 0), "{report}");
     assert!(!report.is_clean(), "{report}");
 }
+
+/// `connection_timeout` holds across a read timeout followed by an
+/// offloaded call (the read's timer had fired, and nothing re-armed the
+/// deadline): the connection is cut at its deadline, and a reply written
+/// after it never reaches the client, as in the thread mode.
+#[test]
+fn the_connection_deadline_holds_through_an_offloaded_call() {
+    let server = spawn(
+        one_loop()
+            .read_timeout(Duration::from_millis(100))
+            .connection_timeout(Duration::from_millis(400)),
+        |conn: &mut Connection| {
+            let mut buf = [0; 1];
+            // Nothing comes: the read times out.
+            let _ = conn.read(&mut buf);
+            conn.offload(|| thread::sleep(Duration::from_millis(800)));
+            conn.write_all(b"too late")
+        },
+    );
+    let mut client = connect(&server.local_addr());
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert_eq!(got, b"", "a reply after the deadline reached the client");
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    common::wait_until("the deadline counted", || server.stats().timed_out == 1);
+    server.stop().unwrap();
+}

@@ -350,6 +350,9 @@ impl<H: Handler> EventLoop<H> {
                 self.gauges.parked.store(self.parked as u64, Relaxed);
                 let resume: Arc<dyn Resume> = self.finished.clone();
                 self.helpers.submit(job, resume, key);
+                // The connection deadline runs on while the call does: its
+                // timer may have been spent by an I/O timeout just before.
+                self.arm(key);
                 return;
             }
         };
