@@ -243,6 +243,18 @@ impl ServerBuilder {
     ///   # }
     ///   ```
     ///
+    /// * **Mind thread-local state.** Handlers take turns on their loop's
+    ///   thread, so what a library keeps per thread is shared by them: a
+    ///   handler parked inside a tokio `Runtime::block_on` would make every
+    ///   other handler's `block_on` on that loop panic ("Cannot start a
+    ///   runtime from within a runtime"). Run such calls through
+    ///   `offload`, which runs them on a helper thread. (A handler that
+    ///   unwinds never parks: its I/O then waits in place, within its
+    ///   timeouts, so that no other handler finds `thread::panicking()`
+    ///   true.) The connection's I/O from a thread the handler starts is
+    ///   no escape either: the handler waits for that thread, and holds
+    ///   its loop meanwhile.
+    ///
     /// On a datagram server, where no connection waits, setting it is an
     /// [`Error::InvalidSetting`] at `build()`, as `proxy_protocol` is.
     ///

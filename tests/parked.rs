@@ -308,3 +308,41 @@ fn the_connection_deadline_holds_through_an_offloaded_call() {
     common::wait_until("the deadline counted", || server.stats().timed_out == 1);
     server.stop().unwrap();
 }
+
+/// A handler that does I/O while it unwinds (a drop guard that reads)
+/// does not park: had it parked mid-unwind, the next handler resumed on
+/// its thread would find `std::thread::panicking()` true. Its read waits
+/// in place, within its read timeout, holding the loop meanwhile.
+#[test]
+fn a_handler_unwinding_does_not_park_its_panic_onto_the_next() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Mutex};
+    struct ReadOnDrop<'a>(&'a mut Connection);
+    impl Drop for ReadOnDrop<'_> {
+        fn drop(&mut self) {
+            let mut one = [0; 1];
+            let _ = self.0.read(&mut one);
+        }
+    }
+    let (about_to_panic, panicking) = mpsc::channel();
+    let (saw, seen) = mpsc::channel();
+    let (about_to_panic, saw) = (Mutex::new(about_to_panic), Mutex::new(saw));
+    let first = AtomicBool::new(true);
+    let server = spawn(
+        one_loop().read_timeout(Duration::from_millis(300)),
+        move |conn: &mut Connection| {
+            if first.swap(false, Ordering::SeqCst) {
+                let _guard = ReadOnDrop(conn);
+                about_to_panic.lock().unwrap().send(()).unwrap();
+                panic!("the first handler panics, and reads as it unwinds");
+            }
+            saw.lock().unwrap().send(thread::panicking()).unwrap();
+            Ok(())
+        },
+    );
+    let _first = connect(&server.local_addr());
+    panicking.recv_timeout(TIMEOUT).unwrap();
+    let _second = connect(&server.local_addr());
+    assert_eq!(seen.recv_timeout(TIMEOUT), Ok(false));
+    server.stop().unwrap();
+}

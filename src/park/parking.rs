@@ -55,7 +55,12 @@ pub(crate) fn leave() {
 /// `park` back when the caller is not a coroutine.
 fn park(park: Park) -> Result<Wake, Park> {
     let current = CURRENT.with(|c| c.get());
-    if current.is_null() {
+    // A handler unwinding (a drop guard that reads or flushes) does not
+    // park: the thread's panic count is the thread's, not the coroutine's,
+    // so the next handler resumed on it would find `thread::panicking()`
+    // true (and its mutexes not poisoned by its own panic). Its I/O waits
+    // in place instead, within its timeouts.
+    if current.is_null() || std::thread::panicking() {
         return Err(park);
     }
     // SAFETY: `CURRENT` is non-null only while code of the coroutine that
