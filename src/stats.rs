@@ -187,17 +187,3 @@ impl Counters {
         }
     }
 }
-
-/// What one `park_idle` event loop reports of itself. Only its own thread
-/// writes these (plain stores), so counting costs no shared cache line;
-/// `stats()` adds the loops up.
-#[derive(Debug, Default)]
-pub(crate) struct LoopGauges {
-    /// Connections of this loop parked right now.
-    pub(crate) parked: AtomicU64,
-    /// Connections this loop serves right now.
-    pub(crate) live: AtomicU64,
-    /// Shutdown's grace is over and this loop has cut (and counted) the
-    /// connections it still served.
-    pub(crate) forced: std::sync::atomic::AtomicBool,
-}

@@ -124,10 +124,12 @@ fn offload_in_the_thread_mode_just_calls() {
     server.stop().unwrap();
 }
 
-/// A handler may do its connection's I/O from a thread of its own: there
-/// it blocks that thread, as in the thread mode, and the loop goes on.
+/// A handler may do its connection's I/O from a thread of its own, as in
+/// the thread mode, and it works, that thread blocking in it. But the
+/// handler waits for the thread, and holds its loop meanwhile: the other
+/// connections of that loop wait too (what `offload` is for).
 #[test]
-fn io_from_another_thread_blocks_that_thread_only() {
+fn io_from_another_thread_works_but_holds_the_loop() {
     let handler = |conn: &mut Connection| {
         thread::scope(|s| {
             s.spawn(|| {
@@ -142,15 +144,20 @@ fn io_from_another_thread_blocks_that_thread_only() {
     let server = spawn(one_loop(), handler);
     let addr = server.local_addr();
     let mut first = connect(&addr);
+    common::wait_until("the first handler", || server.stats().active == 1);
     let mut second = connect(&addr);
-    // The first handler's thread blocks in its read meanwhile.
     second.write_all(b"two..").unwrap();
-    first.write_all(b"one..").unwrap();
     let mut buf = [0; 5];
-    second.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"two..");
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(second.read_exact(&mut buf).is_err(), "the loop was free");
+    second.set_read_timeout(Some(TIMEOUT)).unwrap();
+    first.write_all(b"one..").unwrap();
     first.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"one..");
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two..");
     drop((first, second));
     server.stop().unwrap();
 }
@@ -344,5 +351,34 @@ fn a_handler_unwinding_does_not_park_its_panic_onto_the_next() {
     panicking.recv_timeout(TIMEOUT).unwrap();
     let _second = connect(&server.local_addr());
     assert_eq!(seen.recv_timeout(TIMEOUT), Ok(false));
+    server.stop().unwrap();
+}
+
+/// A handler that keeps its loop's thread (a sleep here; a lock held
+/// across connection I/O does the same, and may never let go) is reported
+/// while it keeps it: `loop_stalls` counts it then, once, not only when
+/// the handler returns.
+#[test]
+fn a_loop_held_by_a_handler_is_reported_while_held() {
+    use std::sync::{mpsc, Mutex};
+    let (done, returned) = mpsc::channel();
+    let done = Mutex::new(done);
+    let server = spawn(one_loop(), move |conn: &mut Connection| {
+        let mut go = [0; 1];
+        conn.read_exact(&mut go)?;
+        thread::sleep(Duration::from_millis(1500));
+        done.lock().unwrap().send(()).unwrap();
+        conn.write_all(b"ok")
+    });
+    let mut client = connect(&server.local_addr());
+    client.write_all(b"g").unwrap();
+    common::wait_until("the stall reported", || server.stats().loop_stalls == 1);
+    assert!(
+        returned.try_recv().is_err(),
+        "reported only once the handler had returned"
+    );
+    let mut ok = [0; 2];
+    client.read_exact(&mut ok).unwrap();
+    assert_eq!(server.stats().loop_stalls, 1, "counted twice");
     server.stop().unwrap();
 }

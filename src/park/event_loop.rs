@@ -29,13 +29,13 @@ use crate::conn::parked::Wake;
 use crate::core::Shared;
 use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
+use crate::park::gauges::LoopGauges;
 use crate::park::helpers::{Helpers, Resume};
 use crate::park::parking::{self, Park};
 use crate::park::stacks::{self, Stacks};
 use crate::park::task::{self, Done};
 use crate::park::{LoopHandle, Loops};
 use crate::report::{log_or_eprint, with_skipped};
-use crate::stats::LoopGauges;
 use crate::sys::overflow;
 use crate::sys::rusage::{self, Usage};
 use crate::{Addr, Handler};
@@ -195,6 +195,7 @@ impl<H: Handler> EventLoop<H> {
     /// Serves until shutdown has begun and every connection of this loop
     /// has ended.
     pub(crate) fn run(mut self) {
+        self.gauges.tid.store(rusage::this_thread_id(), Relaxed);
         if !overflow::prepare_thread() {
             log::debug!("stack overflows of parked handlers will not be reported in words");
         }
@@ -319,14 +320,21 @@ impl<H: Handler> EventLoop<H> {
         };
         overflow::enter_stack(task.stack_start);
         let started = Instant::now();
+        // For the run thread's watch (`watch.rs`), which reports a turn
+        // held too long while it lasts.
+        let turn = self.gauges.turns.fetch_add(1, Relaxed) + 1;
+        self.gauges.held_by.store(key, Relaxed);
+        let since = self.loops.since_epoch_us(started).saturating_add(1);
+        self.gauges.held_since_us.store(since, Relaxed);
         let result = {
             // However `resume` returns, unwinding included, no coroutine
             // runs on this thread any more.
             let _left = LeftCoroutine;
             task.coro.resume(wake)
         };
+        self.gauges.held_since_us.store(0, Relaxed);
         let held = started.elapsed();
-        if held > STALL {
+        if held > STALL && self.gauges.reported.load(Relaxed) != turn {
             let peer = task.peer.clone();
             self.maybe_stalled(&peer, held);
         }
@@ -427,6 +435,7 @@ impl<H: Handler> EventLoop<H> {
             admitted,
         );
         self.generation = self.generation.wrapping_add(1);
+        self.gauges.set_peer(key, Some(peer.clone()));
         let task = Task {
             coro: Coroutine::with_stack(stack, body),
             stack_start,
@@ -462,6 +471,7 @@ impl<H: Handler> EventLoop<H> {
         self.free_keys.push(key);
         self.live -= 1;
         self.gauges.live.store(self.live as u64, Relaxed);
+        self.gauges.set_peer(key, None);
         let room_wanted = {
             let mut books = self.shared.core.books();
             books.release(done.admitted);

@@ -10,6 +10,8 @@
 //! * `stacks.rs`: the handlers' stacks, reused, and the memory-map limit.
 //! * `parking.rs`: the parking point, with the `unsafe` it needs: how a
 //!   handler's blocking call gives its thread back to the loop.
+//! * `gauges.rs`: what a loop tells the rest of the server of itself;
+//!   `watch.rs`: the run thread's watch on loops a handler holds.
 //!
 //! A connection's own steps and its parked I/O are in `conn/`, shared with
 //! the thread engine; this folder provides their [`Parking`].
@@ -19,12 +21,14 @@
 mod accepting;
 mod deadlines;
 pub(crate) mod event_loop;
+mod gauges;
 pub(crate) mod helpers;
 #[allow(unsafe_code)]
 mod parking;
 pub(crate) mod stacks;
 mod stopping;
 pub(crate) mod task;
+mod watch;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -37,8 +41,10 @@ use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};
 use crate::lifecycle::Command;
-use crate::stats::{add, LoopGauges};
+use crate::stats::add;
+
 use crate::{Error, Handler};
+use gauges::LoopGauges;
 
 pub(crate) use stacks::connection_cap;
 
@@ -72,6 +78,8 @@ pub(crate) struct LoopHandle {
 /// reach them.
 #[derive(Debug)]
 pub(crate) struct Loops {
+    /// Origin of the loops' turn times.
+    pub(crate) epoch: Instant,
     /// What each connection needs for an outbox.
     pub(crate) push: Arc<PushSetup>,
     loops: Mutex<Vec<LoopHandle>>,
@@ -85,6 +93,7 @@ pub(crate) struct Loops {
 impl Loops {
     fn new(core: &Core) -> Self {
         Loops {
+            epoch: Instant::now(),
             push: Arc::new(PushSetup {
                 max: core.settings.max_outbox,
                 counters: Arc::clone(&core.counters),
@@ -96,7 +105,7 @@ impl Loops {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<LoopHandle>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<LoopHandle>> {
         self.loops.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -228,8 +237,14 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
         while stopped.is_none() {
             stopped = engine
                 .control
-                .wait(stopped)
-                .unwrap_or_else(|e| e.into_inner());
+                .wait_timeout(stopped, watch::EVERY)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if stopped.is_none() {
+                drop(stopped);
+                engine.watch(core);
+                stopped = engine.stopped();
+            }
         }
     } else {
         core.command(Command::Stop);

@@ -14,6 +14,30 @@ pub(crate) struct Usage {
     pub(crate) blocked: u64,
 }
 
+/// The calling thread's id (its `tid`), from `/proc/thread-self`; 0 if
+/// the system will not say.
+pub(crate) fn this_thread_id() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether thread `tid` of this process waits in the kernel now (a lock,
+/// a sleep, blocking I/O: state `S` or `D` in `/proc`), rather than runs
+/// or waits for a CPU. `false` if the system will not say.
+pub(crate) fn thread_blocked(tid: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which may hold spaces and
+    // parentheses: it is the first field after the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some('S' | 'D'))
+}
+
 /// The calling thread's use so far; zero if the system will not say.
 pub(crate) fn this_thread() -> Usage {
     // SAFETY: `rusage` is plain old data; all zeroes is a valid value.
