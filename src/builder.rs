@@ -243,17 +243,10 @@ impl ServerBuilder {
     ///   # }
     ///   ```
     ///
-    /// * **Mind thread-local state.** Handlers take turns on their loop's
-    ///   thread, so what a library keeps per thread is shared by them: a
-    ///   handler parked inside a tokio `Runtime::block_on` would make every
-    ///   other handler's `block_on` on that loop panic ("Cannot start a
-    ///   runtime from within a runtime"). Run such calls through
-    ///   `offload`, which runs them on a helper thread. (A handler that
-    ///   unwinds never parks: its I/O then waits in place, within its
-    ///   timeouts, so that no other handler finds `thread::panicking()`
-    ///   true.) The connection's I/O from a thread the handler starts is
-    ///   no escape either: the handler waits for that thread, and holds
-    ///   its loop meanwhile.
+    /// * **Mind thread-local state**, shared by the handlers of a loop: one
+    ///   parked inside a tokio `block_on` makes the others' `block_on`
+    ///   panic. Run such calls through `offload`. (A handler that unwinds
+    ///   never parks: its I/O waits in place, within its timeouts.)
     ///
     /// On a datagram server, where no connection waits, setting it is an
     /// [`Error::InvalidSetting`] at `build()`, as `proxy_protocol` is.
@@ -352,13 +345,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Most bytes pushed to one connection through its
-    /// [`Outbox`](crate::Outbox) and not yet written, in bytes. A send that
-    /// would pass it finds a client that reads too slowly: that connection
-    /// is cut, the send fails with [`SendError::Full`](crate::SendError),
-    /// and [`Stats::slow_consumers`](crate::Stats::slow_consumers) counts
-    /// it, so one stalled client costs at most this much memory and never
-    /// slows the others. Default: 1 MiB. Range: 1 byte..=1 GiB.
+    /// Bytes pushed to one connection ([`Outbox`](crate::Outbox)) and not
+    /// yet written, at most: a send past it cuts that slow client
+    /// ([`SendError::Full`](crate::SendError), counted in
+    /// [`Stats::slow_consumers`](crate::Stats::slow_consumers)), so it costs
+    /// at most this much memory. Default: 1 MiB. Range: 1 byte..=1 GiB.
     pub fn max_outbox(mut self, bytes: usize) -> Self {
         self.settings.max_outbox = bytes;
         self
@@ -460,11 +451,9 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a client has for the whole TLS handshake, counted from
-    /// when the server starts it, however its bytes trickle in (to within a
-    /// tenth of it: the socket's timeouts are not set anew for every step);
-    /// a client that takes longer is closed, counted in
-    /// [`Stats::tls_handshake_failures`](crate::Stats::tls_handshake_failures).
+    /// How long a client has for the whole TLS handshake, however its
+    /// bytes trickle in (to within a tenth); one that takes longer is
+    /// closed, counted in [`Stats::tls_handshake_failures`](crate::Stats).
     /// Default: 10 s. Must not be zero. Only used with `tls`.
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.settings.tls_handshake_timeout = timeout;
