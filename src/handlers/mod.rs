@@ -22,7 +22,7 @@
 //! within milliseconds. Nor do they reply with much more than they
 //! received: see [`Amplification`].
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use crate::report::client_gone;
@@ -46,11 +46,18 @@ pub use greeting::Greeting;
 pub use qotd::Qotd;
 pub use time::Time;
 
+/// How long a reply-once service waits, after its reply, for the client
+/// to close (see [`reply_once`]).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Sends `reply` and ends the exchange: over UDP as exactly one datagram
 /// (even an empty one, which `write_all` would skip); over TCP followed by
-/// a FIN, so the reply arrives whole even if the client sent bytes that are
-/// never read (closing with unread input makes the kernel send a reset,
-/// which can destroy the reply before the client reads it).
+/// a FIN, then a lingering close: what the client sent (which the service
+/// ignores) is read and dropped until it closes too, for at most
+/// [`LINGER`]. Closing a socket with unread input makes the kernel send a
+/// reset, which can destroy the reply before the client has read it; a
+/// client that sends a line and half-closes (`nc -N`) would lose its
+/// quote now and then.
 pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> {
     if conn.datagram().is_some() {
         return conn.reply_datagram(reply);
@@ -58,6 +65,27 @@ pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> 
     conn.write_all(reply)?;
     match conn.shutdown(Shutdown::Write) {
         Err(e) if !client_gone(e.kind()) && e.kind() != io::ErrorKind::NotConnected => Err(e),
-        _ => Ok(()),
+        Err(_) => Ok(()),
+        Ok(()) => {
+            linger(conn);
+            Ok(())
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, until it closes, for at
+/// most [`LINGER`] in all; a failure only ends it sooner.
+fn linger(conn: &mut Connection) {
+    let until = std::time::Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match conn.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
 }
