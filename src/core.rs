@@ -198,6 +198,9 @@ impl Core {
     /// a shutdown racing with the start reaches the engine at least once.
     pub(crate) fn start_engine(&self, engine: Arc<dyn Engine>) {
         let engine = self.engine.get_or_init(|| engine);
+        // The store above, then the load below, in one total order with
+        // `command`'s swap of the flag and its load of the engine.
+        std::sync::atomic::fence(SeqCst);
         if self.stopping() {
             engine.command(Command::Stop);
         }
@@ -255,6 +258,7 @@ impl Core {
                 if self.stop.swap(true, SeqCst) {
                     return;
                 }
+                std::sync::atomic::fence(SeqCst);
                 let unsent = self.counters.outbox_dropped.load(Relaxed);
                 self.counters.outbox_dropped_at_stop.store(unsent, Relaxed);
                 if self.settings.reuse_port {

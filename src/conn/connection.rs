@@ -190,6 +190,11 @@ impl Connection {
         self.io.echo_datagram()
     }
 
+    /// Whether the client sent bytes the handler has not read (a stream).
+    pub(crate) fn has_unread(&self) -> bool {
+        self.io.has_unread()
+    }
+
     /// Sends `bytes` as exactly one reply datagram (even an empty one,
     /// which a write would not make). No effect on a stream.
     pub(crate) fn reply_datagram(&mut self, bytes: &[u8]) -> io::Result<()> {

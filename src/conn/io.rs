@@ -160,6 +160,11 @@ impl SocketIo {
         }
     }
 
+    /// Whether the client sent bytes nobody has read (a stream's socket).
+    pub(crate) fn has_unread(&self) -> bool {
+        self.stream().is_some_and(Stream::has_unread)
+    }
+
     /// The stream connection itself, for an outbox to reach it.
     pub(crate) fn link_arc(&self) -> Option<Arc<Link>> {
         match &self.kind {

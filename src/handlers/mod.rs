@@ -52,12 +52,12 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Sends `reply` and ends the exchange: over UDP as exactly one datagram
 /// (even an empty one, which `write_all` would skip); over TCP followed by
-/// a FIN, then a lingering close: what the client sent (which the service
-/// ignores) is read and dropped until it closes too, for at most
-/// [`LINGER`]. Closing a socket with unread input makes the kernel send a
-/// reset, which can destroy the reply before the client has read it; a
-/// client that sends a line and half-closes (`nc -N`) would lose its
-/// quote now and then.
+/// a FIN, then, if the client sent something (which the service ignores),
+/// a lingering close: that is read and dropped until the client closes
+/// too, for at most [`LINGER`]. Closing a socket with unread input makes
+/// the kernel send a reset, which can destroy the reply before the client
+/// has read it: a client that sends a line and half-closes (`nc -N`) lost
+/// its quote now and then. A client that sent nothing costs no wait.
 pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> {
     if conn.datagram().is_some() {
         return conn.reply_datagram(reply);
@@ -67,7 +67,9 @@ pub(crate) fn reply_once(conn: &mut Connection, reply: &[u8]) -> io::Result<()> 
         Err(e) if !client_gone(e.kind()) && e.kind() != io::ErrorKind::NotConnected => Err(e),
         Err(_) => Ok(()),
         Ok(()) => {
-            linger(conn);
+            if conn.has_unread() {
+                linger(conn);
+            }
             Ok(())
         }
     }

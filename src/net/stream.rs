@@ -64,6 +64,15 @@ impl Stream {
         both!(self, s => socket2::SockRef::from(s).send_with_flags(buf, flags))
     }
 
+    /// Whether bytes have come that nobody has read yet (a peek that never
+    /// waits).
+    pub(crate) fn has_unread(&self) -> bool {
+        let mut one = [std::mem::MaybeUninit::<u8>::uninit()];
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        both!(self, s => socket2::SockRef::from(s).recv_with_flags(&mut one, flags))
+            .is_ok_and(|n| n > 0)
+    }
+
     /// `TCP_NODELAY`; nothing to do on a Unix socket.
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {
