@@ -31,6 +31,16 @@ fn hands_over(tx: mpsc::Sender<Outbox>) -> impl Fn(&mut Connection) -> io::Resul
     }
 }
 
+/// A server of `builder` with the `hands_over` handler, a client of it,
+/// and that client's outbox.
+fn served(builder: socketserver::ServerBuilder) -> (ServerThread, TcpStream, Outbox) {
+    let (tx, rx) = mpsc::channel();
+    let server = spawn(builder, hands_over(tx));
+    let client = connect(&server.local_addr());
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    (server, client, outbox)
+}
+
 fn read_exactly(client: &mut impl Read, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
     client.read_exact(&mut buf).unwrap();
@@ -39,13 +49,8 @@ fn read_exactly(client: &mut impl Read, n: usize) -> Vec<u8> {
 
 both_modes!(pushed_messages_reach_a_client_whose_handler_waits_to_read);
 fn pushed_messages_reach_a_client_whose_handler_waits_to_read(park: bool) {
-    let (tx, rx) = mpsc::channel();
-    let server = spawn(
-        Server::builder().bind("127.0.0.1:0").park_idle(park),
-        hands_over(tx),
-    );
-    let mut client = connect(&server.local_addr());
-    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let (server, mut client, outbox) =
+        served(Server::builder().bind("127.0.0.1:0").park_idle(park));
     assert_eq!(
         outbox.peer_addr().to_string(),
         client.local_addr().unwrap().to_string()
@@ -128,16 +133,12 @@ both_modes!(a_client_that_stops_reading_is_cut_at_max_outbox);
 /// bytes would pass `max_outbox` it is cut, counted, and later sends fail.
 fn a_client_that_stops_reading_is_cut_at_max_outbox(park: bool) {
     const MAX: usize = 64 * 1024;
-    let (tx, rx) = mpsc::channel();
-    let server = spawn(
+    let (server, client, outbox) = served(
         Server::builder()
             .bind("127.0.0.1:0")
             .park_idle(park)
             .max_outbox(MAX),
-        hands_over(tx),
     );
-    let client = connect(&server.local_addr());
-    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
     let msg = [b'x'; 1024];
     let mut sent = 0;
     let started = Instant::now();
@@ -166,16 +167,12 @@ both_modes!(one_message_larger_than_max_outbox_reaches_a_reading_client);
 /// `max_outbox` bounds what waits unsent, not a message: one the socket
 /// takes at once goes out, however large.
 fn one_message_larger_than_max_outbox_reaches_a_reading_client(park: bool) {
-    let (tx, rx) = mpsc::channel();
-    let server = spawn(
+    let (server, mut client, outbox) = served(
         Server::builder()
             .bind("127.0.0.1:0")
             .park_idle(park)
             .max_outbox(1024),
-        hands_over(tx),
     );
-    let mut client = connect(&server.local_addr());
-    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
     outbox.send(&[b'b'; 16 * 1024]).unwrap();
     assert_eq!(read_exactly(&mut client, 16 * 1024), vec![b'b'; 16 * 1024]);
     assert_eq!(server.stats().slow_consumers, 0);
@@ -184,13 +181,8 @@ fn one_message_larger_than_max_outbox_reaches_a_reading_client(park: bool) {
 
 both_modes!(close_ends_the_connection_after_what_is_queued);
 fn close_ends_the_connection_after_what_is_queued(park: bool) {
-    let (tx, rx) = mpsc::channel();
-    let server = spawn(
-        Server::builder().bind("127.0.0.1:0").park_idle(park),
-        hands_over(tx),
-    );
-    let mut client = connect(&server.local_addr());
-    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let (server, mut client, outbox) =
+        served(Server::builder().bind("127.0.0.1:0").park_idle(park));
     outbox.send(b"bye").unwrap();
     outbox.close();
     assert_eq!(outbox.send(b"later"), Err(SendError::Closed));
