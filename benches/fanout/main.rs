@@ -45,6 +45,10 @@
 //! progress lines (stderr), 1.00 being one CPU busy throughout.
 
 mod hist;
+// Shared with the peers bench, which uses all of it.
+#[allow(dead_code)]
+#[path = "../peers/procfs.rs"]
+mod procfs;
 mod publisher;
 mod report;
 mod resp;
@@ -184,7 +188,7 @@ fn main() {
         }
     };
     now_ns();
-    let open_files = raise_open_files();
+    let open_files = procfs::raise_open_files();
     let programs = Programs {
         redis: args.redis.clone(),
         kv: args.kv.clone().unwrap_or_else(find_kv_server),
@@ -293,33 +297,6 @@ fn find_kv_server() -> PathBuf {
             .find(|p| p.is_file())
     });
     beside.unwrap_or_else(|| PathBuf::from("target/release/examples/kv_server"))
-}
-
-/// Raises the soft limit on open files to the hard one; returns the soft
-/// limit in force.
-fn raise_open_files() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct
-    // passed, which lives across both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    // rlim_t is u64 on Linux, the crate's one target.
-    limit.rlim_cur
 }
 
 fn print_header(argv: &[String], args: &Args, programs: &Programs, open_files: u64) {

@@ -137,7 +137,7 @@ fn phase(
     window: Duration,
 ) -> Result<Phase, String> {
     let rss_start = server.rss()?;
-    let cpu_start = server::cpu_time(server.pid());
+    let cpu_start = crate::procfs::cpu_time(server.pid());
     let wall_start = Instant::now();
     let peak = AtomicU64::new(rss_start);
     let sampling = AtomicBool::new(true);
@@ -147,7 +147,7 @@ fn phase(
         sampling.store(false, Relaxed);
         outcome
     })?;
-    let server_cpus = match (cpu_start, server::cpu_time(server.pid())) {
+    let server_cpus = match (cpu_start, crate::procfs::cpu_time(server.pid())) {
         (Some(a), Some(b)) => (b - a).as_secs_f64() / wall_start.elapsed().as_secs_f64(),
         _ => f64::NAN,
     };

@@ -261,23 +261,7 @@ impl Drop for Server {
 
 /// `VmRSS` of a process, bytes.
 pub fn rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// User plus system CPU time a process has used, all its threads, from
-/// /proc/PID/stat (in clock ticks of 1/100 s, Linux's value everywhere).
-pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces:
-    // count from its closing one. utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    crate::procfs::memory(pid).map(|m| m.rss as u64)
 }
 
 /// One `PING`, answered `+PONG`, within a second.

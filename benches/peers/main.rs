@@ -172,27 +172,7 @@ fn parse_args(argv: &[String]) -> Args {
 /// Raises this process's soft limit on open files to the hard one (the
 /// servers, started from the same binary, do it too) and notes it.
 fn raise_open_files() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct
-    // passed, which lives for both calls.
-    let soft = unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-        limit.rlim_cur
-    };
+    let soft = procfs::raise_open_files();
     OPEN_FILES.store(usize::try_from(soft).unwrap_or(usize::MAX), Relaxed);
 }
 

@@ -1,4 +1,6 @@
-//! What `/proc` tells about a server process: CPU time and resident memory.
+//! What the system tells about a server process (`/proc`: CPU time and
+//! resident memory), and this process's limit on open files. Shared by the
+//! `peers` and `fanout` benches.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -55,4 +57,31 @@ pub fn memory(pid: u32) -> Option<Memory> {
         anon: field("RssAnon:")? * 1024.0,
         threads: field("Threads:")?,
     })
+}
+
+/// Raises this process's soft limit on open files to the hard one, and
+/// returns the soft limit in force (1,024 if the system will not say).
+pub fn raise_open_files() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct
+    // passed, which lives for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    // rlim_t is u64 on Linux, the crate's one target.
+    limit.rlim_cur
 }

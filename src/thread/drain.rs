@@ -34,19 +34,17 @@ pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
     let start = Instant::now();
     let deadline = deadline_after(start, core.settings.shutdown_timeout);
     let grace_over = deadline_after(start, core.new_connection_grace());
-    let busy = workers
-        .wait_until(&workers.control, grace_over, |st| st.pool.active == 0)
-        .pool
-        .active;
-    if busy > 0 {
+    // Handlers still running once `until` has passed (or none).
+    let running_at = |until| {
+        let st = workers.wait_until(&workers.control, until, |st| st.pool.active == 0);
+        st.pool.active
+    };
+    if running_at(grace_over) > 0 {
         for serving in workers.serving_now() {
             serving.close_if_new();
         }
     }
-    let forced = workers
-        .wait_until(&workers.control, deadline, |st| st.pool.active == 0)
-        .pool
-        .active;
+    let forced = running_at(deadline);
     if forced > 0 {
         for serving in workers.serving_now() {
             serving.cut();
