@@ -141,19 +141,9 @@ impl ParkedStream {
                 state.end_read(0);
                 continue;
             }
-            let woken = self.parking.wait(false, deadline);
+            let waited_out = self.wait(false, deadline);
             state.end_read(0);
-            match woken {
-                Some(Wake::Ready) => {}
-                Some(Wake::TimedOut) => return Err(io::ErrorKind::WouldBlock.into()),
-                Some(Wake::Cut) => return Err(cut()),
-                None => {
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if !poll::wait(&link.stream, false, left)? {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                }
-            }
+            waited_out?;
         }
     }
 
@@ -178,15 +168,25 @@ impl ParkedStream {
                     .map(|t| deadline_after(Instant::now(), t));
                 waited = true;
             }
-            match self.parking.wait(true, deadline) {
-                Some(Wake::Ready) => {}
-                Some(Wake::TimedOut) => return Err(io::ErrorKind::WouldBlock.into()),
-                Some(Wake::Cut) => return Err(cut()),
-                None => {
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if !poll::wait(&link.stream, true, left)? {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
+            self.wait(true, deadline)?;
+        }
+    }
+
+    /// Waits until the socket may be readable (or, `writable`, take more
+    /// bytes): parked when the caller is a parked handler, in `poll(2)`
+    /// otherwise. `Ok` to try again; `WouldBlock` once `deadline` has
+    /// passed, as a blocking socket's timeout reads; an error once
+    /// shutdown has given up on the connection.
+    fn wait(&self, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
+        match self.parking.wait(writable, deadline) {
+            Some(Wake::Ready) => Ok(()),
+            Some(Wake::TimedOut) => Err(io::ErrorKind::WouldBlock.into()),
+            Some(Wake::Cut) => Err(cut()),
+            None => {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                match poll::wait(&self.link.stream, writable, left)? {
+                    true => Ok(()),
+                    false => Err(io::ErrorKind::WouldBlock.into()),
                 }
             }
         }
