@@ -297,6 +297,25 @@ impl ServerBuilder {
         self
     }
 
+    /// The longest a connection waits for a worker in the thread mode
+    /// (stream only). Default: 5 s. Must not be zero.
+    ///
+    /// Once every worker is busy at `max_workers` and the [`queue`](Self::queue)
+    /// is full, the server goes on accepting, up to [`backlog`](Self::backlog)
+    /// connections beyond it, so that no client waits unseen in the kernel:
+    /// each is served by the first worker that frees up, in the order they
+    /// came, or, if none does within `queue_timeout`, sent
+    /// [`busy_message`](Self::busy_message) (if set) and closed, counted in
+    /// [`Stats::queue_timeouts`](crate::Stats::queue_timeouts). So is a
+    /// connection that waited in the queue that long. A server that must
+    /// hold many mostly idle connections at once wants
+    /// [`park_idle`](Self::park_idle), where this does not apply (nothing
+    /// waits for a thread there).
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.queue_timeout = timeout;
+        self
+    }
+
     /// `SO_REUSEADDR`, so a restarted server can bind while old
     /// connections are in `TIME_WAIT`. Default: `true` for a stream on
     /// Unix, `false` for a datagram (on Linux it would let a second server

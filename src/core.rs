@@ -30,6 +30,7 @@ pub(crate) struct Logs {
     pub(crate) spawn_errors: RateLimit,
     pub(crate) internal: RateLimit,
     pub(crate) stalls: RateLimit,
+    pub(crate) queue_timeouts: RateLimit,
 }
 
 impl Default for Logs {
@@ -40,6 +41,7 @@ impl Default for Logs {
             spawn_errors: RateLimit::per_second(),
             internal: RateLimit::per_second(),
             stalls: RateLimit::per_second(),
+            queue_timeouts: RateLimit::per_second(),
         }
     }
 }

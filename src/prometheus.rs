@@ -29,7 +29,7 @@ impl Stats {
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 28] = [
+        let rows: [(&str, Kind, u64, &str); 29] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -198,6 +198,12 @@ impl Stats {
                 s.disconnects,
                 "Handlers ended by a client that reset or hung up.",
             ),
+            (
+                "queue_timeouts_total",
+                Kind::Counter,
+                s.queue_timeouts,
+                "Connections closed unserved after waiting queue_timeout for a worker.",
+            ),
         ];
         let prefix: String = prefix
             .chars()
@@ -240,7 +246,7 @@ mod tests {
         .to_prometheus("my-server.1");
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 28);
-        assert_eq!(text.lines().count(), 84);
+        assert_eq!(text.matches("# TYPE").count(), 29);
+        assert_eq!(text.lines().count(), 87);
     }
 }

@@ -20,6 +20,7 @@ pub(crate) struct Settings {
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: String,
     pub(crate) queue: usize,
+    pub(crate) queue_timeout: Duration,
     pub(crate) reuse_address: Option<bool>,
     pub(crate) reuse_port: bool,
     pub(crate) nodelay: bool,
@@ -51,6 +52,9 @@ pub(crate) struct Limits {
     pub(crate) max_workers: usize,
     /// Accepted connections that may wait for a worker (0: none).
     pub(crate) queue: usize,
+    /// Connections that may wait for a worker past `queue` once the pool
+    /// is exhausted, each for at most `queue_timeout` (the backlog).
+    pub(crate) waiting: usize,
 }
 
 /// Default of `max_outbox`: 1 MiB of pushed bytes unsent per connection.
@@ -87,6 +91,11 @@ pub(crate) const DEFAULT_PARKED_STACK: usize = 256 * 1024;
 /// space better spent on threads.
 pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=64 << 20;
 
+/// Default of `queue_timeout`: as Go's `http.Server` gives a new
+/// connection before calling it idle; far longer than a worker is
+/// normally awaited, short enough that a client is told before it gives up.
+pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Default of `tls_handshake_timeout`: long enough for a client across
 /// the world on a poor link (a handshake is two round trips), short enough
 /// that a client that stops halfway holds its connection for little.
@@ -104,6 +113,7 @@ impl Default for Settings {
             stack_size: None,
             thread_name: "socketserver".into(),
             queue: 0,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             reuse_address: None,
             reuse_port: false,
             nodelay: true,
@@ -151,6 +161,10 @@ impl Settings {
             workers: self.workers(),
             max_workers: self.max_workers(),
             queue: self.queue,
+            waiting: match self.transport {
+                Transport::Stream => self.backlog as usize,
+                Transport::Datagram => 0,
+            },
         }
     }
 
@@ -246,6 +260,9 @@ impl Settings {
                 "tls",
                 "applies to stream servers only (DTLS, TLS over datagrams, is not supported)",
             );
+        }
+        if self.queue_timeout.is_zero() {
+            return invalid("queue_timeout", "must not be zero");
         }
         if self.tls_handshake_timeout.is_zero() {
             return invalid("tls_handshake_timeout", "must not be zero");

@@ -15,7 +15,9 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections or datagrams being served by a handler right now.
     pub active: u64,
-    /// Accepted connections waiting in the queue for a worker right now.
+    /// Accepted connections waiting for a worker right now: in the
+    /// [`queue`](crate::ServerBuilder::queue), or past it for at most
+    /// [`queue_timeout`](crate::ServerBuilder::queue_timeout).
     pub queued: u64,
     /// Worker threads alive right now (between `workers` and `max_workers`).
     /// Under [`park_idle`](crate::ServerBuilder::park_idle): the event-loop
@@ -105,6 +107,10 @@ pub struct Stats {
     /// wrong. Still reported to `on_error` (the default hook logs them at
     /// `debug`).
     pub disconnects: u64,
+    /// Connections that waited for a worker longer than
+    /// [`queue_timeout`](crate::ServerBuilder::queue_timeout) in the thread
+    /// mode: sent the busy message, if any, and closed unserved.
+    pub queue_timeouts: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -134,6 +140,7 @@ pub(crate) struct Counters {
     pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) disconnects: AtomicU64,
+    pub(crate) queue_timeouts: AtomicU64,
     /// Bytes pushed to outboxes and never written: their connection ended
     /// (its client gone, or cut) first.
     pub(crate) outbox_dropped: AtomicU64,
@@ -184,6 +191,7 @@ impl Counters {
             tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
             slow_consumers: self.slow_consumers.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
+            queue_timeouts: self.queue_timeouts.load(Relaxed),
         }
     }
 }

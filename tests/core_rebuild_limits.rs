@@ -23,8 +23,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,17 +38,6 @@ fn refused(builder: socketserver::ServerBuilder) -> Option<&'static str> {
         Err(Error::InvalidSetting { setting, .. }) => Some(setting),
         Err(e) => panic!("not an InvalidSetting: {e:?}"),
     }
-}
-
-/// Expects no reply on `client` for `wait`, then restores its timeout.
-fn expect_no_reply(client: &mut TcpStream, wait: Duration) {
-    client.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = [0u8; 8];
-    match client.read(&mut buf) {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("expected to wait, got {other:?}"),
-    }
-    client.set_read_timeout(Some(TIMEOUT)).unwrap();
 }
 
 #[test]

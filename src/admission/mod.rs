@@ -12,7 +12,7 @@
 pub(crate) mod loop_guard;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::IpAddr;
 
 use crate::net::stream::Stream;
@@ -119,15 +119,28 @@ impl Books {
 /// message if one is set; counts it.
 pub(crate) fn refuse(settings: &Settings, counters: &Counters, stream: &Stream) {
     bump(&counters.rejected_per_source);
-    write_busy(settings, stream);
+    close_busy(settings, stream);
 }
 
-/// Writes the busy message, if any, without blocking: it goes out only if
-/// it fits in the socket's send buffer, as it does on a new connection.
-fn write_busy(settings: &Settings, stream: &Stream) {
+/// Writes the busy message, if any, and ends the connection so that the
+/// client reads it: without blocking, the message goes out only if it fits
+/// in the socket's send buffer, as it does on a new connection; then the
+/// end of file, and what the client sent already is read and dropped, so
+/// that closing does not reset the connection (a reset may discard the
+/// message before the client reads it).
+pub(crate) fn close_busy(settings: &Settings, stream: &Stream) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
     if let Some(msg) = &settings.busy_message {
-        if stream.set_nonblocking(true).is_ok() {
-            let _ = { stream }.write(msg);
+        let _ = { stream }.write(msg);
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match { stream }.read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
         }
     }
 }

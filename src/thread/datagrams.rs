@@ -41,15 +41,17 @@ pub(super) fn worker_loop<H: Handler>(
     let mut ready = Vec::with_capacity(batch::SLOTS);
     let mut st = workers.lock();
     loop {
-        match st.pool.next_step(0, true) {
+        match st.pool.next_step(0, 0, true) {
             Step::Stop => return,
-            Step::Wait | Step::TakeQueued => match wait_for_work(workers, st, owed) {
-                Some(guard) => {
-                    st = guard;
-                    continue;
+            Step::Wait | Step::TakeQueued | Step::TakeWaiting => {
+                match wait_for_work(workers, st, owed) {
+                    Some(guard) => {
+                        st = guard;
+                        continue;
+                    }
+                    None => return,
                 }
-                None => return,
-            },
+            }
             Step::Accept => {}
         }
         st.pool.accepting += 1;

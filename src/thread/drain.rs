@@ -10,7 +10,7 @@ use crate::thread::Workers;
 
 /// The drain, run by the run thread once shutdown has begun.
 ///
-/// Phase one: close queued connections, wait up to `shutdown_timeout` for
+/// Phase one: close queued connections (and those waiting past the queue), wait up to `shutdown_timeout` for
 /// running handlers (idle ones were given end of file and leave at once;
 /// new ones that have sent nothing are given it at the end of their
 /// grace).
@@ -20,6 +20,7 @@ pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
     let core = &*workers.core;
     let mut st = workers.lock();
     let queued: Vec<_> = st.queue.drain(..).collect();
+    let waiting: Vec<_> = st.lobby.drain(..).collect();
     let in_flight = st.active_at_stop;
     drop(st);
     {
@@ -28,8 +29,9 @@ pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
             books.release(job.admitted);
         }
     }
-    add(&core.counters.dropped_at_shutdown, queued.len() as u64);
-    drop(queued);
+    let dropped = queued.len() + waiting.len();
+    add(&core.counters.dropped_at_shutdown, dropped as u64);
+    drop((queued, waiting));
 
     let start = Instant::now();
     let deadline = deadline_after(start, core.settings.shutdown_timeout);

@@ -25,6 +25,7 @@ mod drain;
 mod pool;
 mod run_thread;
 mod serving;
+mod waiting;
 mod watchdog;
 mod worker;
 
@@ -52,6 +53,8 @@ pub(crate) struct Accepted {
     pub(crate) stream: Stream,
     pub(crate) peer: Addr,
     pub(crate) admitted: Admitted,
+    /// When it was accepted: how long it has waited for a worker.
+    pub(crate) since: Instant,
 }
 
 /// Everything guarded by [`Workers::state`].
@@ -60,6 +63,9 @@ pub(crate) struct State {
     pub(crate) pool: Pool,
     /// Accepted connections not yet started (bounded by `queue`).
     pub(crate) queue: VecDeque<Accepted>,
+    /// Accepted past the queue, unadmitted, once the pool is exhausted
+    /// (bounded by `backlog`; see `waiting.rs`).
+    pub(crate) lobby: VecDeque<waiting::Waiting>,
     /// Handlers running when shutdown began: what the drain waits for.
     pub(crate) active_at_stop: usize,
 }
@@ -117,6 +123,7 @@ impl Workers {
             state: Mutex::new(State {
                 pool,
                 queue: VecDeque::new(),
+                lobby: VecDeque::new(),
                 active_at_stop: 0,
             }),
             work: Condvar::new(),
@@ -204,7 +211,7 @@ impl Engine for Workers {
     fn gauges(&self) -> Gauges {
         let st = self.lock();
         Gauges {
-            queued: st.queue.len() as u64,
+            queued: (st.queue.len() + st.lobby.len()) as u64,
             active: st.pool.active as u64,
             threads: st.pool.threads() as u64,
             parked: 0,
@@ -232,8 +239,11 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
             workers.lock().pool.not_started();
         }
     }
-    let watchdog = match (&started, settings.connection_timeout) {
-        (Ok(()), Some(_)) => {
+    // The watchdog keeps both deadlines: `connection_timeout`'s and
+    // `queue_timeout`'s (stream only).
+    let watched = settings.connection_timeout.is_some() || settings.transport == Transport::Stream;
+    let watchdog = match (&started, watched) {
+        (Ok(()), true) => {
             let w = Arc::clone(&workers);
             let name = format!("{}-deadline", settings.thread_name);
             let spawned = std::thread::Builder::new()

@@ -60,6 +60,9 @@ pub(crate) enum Step {
     Stop,
     /// Serve the connection at the head of the queue.
     TakeQueued,
+    /// Serve the connection that has waited longest past the queue (see
+    /// `queue_timeout`).
+    TakeWaiting,
     /// Accept (or receive) one and serve it.
     Accept,
     /// Wait for one of the above.
@@ -80,7 +83,8 @@ pub(crate) enum Grow {
     /// accept ahead into the queue.
     WakeRunThread,
     /// Every worker is busy at `max_workers` and the queue is full or off:
-    /// new clients wait in the listen backlog. Worth a warning.
+    /// new clients wait for a worker up to `queue_timeout`. Worth a
+    /// warning, and the run thread is woken to hold them.
     Exhausted,
 }
 
@@ -114,12 +118,18 @@ impl Pool {
     }
 
     /// What a free worker does next, with `queued` connections in the
-    /// queue and `room` for another under `max_connections`.
-    pub(crate) fn next_step(&self, queued: usize, room: bool) -> Step {
+    /// queue, `waiting` held past it, and `room` for another under
+    /// `max_connections`. Those that came first are served first.
+    pub(crate) fn next_step(&self, queued: usize, waiting: usize, room: bool) -> Step {
         if self.stopping {
             Step::Stop
         } else if queued > 0 {
             Step::TakeQueued
+        } else if waiting > 0 {
+            match room {
+                true => Step::TakeWaiting,
+                false => Step::Wait,
+            }
         } else if !self.run_accepting && self.accepting < self.receivers() && room {
             // At most `workers` threads accept at once, so that threads the
             // pool grew beyond that can wait, idle, and retire.
@@ -206,6 +216,22 @@ impl Pool {
             && (self.threads >= self.limits.max_workers || self.cannot_grow)
     }
 
+    /// Whether the run thread should accept a connection to wait past the
+    /// queue (`waiting` wait already): no worker can take one, none is
+    /// coming, and the pool cannot grow. `room`: under `max_connections`.
+    pub(crate) fn run_thread_may_hold(&self, waiting: usize, room: bool) -> bool {
+        !self.stopping
+            && room
+            && waiting < self.limits.waiting
+            && !self.run_accepting
+            && self.accepting == 0
+            && self.starting == 0
+            && self.idle == 0
+            && self.wakeups == 0
+            && self.active >= self.threads
+            && (self.threads >= self.limits.max_workers || self.cannot_grow)
+    }
+
     /// A connection was queued: claims an idle worker to take it, if any
     /// (notify `work` once when this returns true).
     pub(crate) fn claim_idle(&mut self) -> bool {
@@ -271,6 +297,7 @@ mod tests {
             workers,
             max_workers,
             queue,
+            waiting: 8,
         });
         assert_eq!(p.start(), 0..workers);
         for _ in 0..workers {
@@ -285,6 +312,7 @@ mod tests {
             workers: 2,
             max_workers: 8,
             queue: 0,
+            waiting: 8,
         });
         p.start();
         p.started();
@@ -302,23 +330,23 @@ mod tests {
     #[test]
     fn free_workers_accept_up_to_workers_at_once() {
         let mut p = pool(2, 4, 0);
-        assert_eq!(p.next_step(0, true), Step::Accept);
+        assert_eq!(p.next_step(0, 0, true), Step::Accept);
         p.accepting = 2;
-        assert_eq!(p.next_step(0, true), Step::Wait);
-        assert_eq!(p.next_step(1, true), Step::TakeQueued);
+        assert_eq!(p.next_step(0, 0, true), Step::Wait);
+        assert_eq!(p.next_step(1, 0, true), Step::TakeQueued);
         p.accepting = 0;
-        assert_eq!(p.next_step(0, false), Step::Wait, "max_connections held");
+        assert_eq!(p.next_step(0, 0, false), Step::Wait, "max_connections held");
         p.stopping = true;
-        assert_eq!(p.next_step(1, true), Step::Stop);
+        assert_eq!(p.next_step(1, 0, true), Step::Stop);
     }
 
     #[test]
     fn a_datagram_pool_receives_on_one_worker_and_grows_when_asked() {
         let mut p = pool(3, 4, 0);
         p.receive_alone();
-        assert_eq!(p.next_step(0, true), Step::Accept);
+        assert_eq!(p.next_step(0, 0, true), Step::Accept);
         p.accepting = 1;
-        assert_eq!(p.next_step(0, true), Step::Wait, "one receives");
+        assert_eq!(p.next_step(0, 0, true), Step::Wait, "one receives");
         // The other two stand by, untimed: they are within `workers`.
         assert!(!p.begin_wait() && !p.begin_wait());
         // The receiver took a batch and found it long: a standby takes over.
@@ -326,7 +354,7 @@ mod tests {
         p.active = 1;
         assert_eq!(p.on_busy(false, true), Grow::WakeIdle);
         assert!(!p.end_wait(false, 0));
-        assert_eq!(p.next_step(0, true), Step::Accept);
+        assert_eq!(p.next_step(0, 0, true), Step::Accept);
     }
 
     #[test]
@@ -408,6 +436,24 @@ mod tests {
     }
 
     #[test]
+    fn past_the_queue_connections_wait_only_for_an_exhausted_pool() {
+        let mut p = pool(1, 2, 0);
+        p.active = 1;
+        assert!(!p.run_thread_may_hold(0, true), "the pool can grow");
+        assert_eq!(p.on_busy(false, true), Grow::Spawn(1));
+        p.started();
+        p.active = 2;
+        assert!(p.run_thread_may_hold(7, true));
+        assert!(!p.run_thread_may_hold(8, true), "as many as the backlog");
+        assert!(!p.run_thread_may_hold(0, false), "max_connections held");
+        assert_eq!(p.next_step(0, 1, true), Step::TakeWaiting);
+        assert_eq!(p.next_step(1, 1, true), Step::TakeQueued, "first come");
+        assert_eq!(p.next_step(0, 1, false), Step::Wait);
+        p.begin_wait();
+        assert!(!p.run_thread_may_hold(0, true), "a worker is idle");
+    }
+
+    #[test]
     fn a_dead_worker_is_replaced_unless_stopping() {
         let mut p = pool(2, 2, 0);
         assert_eq!(p.exited(true), Some(2));
@@ -428,6 +474,6 @@ mod tests {
         assert!(!p.end_wait(false, 0));
         assert!(!p.end_wait(false, 0));
         assert_eq!((p.idle, p.wakeups), (0, 0));
-        assert_eq!(p.next_step(0, true), Step::Stop);
+        assert_eq!(p.next_step(0, 0, true), Step::Stop);
     }
 }

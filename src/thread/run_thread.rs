@@ -2,12 +2,13 @@
 //! stream, fill the queue; for datagrams, watch the receiving.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::Shared;
 use crate::net::listener::Listener;
 use crate::thread::accept::accept_one;
 use crate::thread::pool::Grow;
+use crate::thread::waiting::Waiting;
 use crate::thread::worker::{act, admit};
 use crate::thread::Workers;
 use crate::Handler;
@@ -88,7 +89,9 @@ fn supervise_datagrams<H: Handler>(shared: &Arc<Shared<H>>, workers: &Arc<Worker
 
 /// The run thread's part while serving a stream: when every worker is busy
 /// and the pool is at `max_workers`, accept ahead into the queue (if
-/// `queue(n)` is set). Returns when shutdown begins.
+/// `queue(n)` is set), and past it hold connections for the first worker
+/// free, each for at most `queue_timeout` (`waiting.rs`). Returns when
+/// shutdown begins.
 fn fill_queue(workers: &Workers) {
     let core = &*workers.core;
     let settings = &core.settings;
@@ -98,22 +101,40 @@ fn fill_queue(workers: &Workers) {
             return;
         }
         let room = core.books().room(settings);
-        if !st.pool.run_thread_may_accept(st.queue.len(), room) {
+        let into_queue = st.pool.run_thread_may_accept(st.queue.len(), room);
+        if !into_queue && !st.pool.run_thread_may_hold(st.lobby.len(), room) {
             st = workers.control.wait(st).unwrap_or_else(|e| e.into_inner());
             continue;
         }
         st.pool.run_accepting = true;
-        core.books().reserve();
+        if into_queue {
+            core.books().reserve();
+        }
         drop(st);
         let accepted = accept_one(workers);
+        let since = Instant::now();
         st = workers.lock();
         st.pool.run_accepting = false;
-        core.books().unreserve();
-        if let Some((stream, peer)) = accepted {
-            let admitted;
-            (st, admitted) = admit(workers, st, stream, peer);
-            st.queue.extend(admitted);
+        match (accepted, into_queue) {
+            (Some((stream, peer)), true) => {
+                core.books().unreserve();
+                let admitted;
+                (st, admitted) = admit(workers, st, stream, peer, since);
+                st.queue.extend(admitted);
+            }
+            (Some((stream, peer)), false) => {
+                st.lobby.push_back(Waiting {
+                    stream,
+                    peer,
+                    since,
+                });
+            }
+            (None, true) => core.books().unreserve(),
+            (None, false) => {}
         }
+        // The watchdog keeps `queue_timeout`: it may sleep with nothing
+        // to wait for.
+        workers.timer.notify_all();
         // Workers that found the run thread accepting went idle; one may
         // now take the queued job or accept itself.
         if st.pool.claim_idle() {

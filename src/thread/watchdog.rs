@@ -1,15 +1,17 @@
-//! The connection deadline: one thread that cuts connections which have
-//! outlived `connection_timeout`, however they trickle their bytes.
+//! The deadlines: one thread that cuts connections which have outlived
+//! `connection_timeout`, however they trickle their bytes, and closes
+//! those that waited `queue_timeout` for a worker (`waiting.rs`).
 
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::stats::bump;
-use crate::thread::Workers;
+use crate::thread::{waiting, Workers};
 
 /// Runs until shutdown. Sleeps until the earliest deadline of a running
-/// connection (or until one starts, when none is running), then shuts
-/// down the sockets of connections past their deadline.
+/// connection or of one waiting for a worker (or until one starts or
+/// waits, when there is none), then shuts down the sockets of connections
+/// past their deadline and closes those that waited too long.
 pub(crate) fn run(workers: &Workers) {
     let core = &workers.core;
     let mut st = workers.lock();
@@ -36,6 +38,16 @@ pub(crate) fn run(workers: &Workers) {
             } else {
                 next = next.min(deadline);
             }
+        }
+        let waited;
+        (st, waited) = waiting::expire(workers, st);
+        if st.pool.stopping {
+            return;
+        }
+        if let Some(at) = waited {
+            let ms = at.saturating_duration_since(Instant::now()).as_millis();
+            let at_ms = now.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX));
+            next = next.min(at_ms.max(now + 1));
         }
         st = if next == u64::MAX {
             workers.timer.wait(st).unwrap_or_else(|e| e.into_inner())

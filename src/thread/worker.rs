@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, MutexGuard};
 use std::thread;
+use std::time::Instant;
 
 use crate::admission::{self, Admitted};
 use crate::conn::io::SocketIo;
@@ -85,9 +86,8 @@ fn stream_loop<H: Handler>(
     let settings = &core.settings;
     let mut st = workers.lock();
     loop {
-        let step = st
-            .pool
-            .next_step(st.queue.len(), core.books().room(settings));
+        let room = core.books().room(settings);
+        let step = st.pool.next_step(st.queue.len(), st.lobby.len(), room);
         let job = match step {
             Step::Stop => return,
             Step::Wait => match wait_for_work(workers, st, owed) {
@@ -101,6 +101,17 @@ fn stream_loop<H: Handler>(
                 Some(job) => job,
                 None => continue,
             },
+            Step::TakeWaiting => {
+                let Some(w) = st.lobby.pop_front() else {
+                    continue;
+                };
+                let admitted;
+                (st, admitted) = admit(workers, st, w.stream, w.peer, w.since);
+                match admitted {
+                    Some(job) => job,
+                    None => continue,
+                }
+            }
             Step::Accept => {
                 st.pool.accepting += 1;
                 core.books().reserve();
@@ -115,7 +126,7 @@ fn stream_loop<H: Handler>(
                     continue;
                 };
                 let admitted;
-                (st, admitted) = admit(workers, st, stream, peer);
+                (st, admitted) = admit(workers, st, stream, peer, Instant::now());
                 match admitted {
                     Some(job) => job,
                     None => continue,
@@ -176,6 +187,7 @@ pub(super) fn admit<'a>(
     st: MutexGuard<'a, State>,
     stream: Stream,
     peer: Addr,
+    since: Instant,
 ) -> (MutexGuard<'a, State>, Option<Accepted>) {
     let core = &*workers.core;
     let admitted = core.books().admit(&core.settings, &core.counters, &peer);
@@ -185,6 +197,7 @@ pub(super) fn admit<'a>(
                 stream,
                 peer,
                 admitted,
+                since,
             };
             (st, Some(job))
         }
@@ -228,7 +241,11 @@ pub(super) fn act<H: Handler>(shared: &Arc<Shared<H>>, workers: &Arc<Workers>, g
         Grow::Nothing => {}
         Grow::WakeIdle => workers.work.notify_one(),
         Grow::WakeRunThread => workers.control.notify_all(),
-        Grow::Exhausted => exhausted(core),
+        Grow::Exhausted => {
+            exhausted(core);
+            // The run thread holds the next clients (`waiting.rs`).
+            workers.control.notify_all();
+        }
         Grow::Spawn(id) => {
             if let Err(e) = spawn(shared, workers, id) {
                 if let Some(skipped) = core.logs.spawn_errors.admit() {
@@ -254,11 +271,12 @@ fn exhausted(core: &crate::core::Core) {
     if let Some(skipped) = core.logs.exhausted.admit() {
         let s = &core.settings;
         let msg = format!(
-            "all {} worker threads of {} are serving connections; new clients wait in the \
-             listen backlog until one finishes (raise max_workers, now {}, or use queue)",
+            "all {} worker threads of {} are serving connections; new clients wait up to \
+             {:?} (queue_timeout) for one to finish, then get the busy message (raise \
+             max_workers; for many held, mostly idle connections use park_idle)",
             s.max_workers(),
             core.local_addr,
-            s.max_workers()
+            s.queue_timeout
         );
         log_or_eprint(log::Level::Warn, &with_skipped(msg, skipped));
     }
@@ -297,7 +315,7 @@ pub(super) fn wait_for_work<'a>(
         st = workers.work.wait(st).unwrap_or_else(|e| e.into_inner());
         false
     };
-    let queued = st.queue.len();
+    let queued = st.queue.len() + st.lobby.len();
     if st.pool.end_wait(timed_out, queued) {
         owed.retired = true;
         workers.control.notify_all();

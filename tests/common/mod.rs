@@ -465,3 +465,18 @@ pub fn outside_program(program: &str, package: &str) -> Option<std::path::PathBu
     }
     found
 }
+
+/// Asserts that `client` gets nothing for `wait`: it is kept waiting.
+pub fn expect_no_reply(client: &mut TcpStream, wait: Duration) {
+    client.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 8];
+    match client.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
