@@ -75,6 +75,8 @@
 //    is idle.
 // 5. lifecycle/: what a running server is told (stop), what its shutdown
 //    reports, signals, sockets passed in, its Unix socket file.
+// Beside them: metrics/ (`Stats` as Prometheus text, and an endpoint
+// that serves it from a second server).
 // Beneath all: core.rs (what the engines share), stats.rs, report.rs,
 // and sys/, the only place the operating system is called directly.
 mod accept;
@@ -89,9 +91,9 @@ mod handler;
 pub mod handlers;
 mod lifecycle;
 mod listen;
+pub mod metrics;
 mod net;
 mod park;
-mod prometheus;
 pub mod proxy;
 mod report;
 mod server;

@@ -3,7 +3,6 @@
 // Each example uses the parts it needs: `inetd` builds its own servers.
 #![allow(dead_code)]
 
-pub mod metrics;
 pub mod tls;
 
 use std::io;
@@ -12,7 +11,7 @@ use std::process::ExitCode;
 use clap::{value_parser, Arg, ArgAction, Command};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socketserver::{Addr, Handler, ProxyProtocol, Server, Transport};
+use socketserver::{metrics, Addr, Handler, ProxyProtocol, Server, Transport};
 
 /// Parses the common flags, builds the server, prints where it listens,
 /// and serves until Ctrl-C or SIGTERM; then prints what the shutdown drained.

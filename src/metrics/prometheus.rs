@@ -14,22 +14,25 @@ enum Kind {
 impl Stats {
     /// The snapshot in the Prometheus text exposition format (version
     /// 0.0.4), each metric named `PREFIX_NAME` with a `# HELP` and a
-    /// `# TYPE` line: totals as counters (`..._total`), current values
-    /// (`active`, `queued`, `workers`, `parked`) as gauges.
+    /// `# TYPE` line: totals as counters (`..._total`), current values as
+    /// gauges named with their unit (`active_connections`,
+    /// `queued_connections`, `worker_threads`, `parked_connections`). The
+    /// gauges' earlier names (`active`, `queued`, `workers`, `parked`) are
+    /// written too, with the same values, for dashboards that use them.
     ///
     /// Characters a metric name may not hold (anything but ASCII letters,
     /// digits, `_` and `:`) are written as `_`; an empty prefix leaves the
-    /// bare names. Serve it as `text/plain; version=0.0.4`: the examples'
-    /// `--metrics ADDR` flag does, from a second server of this crate.
+    /// bare names. Serve it as `text/plain; version=0.0.4`:
+    /// [`metrics::serve`](crate::metrics::serve) does.
     ///
     /// ```
     /// let text = socketserver::Stats::default().to_prometheus("echo");
     /// assert!(text.contains("# TYPE echo_accepted_total counter\necho_accepted_total 0\n"));
-    /// assert!(text.contains("# TYPE echo_active gauge\n"));
+    /// assert!(text.contains("# TYPE echo_active_connections gauge\n"));
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 29] = [
+        let rows: [(&str, Kind, u64, &str); 33] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -37,28 +40,52 @@ impl Stats {
                 "Stream connections accepted.",
             ),
             (
-                "active",
+                "active_connections",
                 Kind::Gauge,
                 s.active,
-                "Connections or datagrams being served now.",
+                "Connections (or datagrams) being served by a handler now.",
             ),
             (
-                "queued",
+                "queued_connections",
                 Kind::Gauge,
                 s.queued,
                 "Accepted connections waiting for a worker now.",
             ),
             (
-                "workers",
+                "worker_threads",
                 Kind::Gauge,
                 s.workers,
                 "Worker (or event loop and helper) threads alive now.",
             ),
             (
-                "parked",
+                "parked_connections",
                 Kind::Gauge,
                 s.parked,
                 "Connections parked off the threads now (park_idle).",
+            ),
+            (
+                "active",
+                Kind::Gauge,
+                s.active,
+                "Same as active_connections (the name before it).",
+            ),
+            (
+                "queued",
+                Kind::Gauge,
+                s.queued,
+                "Same as queued_connections (the name before it).",
+            ),
+            (
+                "workers",
+                Kind::Gauge,
+                s.workers,
+                "Same as worker_threads (the name before it).",
+            ),
+            (
+                "parked",
+                Kind::Gauge,
+                s.parked,
+                "Same as parked_connections (the name before it).",
             ),
             (
                 "loop_stalls_total",
@@ -246,7 +273,8 @@ mod tests {
         .to_prometheus("my-server.1");
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 29);
-        assert_eq!(text.lines().count(), 87);
+        assert!(text.contains("my_server_1_parked_connections 3\n"));
+        assert_eq!(text.matches("# TYPE").count(), 33);
+        assert_eq!(text.lines().count(), 99);
     }
 }
