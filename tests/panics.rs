@@ -59,9 +59,11 @@ fn panics_on_ten_times_workers_connections_leave_the_pool_whole(park: bool) {
     );
     let addr = server.local_addr();
     assert_eq!(tcp_exchange(&addr, Some(b"x")), b"ok");
-    // The workers (or event loops) and the run thread, all started.
+    // The workers (or event loops) and the run thread, all started; in the
+    // thread mode the deadline watchdog too (queue_timeout).
+    let expected = WORKERS + if park { 1 } else { 2 };
     wait_until("the server's threads to start", || {
-        threads_named(&prefix) == WORKERS + 1
+        threads_named(&prefix) == expected
     });
     let threads = threads_named(&prefix);
     for _ in 0..10 * WORKERS {

@@ -118,7 +118,10 @@ impl Flusher {
         loop {
             if let Err(e) = poll.poll(&mut events, None) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("the outbox thread's poll failed: {e}");
+                    crate::report::log_or_eprint(
+                        log::Level::Error,
+                        &format!("the outbox thread's poll failed: {e}"),
+                    );
                     return;
                 }
                 continue;

@@ -357,7 +357,10 @@ impl OutboxCore {
         if let Some(link) = self.link() {
             link.state.drop_queued();
             link.cut();
-            log::debug!("cut {}: a slow consumer, its outbox full", self.peer);
+            crate::report::log_or_eprint(
+                log::Level::Debug,
+                &format!("cut {}: a slow consumer, its outbox full", self.peer),
+            );
         }
     }
 
@@ -393,7 +396,10 @@ impl OutboxCore {
                     drop(inner);
                     self.turn.notify_all();
                     if let Err(e) = self.flusher.wait_writable(self, link.stream.as_raw_fd()) {
-                        log::debug!("cannot wait for {} to read: {e}", self.peer);
+                        crate::report::log_or_eprint(
+                            log::Level::Debug,
+                            &format!("cannot wait for {} to read: {e}", self.peer),
+                        );
                     }
                     return;
                 }

@@ -24,6 +24,34 @@ pub(crate) enum Wake {
     Cut,
 }
 
+thread_local! {
+    static ABANDONING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is a dying event loop dropping its connections'
+/// coroutines. Dropping a suspended coroutine unwinds its stack by a panic
+/// of its own, which must reach the coroutine's root: a `catch_unwind` of
+/// the serving steps rethrows it instead of reporting a handler's panic.
+pub(crate) fn abandoning() -> bool {
+    ABANDONING.with(std::cell::Cell::get)
+}
+
+/// Marks this thread as abandoning its coroutines while it lives.
+pub(crate) struct Abandoning(());
+
+impl Abandoning {
+    pub(crate) fn begin() -> Self {
+        ABANDONING.with(|a| a.set(true));
+        Abandoning(())
+    }
+}
+
+impl Drop for Abandoning {
+    fn drop(&mut self) {
+        ABANDONING.with(|a| a.set(false));
+    }
+}
+
 /// How a parked connection waits: what an engine that parks handlers
 /// gives their I/O.
 pub(crate) trait Parking: Sync {

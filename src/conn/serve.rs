@@ -47,6 +47,9 @@ pub(crate) fn serve_stream<H: Handler>(
         bump(&core.counters.closed_idle);
     }
     if let Err(payload) = served {
+        if crate::conn::parked::abandoning() {
+            std::panic::resume_unwind(payload);
+        }
         internal_error(core, &peer, payload);
     }
 }
@@ -261,6 +264,7 @@ pub(crate) fn call_handler<H: Handler>(core: &Core, handler: &H, conn: &mut Conn
                 }
             }
         }
+        Err(payload) if crate::conn::parked::abandoning() => std::panic::resume_unwind(payload),
         Err(payload) => {
             bump(&counters.panics);
             let peer = conn.peer_addr();

@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::accept::Backoff;
 use crate::admission::Admitted;
 use crate::conn::link::Link;
-use crate::conn::parked::Wake;
+use crate::conn::parked::{Abandoning, Wake};
 use crate::core::Shared;
 use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
@@ -67,6 +67,9 @@ pub(super) struct Task {
     /// Its socket and state, shared with its coroutine's I/O.
     pub(super) link: Arc<Link>,
     pub(super) peer: Addr,
+    /// What admission counted for it, given back here if the loop dies
+    /// with it (its coroutine hands back its own copy when it ends).
+    pub(super) admitted: Admitted,
     pub(super) wait: Wait,
     pub(super) io_deadline: Option<Instant>,
     pub(super) conn_deadline: Option<Instant>,
@@ -197,10 +200,15 @@ impl<H: Handler> EventLoop<H> {
     pub(crate) fn run(mut self) {
         self.gauges.tid.store(rusage::this_thread_id(), Relaxed);
         if !overflow::prepare_thread() {
-            log::debug!("stack overflows of parked handlers will not be reported in words");
+            crate::report::log_or_eprint(
+                log::Level::Debug,
+                "stack overflows of parked handlers will not be reported in words",
+            );
         }
         let mut events = Events::with_capacity(1024);
         loop {
+            #[cfg(test)]
+            tests::die_if_told(&self.shared.core.settings.thread_name);
             // After the poll, so that its own blocking is not counted.
             self.turn_usage = rusage::this_thread();
             self.run_ready();
@@ -257,9 +265,6 @@ impl<H: Handler> EventLoop<H> {
                 self.accept_some();
             }
         }
-        self.gauges.live.store(0, Relaxed);
-        self.gauges.parked.store(0, Relaxed);
-        self.loops.remove(&self.gauges);
     }
 
     pub(super) fn task_wait(&self, key: usize) -> Option<Wait> {
@@ -442,6 +447,7 @@ impl<H: Handler> EventLoop<H> {
             generation: self.generation,
             link,
             peer,
+            admitted,
             wait: Wait::Nothing,
             io_deadline: None,
             conn_deadline: core
@@ -486,5 +492,45 @@ impl<H: Handler> EventLoop<H> {
         // Dropping the last handle closes the socket, which also takes it
         // out of the poll.
         drop(task.link);
+    }
+}
+
+/// A loop that ends with connections still on it died (a defect of the
+/// library's own: every panic of a handler is caught in its coroutine).
+/// What they held is given back here, before they are dropped (which
+/// closes them), so that `max_connections` and the gauges stay true and
+/// a replacement loop can serve new clients.
+impl<H: Handler> Drop for EventLoop<H> {
+    fn drop(&mut self) {
+        if self.live > 0 {
+            let mut books = self.shared.core.books();
+            for task in self.tasks.iter().flatten() {
+                books.release(task.admitted);
+            }
+            books.room_wanted = false;
+            drop(books);
+            // Unwinds each suspended handler's stack (its locks and
+            // sockets let go) without calling that the handler's panic.
+            let _abandoning = Abandoning::begin();
+            self.tasks.clear();
+        }
+        self.gauges.live.store(0, Relaxed);
+        self.gauges.parked.store(0, Relaxed);
+        self.loops.remove(&self.gauges);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Set by a test: the next turn of a loop of a server whose threads
+    /// are named `doomed` panics, as a defect in the loop would.
+    pub(crate) static DIE: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn die_if_told(thread_name: &str) {
+        if thread_name == "doomed" && DIE.swap(false, SeqCst) {
+            panic!("an injected defect in the event loop");
+        }
     }
 }

@@ -30,6 +30,7 @@ mod stopping;
 pub(crate) mod task;
 mod watch;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -41,7 +42,8 @@ use crate::core::{Core, Engine, Gauges, Shared};
 use crate::deadline::deadline_after;
 use crate::lifecycle::report::{report, ShutdownReport, EXIT_GRACE};
 use crate::lifecycle::Command;
-use crate::stats::add;
+use crate::report::{drop_payload, log_or_eprint, panic_message};
+use crate::stats::{add, bump};
 
 use crate::{Error, Handler};
 use gauges::LoopGauges;
@@ -179,6 +181,86 @@ impl Drop for Leave {
     }
 }
 
+/// What starting a loop thread takes.
+struct LoopKit<H: Handler> {
+    shared: Arc<Shared<H>>,
+    engine: Arc<Loops>,
+    helpers: Arc<Helpers>,
+    running: Arc<Running>,
+}
+
+impl<H: Handler> Clone for LoopKit<H> {
+    fn clone(&self) -> Self {
+        LoopKit {
+            shared: Arc::clone(&self.shared),
+            engine: Arc::clone(&self.engine),
+            helpers: Arc::clone(&self.helpers),
+            running: Arc::clone(&self.running),
+        }
+    }
+}
+
+impl<H: Handler> LoopKit<H> {
+    /// Starts loop thread `id`, counted in `running` until it ends. A loop
+    /// that dies (a defect of the library's own: a handler's panic is
+    /// caught in its coroutine) has given back what its connections held
+    /// (`EventLoop`'s drop), is reported, and is replaced, unless shutdown
+    /// has begun.
+    fn start(&self, id: usize) -> Result<(), Error> {
+        let name = format!("{}-{id}", self.shared.core.settings.thread_name);
+        let poll = EventLoop::<H>::poll().map_err(|source| Error::Spawn {
+            name: name.clone(),
+            source,
+        })?;
+        *self.running.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let leave = Leave(Arc::clone(&self.running));
+        let kit = self.clone();
+        // A loop's coroutines never leave its thread, so it is made there.
+        let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
+            let _leave = leave;
+            let shared = Arc::clone(&kit.shared);
+            let (loops, helpers) = (Arc::clone(&kit.engine), Arc::clone(&kit.helpers));
+            let event_loop = match EventLoop::new(shared, loops, helpers, poll) {
+                Ok(event_loop) => event_loop,
+                Err(e) => {
+                    let msg = format!("cannot start an event loop: {e}; shutting down");
+                    crate::report::log_or_eprint(log::Level::Error, &msg);
+                    kit.shared.core.command(Command::Stop);
+                    return;
+                }
+            };
+            let ran = catch_unwind(AssertUnwindSafe(|| event_loop.run()));
+            if let Err(payload) = ran {
+                kit.replace(id, payload);
+            }
+        });
+        // A thread not started dropped its closure, and with it `leave`.
+        spawned
+            .map(drop)
+            .map_err(|source| Error::Spawn { name, source })
+    }
+
+    /// Reports loop `id`'s death and starts another in its place.
+    fn replace(&self, id: usize, payload: Box<dyn std::any::Any + Send>) {
+        let core = &self.shared.core;
+        bump(&core.counters.panics);
+        let why = panic_message(&*payload).to_string();
+        drop_payload(payload);
+        if core.stopping() {
+            return;
+        }
+        let replaced = match self.start(id) {
+            Ok(()) => "its connections were closed; another loop takes its place".to_string(),
+            Err(e) => format!("its connections were closed, and it cannot be replaced: {e}"),
+        };
+        let msg = format!(
+            "event loop {id} of {} died: {why}; {replaced}",
+            core.local_addr
+        );
+        log_or_eprint(log::Level::Error, &msg);
+    }
+}
+
 /// Serves on `workers` event loops until shutdown, then drains them and
 /// reports, as the thread mode's `run` does.
 pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport, Error> {
@@ -194,34 +276,16 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     let engine = Arc::new(Loops::new(core));
     let helpers = Helpers::new(Arc::clone(&shared.core));
     let running = Arc::new(Running::default());
+    let kit = LoopKit {
+        shared: Arc::clone(shared),
+        engine: Arc::clone(&engine),
+        helpers: Arc::clone(&helpers),
+        running: Arc::clone(&running),
+    };
     let mut started = Ok(());
     for id in 0..settings.workers() {
-        let name = format!("{}-{id}", settings.thread_name);
-        let poll = match EventLoop::<H>::poll() {
-            Ok(poll) => poll,
-            Err(source) => {
-                started = Err(Error::Spawn { name, source });
-                break;
-            }
-        };
-        *running.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let leave = Leave(Arc::clone(&running));
-        let (shared, helpers) = (Arc::clone(shared), Arc::clone(&helpers));
-        let loops = Arc::clone(&engine);
-        // A loop's coroutines never leave its thread, so it is made there.
-        let spawned = thread::Builder::new().name(name.clone()).spawn(move || {
-            let _leave = leave;
-            match EventLoop::new(Arc::clone(&shared), loops, helpers, poll) {
-                Ok(event_loop) => event_loop.run(),
-                Err(e) => {
-                    let msg = format!("cannot start an event loop: {e}; shutting down");
-                    crate::report::log_or_eprint(log::Level::Error, &msg);
-                    shared.core.command(Command::Stop);
-                }
-            }
-        });
-        if let Err(source) = spawned {
-            started = Err(Error::Spawn { name, source });
+        started = kit.start(id);
+        if started.is_err() {
             break;
         }
     }
@@ -283,4 +347,68 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     let forced = core.counters.forced_at_shutdown.load(Relaxed) as usize;
     let in_flight = engine.stopped().unwrap_or(0);
     Ok(report(&core.counters, in_flight, forced))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::{Duration, Instant};
+
+    use super::event_loop::tests::DIE;
+    use crate::handlers::Echo;
+    use crate::{Server, ServerThread};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn echoed(server: &ServerThread, msg: &[u8]) -> TcpStream {
+        let addr = server.local_addr().inet().unwrap();
+        let mut client = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        client.set_write_timeout(Some(TIMEOUT)).unwrap();
+        client.write_all(msg).unwrap();
+        let mut back = vec![0; msg.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+        client
+    }
+
+    /// A defect that kills a loop (injected: a handler's own panics are
+    /// caught in its coroutine) costs that loop's connections, nothing
+    /// more: their places under `max_connections` are given back, the
+    /// gauges come down, and another loop serves the next client.
+    #[test]
+    fn a_loop_that_dies_gives_back_its_books_and_is_replaced() {
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .workers(1)
+            .max_connections(1)
+            .thread_name("doomed")
+            .build(Echo)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let mut held = echoed(&server, b"held");
+        assert_eq!(server.stats().active, 1);
+
+        DIE.store(true, SeqCst);
+        // Wakes the loop for its next turn.
+        held.write_all(b"x").unwrap();
+        let mut rest = Vec::new();
+        match held.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.len() <= 1, "{rest:?}"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset),
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while server.stats().active != 0 || server.stats().workers != 1 {
+            assert!(Instant::now() < deadline, "{:?}", server.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!DIE.load(SeqCst), "the loop took the defect");
+        drop(echoed(&server, b"served by the new loop"));
+        assert_eq!(server.stats().panics, 1);
+        server.stop().unwrap();
+    }
 }

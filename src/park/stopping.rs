@@ -71,7 +71,10 @@ impl<H: Handler> EventLoop<H> {
         if blocked || computed {
             self.stalled(peer, held);
         } else {
-            log::debug!("event loop descheduled for {held:?} while serving {peer}");
+            crate::report::log_or_eprint(
+                log::Level::Debug,
+                &format!("event loop descheduled for {held:?} while serving {peer}"),
+            );
         }
     }
 
