@@ -7,6 +7,7 @@
 //! ordering.
 
 use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::admission::loop_guard::LoopGuard;
 use crate::admission::Books;
 use crate::lifecycle::socket_file::SocketFile;
+use crate::lifecycle::upgrade::HandOver;
 use crate::lifecycle::Command;
 use crate::net::listener::Listener;
 use crate::net::wake;
@@ -85,11 +87,18 @@ pub(crate) struct Core {
     pub(crate) local_addr: Addr,
     /// Accepted connections inherit `TCP_NODELAY` and the read and write
     /// timeouts from the listener, where they were set once (TCP on Linux),
-    /// sparing three system calls per connection.
-    pub(crate) inherits_options: bool,
+    /// sparing three system calls per connection; see
+    /// [`inherits_options`](Self::inherits_options).
+    inherits_options: bool,
     /// The socket was passed in (`adopt`): other processes may hold it
     /// too, so shutdown must leave it working.
-    pub(crate) held_elsewhere: bool,
+    held_elsewhere: bool,
+    /// An upgrade in place is passing the socket on: another process may
+    /// change the listener's options, so each connection gets its own.
+    sharing: AtomicBool,
+    /// An upgrade in place has passed the socket on: it is held elsewhere
+    /// from now on.
+    handed_over: AtomicBool,
     pub(crate) counters: Arc<Counters>,
     pub(crate) on_error: ErrorHook,
     pub(crate) logs: Logs,
@@ -168,6 +177,8 @@ impl Core {
             local_addr,
             inherits_options,
             held_elsewhere,
+            sharing: AtomicBool::new(false),
+            handed_over: AtomicBool::new(false),
             counters: Arc::default(),
             on_error,
             logs: Logs::default(),
@@ -226,6 +237,9 @@ impl Core {
         };
         let line = format!("serving {} ({transport}) {how}", self.local_addr);
         log_or_eprint(log::Level::Info, &line);
+        // The process is ready: systemd, or the old process of an upgrade,
+        // may count on it from now on.
+        crate::lifecycle::notify::ready();
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -236,16 +250,37 @@ impl Core {
     }
 
     /// Removes the Unix socket file this server created, once, and only if
-    /// it is still the one this server bound.
+    /// it is still the one this server bound, and not handed on to a new
+    /// process by an upgrade (which serves it now).
     pub(crate) fn remove_socket_file(&self) {
         let file = self
             .socket_file
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(file) = file {
-            file.remove();
+        match file {
+            Some(file) if self.handed_over.load(SeqCst) => std::mem::forget(file),
+            Some(file) => file.remove(),
+            None => {}
         }
+    }
+
+    /// Whether another process may hold the socket too (passed in, or
+    /// passed on by an upgrade): a shutdown must leave it working.
+    pub(crate) fn held_elsewhere(&self) -> bool {
+        self.held_elsewhere || self.handed_over.load(SeqCst)
+    }
+
+    /// Whether the socket was passed in and has not been passed on: the
+    /// next to serve it, after this server, may expect it as it came.
+    pub(crate) fn adopted_and_kept(&self) -> bool {
+        self.held_elsewhere && !self.handed_over.load(SeqCst)
+    }
+
+    /// Whether accepted connections get their options from the listener
+    /// (not while an upgrade may let another process change them).
+    pub(crate) fn inherits_options(&self) -> bool {
+        self.inherits_options && !self.sharing.load(SeqCst)
     }
 
     /// Gives a running server a command, from any thread.
@@ -269,7 +304,7 @@ impl Core {
                     // `net.ipv4.tcp_migrate_req=1` (Linux 5.14+) the kernel
                     // hands its accept queue to them rather than this
                     // server closing the connections in it.
-                    wake::wake_all(&self.listener, self.held_elsewhere);
+                    wake::wake_all(&self.listener, self.held_elsewhere());
                 }
                 if let Some(engine) = self.engine.get() {
                     engine.command(Command::Stop);
@@ -277,7 +312,7 @@ impl Core {
                 if !self.settings.reuse_port {
                     let backlog = self.close_backlog();
                     add(&self.counters.dropped_at_shutdown, backlog as u64);
-                    wake::wake_all(&self.listener, self.held_elsewhere);
+                    wake::wake_all(&self.listener, self.held_elsewhere());
                 }
             }
         }
@@ -288,7 +323,7 @@ impl Core {
     /// is shut down. A listener held elsewhere too keeps its backlog for
     /// whoever serves it next.
     fn close_backlog(&self) -> usize {
-        if self.held_elsewhere || matches!(self.listener, Listener::Datagram(_)) {
+        if self.held_elsewhere() || matches!(self.listener, Listener::Datagram(_)) {
             return 0;
         }
         if self.listener.sock_ref().set_nonblocking(true).is_err() {
@@ -305,5 +340,51 @@ impl Core {
             }
         }
         closed
+    }
+}
+
+impl HandOver for Core {
+    fn socket_fd(&self) -> RawFd {
+        self.listener.sock_ref().as_raw_fd()
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping()
+    }
+
+    fn share(&self) {
+        self.sharing.store(true, SeqCst);
+    }
+
+    fn hand_over_and_stop(&self) {
+        self.handed_over.store(true, SeqCst);
+        // Not shut down, the socket no longer wakes a blocked accept or
+        // receive: its timeout does (`net/wake.rs`).
+        if let Err(e) = wake::set_shared_socket_tick(&self.listener) {
+            let msg = format!(
+                "{}: setting SO_RCVTIMEO for the shutdown: {e}",
+                self.local_addr
+            );
+            log_or_eprint(log::Level::Warn, &msg);
+        }
+        self.command(Command::Stop);
+    }
+
+    fn keep(&self) {
+        // The other process may have changed the socket's mode and
+        // timeout, which belong to the socket, not to a descriptor.
+        let sock = self.listener.sock_ref();
+        let _ = sock.set_nonblocking(self.settings.park_idle);
+        if self.held_elsewhere {
+            let _ = wake::set_shared_socket_tick(&self.listener);
+        } else if self.inherits_options {
+            let restored = wake::set_inherited_options(&self.listener, &self.settings);
+            if !restored {
+                return;
+            }
+        } else {
+            let _ = sock.set_read_timeout(None);
+        }
+        self.sharing.store(false, SeqCst);
     }
 }

@@ -101,6 +101,15 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// An upgrade in place ([`Upgrade::start`](crate::Upgrade::start))
+    /// did not happen: the servers of this process go on serving.
+    #[error("upgrade in place failed: {reason}; this process goes on serving")]
+    Upgrade {
+        /// Why: the program could not be started, or it exited or was not
+        /// ready in time, and so on.
+        reason: String,
+    },
+
     /// A TLS certificate, key or CA file is missing or unusable; the
     /// [`TlsError`](crate::tls::TlsError) names the file and what is wrong.
     #[cfg(feature = "tls")]
@@ -129,7 +138,10 @@ impl Error {
             | Error::Io(source) => Some(source),
             #[cfg(feature = "tls")]
             Error::Tls(e) => e.io_error(),
-            Error::NoAddress | Error::InvalidSetting { .. } | Error::SocketMismatch { .. } => None,
+            Error::NoAddress
+            | Error::InvalidSetting { .. }
+            | Error::SocketMismatch { .. }
+            | Error::Upgrade { .. } => None,
         }
     }
 }

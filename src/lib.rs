@@ -115,6 +115,7 @@ pub use error::Error;
 pub use handler::Handler;
 pub use lifecycle::activation::{listen_fds, PassedSocket};
 pub use lifecycle::report::ShutdownReport;
+pub use lifecycle::upgrade::Upgrade;
 pub use proxy::trust::ProxyProtocol;
 pub use report::Failure;
 pub use server::{Server, ServerThread, ShutdownHandle};

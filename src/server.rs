@@ -81,7 +81,7 @@ impl<H: Handler> Server<H> {
     /// signal listener of `shutdown_on_signals`.
     fn finish(&self) {
         let core = &self.shared.core;
-        wake::release(&core.listener, core.held_elsewhere);
+        wake::release(&core.listener, core.held_elsewhere());
         core.remove_socket_file();
         #[cfg(feature = "signals")]
         if let Some(signals) = core
@@ -204,6 +204,21 @@ impl ShutdownHandle {
         crate::lifecycle::signals::begin()?;
         *registered = Some(listener);
         Ok(())
+    }
+}
+
+impl crate::Upgrade {
+    /// Adds a server whose socket the upgrade hands on, under `name` (its
+    /// entry in `LISTEN_FDNAMES`, what [`PassedSocket::name`] says in the
+    /// new process; no `:` in it). The sockets are passed in the order the
+    /// servers are added.
+    ///
+    /// [`PassedSocket::name`]: crate::PassedSocket::name
+    pub fn server(mut self, name: &str, handle: &ShutdownHandle) -> Self {
+        let name = name.replace(':', "_");
+        let core: Arc<dyn crate::lifecycle::upgrade::HandOver> = Arc::clone(&handle.core) as _;
+        self.servers.push((name, core));
+        self
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{value_parser, Arg, ArgAction, Command};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use socketserver::{metrics, Addr, Handler, ProxyProtocol, Server, Transport};
+use socketserver::{metrics, Addr, Handler, ProxyProtocol, Server, Transport, Upgrade};
 
 /// Parses the common flags, builds the server, prints where it listens,
 /// and serves until Ctrl-C or SIGTERM; then prints what the shutdown drained.
@@ -93,7 +93,9 @@ pub fn serve<H: Handler>(
         )
         .after_help(
             "Started by systemd socket activation (LISTEN_FDS set), it serves the \
-             passed socket and ignores --bind and --unix.",
+             passed socket and ignores --bind and --unix. On SIGUSR2 it upgrades in \
+             place: a new copy of the program takes its sockets over, and once that \
+             one is ready this one drains and exits.",
         );
     let args = tls::args(command).get_matches();
     init_logging();
@@ -129,7 +131,15 @@ pub fn serve<H: Handler>(
         Ok(passed) => passed,
         Err(e) => return fail(name, &e),
     };
-    builder = match (passed.into_iter().next(), args.get_one::<String>("unix")) {
+    // An upgrade in place passes the metrics endpoint's socket too, by name.
+    let (mut metrics_socket, mut main_socket) = (None, None);
+    for socket in passed {
+        match socket.name() {
+            "metrics" => metrics_socket = Some(socket),
+            _ => main_socket = main_socket.or(Some(socket)),
+        }
+    }
+    builder = match (main_socket, args.get_one::<String>("unix")) {
         (Some(socket), _) => builder.adopt(socket),
         (None, Some(path)) => builder.bind_unix(path),
         (None, None) => builder.bind(
@@ -147,13 +157,26 @@ pub fn serve<H: Handler>(
     if let Err(e) = server.shutdown_handle().shutdown_on_signals() {
         return fail(name, &e);
     }
-    let metrics = match args.get_one::<String>("metrics") {
-        Some(addr) => match metrics::serve(addr, server.shutdown_handle(), name) {
-            Ok(running) => Some(running),
-            Err(e) => return fail(name, &e),
-        },
+    let metrics = match (metrics_socket, args.get_one::<String>("metrics")) {
+        (Some(socket), _) => Some(metrics::builder().adopt(socket)),
+        (None, Some(addr)) => Some(metrics::builder().bind(addr.as_str())),
+        (None, None) => None,
+    };
+    let handler = || metrics::handler(server.shutdown_handle(), name);
+    let metrics = match metrics.map(|b| b.build(handler()).and_then(|m| m.spawn())) {
+        Some(Ok(running)) => Some(running),
+        Some(Err(e)) => return fail(name, &e),
         None => None,
     };
+    // SIGUSR2: a new copy of this program takes the sockets over, and this
+    // one drains and exits (upgrade in place).
+    let mut upgrade = Upgrade::new().server("main", &server.shutdown_handle());
+    if let Some(m) = &metrics {
+        upgrade = upgrade.server("metrics", &m.shutdown_handle());
+    }
+    if let Err(e) = upgrade.on_signal() {
+        return fail(name, &e);
+    }
     println!("listening on {}", describe(&server.local_addr(), transport));
     if let Some(m) = &metrics {
         println!("metrics on http://{}/metrics", m.local_addr());

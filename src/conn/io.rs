@@ -461,6 +461,11 @@ impl crate::tls::PlainIo for SocketIo {
     fn set_awaiting(&mut self, awaiting: bool) {
         SocketIo::set_awaiting(self, awaiting)
     }
+    fn set_opening(&mut self) {
+        if let Some(link) = self.link() {
+            link.state.opening();
+        }
+    }
     fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
         SocketIo::write_now(self, buf)
     }

@@ -63,7 +63,7 @@ fn steps<H: Handler>(
     admitted: &mut Admitted,
 ) {
     let settings = &core.settings;
-    if !core.inherits_options {
+    if !core.inherits_options() {
         io.configure(settings.nodelay);
     }
     let (peer, proxy) = match &settings.proxy_protocol {

@@ -33,6 +33,8 @@ const CLOSED_IDLE: u8 = 16;
 const QUEUED: u8 = 32;
 /// The grace of new connections is over: a new one is idle too.
 const LATE: u8 = 64;
+/// In the TLS handshake: what the server writes then is no reply.
+const OPENING: u8 = 128;
 
 /// A connection's phase, read off its [`ConnState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,19 +126,32 @@ impl ConnState {
     }
 
     /// The handler replied: the connection waits for the next request.
+    /// Not in the TLS handshake, whose messages answer no request: a
+    /// client between its hello and its last handshake message is in the
+    /// middle of something.
     pub(crate) fn replied(&self) {
-        if self.0.load(SeqCst) & AWAITING == 0 {
+        let bits = self.0.load(SeqCst);
+        if bits & (AWAITING | OPENING) == 0 {
             self.0.fetch_or(AWAITING, SeqCst);
         }
     }
 
-    /// Counts the connection as waiting for its client's next request
-    /// (what came was the proxy's header or a TLS handshake, no request),
-    /// or, `false`, as in the middle of one.
+    /// The TLS handshake begins: until [`set_awaiting`](Self::set_awaiting)
+    /// ends it, the server's writes are no replies.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn opening(&self) {
+        self.0.fetch_or(OPENING, SeqCst);
+    }
+
+    /// Counts the connection as having received no request yet (`true`:
+    /// what came was the proxy's header or a TLS handshake, so the client
+    /// is about to send its first request, and shutdown gives it the grace
+    /// of a new connection), or, `false`, as in the middle of one.
     pub(crate) fn set_awaiting(&self, awaiting: bool) {
+        self.0.fetch_and(!OPENING, SeqCst);
         match awaiting {
-            true => self.0.fetch_or(AWAITING, SeqCst),
-            false => self.0.fetch_and(!AWAITING, SeqCst),
+            true => self.0.fetch_or(AWAITING | NEW, SeqCst),
+            false => self.0.fetch_and(!(AWAITING | NEW), SeqCst),
         };
     }
 
@@ -276,7 +291,26 @@ mod tests {
         s.received();
         s.set_awaiting(true);
         assert!(!s.begin_read());
-        assert_eq!(s.phase(), Phase::Waiting);
-        assert!(s.shutdown_begins());
+        // The first request may be on the wire: the grace of a new one.
+        assert_eq!(s.phase(), Phase::New);
+        assert!(!s.shutdown_begins());
+        assert!(s.grace_over());
+    }
+
+    #[test]
+    fn a_client_in_the_middle_of_its_handshake_is_not_idle() {
+        let s = ConnState::default();
+        s.opening();
+        s.received();
+        // ServerHello and the rest: no reply to a request.
+        s.replied();
+        assert!(!s.begin_read());
+        assert_eq!(s.phase(), Phase::Reading);
+        assert!(!s.shutdown_begins());
+        s.set_awaiting(true);
+        s.replied();
+        s.received();
+        s.replied();
+        assert_eq!(s.phase(), Phase::Waiting, "replies count once it is done");
     }
 }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use crate::{Error, Server, ServerThread, ShutdownHandle};
+use crate::{Error, Handler, Server, ServerBuilder, ServerThread, ShutdownHandle};
 
 /// Connections the endpoint holds at once. A scraper keeps one or two;
 /// idle ones cost a few KiB each, parked, and cannot keep it from
@@ -34,7 +34,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serves `of`'s counters, named `prefix_...`, over HTTP on `addr` (a
 /// `host:port`; port 0 picks a free one, see
 /// [`ServerThread::local_addr`]), from a server of its own on a thread of
-/// its own, until stopped.
+/// its own, until stopped: [`builder`] bound to `addr`, serving
+/// [`handler`].
 ///
 /// `GET /metrics` (any query string, as Prometheus may add one) answers
 /// the [`Stats`](crate::Stats) snapshot in the Prometheus text format
@@ -44,25 +45,25 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// It cannot be blocked by clients that connect and send nothing: its
 /// connections are parked ([`park_idle`](crate::ServerBuilder::park_idle))
 /// on one event loop, up to 1,024 at once, each for at most 10 s (5 s
-/// between bytes). It stops with [`ServerThread::stop`], or with `of`'s
-/// server if that one stops on signals first: stop it after `of`.
+/// between bytes). Stop it with [`ServerThread::stop`], after `of`.
 ///
 /// # Errors
 ///
-/// As [`ServerBuilder::build`](crate::ServerBuilder::build) and
-/// [`Server::spawn`]: the address cannot be bound, or the thread cannot be
-/// started.
+/// As [`ServerBuilder::build`] and [`Server::spawn`]: the address cannot
+/// be bound, or the thread cannot be started.
 pub fn serve<A: ToSocketAddrs + fmt::Debug>(
     addr: A,
     of: ShutdownHandle,
     prefix: &str,
 ) -> Result<ServerThread, Error> {
-    let prefix = prefix.to_string();
-    let respond = move |conn: &mut crate::Connection| {
-        http::respond(conn, || of.stats().to_prometheus(&prefix))
-    };
+    builder().bind(addr).build(handler(of, prefix))?.spawn()
+}
+
+/// The endpoint's settings, without a socket: [`bind`](ServerBuilder::bind)
+/// or [`adopt`](ServerBuilder::adopt) one (a socket passed by systemd or
+/// by an [`Upgrade`](crate::Upgrade)), then build it with [`handler`].
+pub fn builder() -> ServerBuilder {
     Server::builder()
-        .bind(addr)
         .park_idle(true)
         .workers(1)
         .max_connections(MAX_CONNECTIONS)
@@ -70,6 +71,11 @@ pub fn serve<A: ToSocketAddrs + fmt::Debug>(
         .connection_timeout(Some(CONNECTION_TIMEOUT))
         .shutdown_timeout(Duration::from_secs(1))
         .thread_name("metrics")
-        .build(respond)?
-        .spawn()
+}
+
+/// The endpoint's handler: answers HTTP requests for `of`'s counters,
+/// named `prefix_...`, as [`serve`] says.
+pub fn handler(of: ShutdownHandle, prefix: &str) -> impl Handler {
+    let prefix = prefix.to_string();
+    move |conn: &mut crate::Connection| http::respond(conn, || of.stats().to_prometheus(&prefix))
 }

@@ -335,8 +335,9 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     // than given a grace of its own.
     helpers.stop(leave_by.saturating_duration_since(Instant::now()));
     engine.push.flusher.stop();
-    if core.held_elsewhere {
-        // Whoever serves the passed socket next may expect it blocking.
+    if core.adopted_and_kept() {
+        // Whoever serves the passed socket next may expect it blocking
+        // (not a new process of an upgrade, which serves it already).
         let _ = core.listener.sock_ref().set_nonblocking(false);
     }
     started?;

@@ -21,7 +21,7 @@
 //! `flock` (advisory file locks), `poll` (waiting on one socket), `mmsg`
 //! (`recvmmsg`/`sendmmsg`), `overflow` (reporting a handler's stack
 //! overflow), `ports` (the ephemeral range), `rusage` (a thread's CPU and
-//! blocking).
+//! blocking), `spawn` (a program started with sockets passed to it).
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -40,3 +40,4 @@ pub(crate) mod overflow;
 pub(crate) mod poll;
 pub(crate) mod ports;
 pub(crate) mod rusage;
+pub(crate) mod spawn;

@@ -63,8 +63,10 @@ pub(crate) fn receive_batch(
         let received = incoming.receive(socket, || core.stopping());
         // Shutdown wakes receivers by shutting the socket's reading side
         // (an empty read, or an error with no address); a passed socket's
-        // receive timeout expires every 100 ms. Either way, look first.
-        if core.stopping() {
+        // receive timeout expires every 100 ms. Either way, look first:
+        // but datagrams received are requests that reached the server, and
+        // are served (a socket handed to a new process keeps the rest).
+        if core.stopping() && !received.as_ref().is_ok_and(|n| *n > 0) {
             return false;
         }
         let error = match received {

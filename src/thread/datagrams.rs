@@ -90,8 +90,9 @@ pub(super) fn worker_loop<H: Handler>(
 /// them), one after the other, then sends their replies together. Returns
 /// the replies' buffer for the next batch.
 ///
-/// Shutdown beginning in the middle of a batch ends it: the datagrams not
-/// yet started are dropped unserved and counted so. A reply that could not
+/// A batch received is served whole, also once shutdown has begun: each
+/// datagram is a request that reached the server (a batch is short, and
+/// the drain waits for it as for any handler). A reply that could not
 /// be sent turns its datagram's outcome into a handler error, reported as
 /// the handler's own would have been.
 fn serve_batch<H: Handler>(
@@ -110,12 +111,6 @@ fn serve_batch<H: Handler>(
     let mut ok = [false; SLOTS];
     let mut served = 0;
     for (k, (start, len, peer)) in ready.iter().enumerate().take(SLOTS) {
-        // The first was taken before shutdown began (`receive_batch`
-        // looked); the rest are not started once it has.
-        if k > 0 && core.stopping() {
-            add(&counters.dropped_at_shutdown, (ready.len() - k) as u64);
-            break;
-        }
         out.begin(k);
         let datagram = Datagram::new(peer.clone(), arena, *start, *len, out);
         let mut conn = Connection::from_datagram(datagram, core.local_addr.clone());

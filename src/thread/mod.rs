@@ -224,6 +224,11 @@ impl Engine for Workers {
 pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport, Error> {
     let core = &*shared.core;
     let settings = &core.settings;
+    if core.held_elsewhere() {
+        // A passed socket may come from a process that served it parked
+        // (an upgrade from `park_idle`): its mode belongs to the socket.
+        let _ = core.listener.sock_ref().set_nonblocking(false);
+    }
     let workers = Arc::new(Workers::new(Arc::clone(&shared.core)));
     core.start_engine(Arc::clone(&workers) as Arc<dyn Engine>);
     let ids = workers.lock().pool.start();

@@ -19,8 +19,12 @@ pub(crate) trait PlainIo: Read + Write {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// Counts the connection as waiting for its client's first request,
-    /// or as in the middle of it.
+    /// or as in the middle of it; either ends the handshake's
+    /// [`set_opening`](Self::set_opening).
     fn set_awaiting(&mut self, awaiting: bool);
+    /// The handshake begins: what is written until `set_awaiting` answers
+    /// no request.
+    fn set_opening(&mut self);
     /// Writes what the socket takes now, never waiting.
     fn write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
 }
@@ -49,6 +53,7 @@ impl Session {
         let mut conn = ServerConnection::new(acceptor.config())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let saved = io.timeouts();
+        io.set_opening();
         let deadline = deadline_after(Instant::now(), limit);
         let done = drive(&mut conn, io, deadline, limit);
         // The handler's timeouts again, and a clean stall flag; the

@@ -1,0 +1,432 @@
+//! Upgrade in place (`Upgrade`, SIGUSR2 in the examples): the echo
+//! server, under load from client threads that connect, send, read the
+//! echo and close without pause, is upgraded 20 times in a row; not one
+//! request may fail. The old process must exit after each, and the new one
+//! says so (its `READY=1` reached the old one).
+//!
+//! * `twenty_upgrades_under_load_lose_nothing`: TCP, thread mode and
+//!   `park_idle` (`..._parked`).
+//! * `twenty_upgrades_under_tls_load_lose_nothing` (feature `tls`), both
+//!   modes.
+//! * `twenty_upgrades_answer_every_datagram`: UDP.
+//! * `a_new_process_that_fails_leaves_the_old_one_serving`.
+//! * `systemd_hears_ready_and_the_new_main_pid`: `NOTIFY_SOCKET`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const UPGRADES: usize = 20;
+const CLIENTS: usize = 6;
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The generations of one example server: the first, our child, and the
+/// ones each upgrade started; all killed when dropped.
+struct Generations {
+    first: Child,
+    pids: Vec<u32>,
+    stderr: mpsc::Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl Drop for Generations {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            signal(*pid, "KILL");
+        }
+        let _ = self.first.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether process `pid` has exited (gone, or a zombie).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+impl Generations {
+    fn start(args: &[&str]) -> Generations {
+        Self::start_with(Command::new(example("echo_server")).args(args))
+    }
+
+    fn start_with(command: &mut Command) -> Generations {
+        let mut first = command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(first.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.trim_end().rsplit_once(' '))
+            .unwrap_or_else(|| panic!("first line {line:?}"))
+            .0
+            .parse()
+            .unwrap();
+        // Every generation writes to these pipes; keep them drained.
+        thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let (tx, stderr) = mpsc::channel();
+        let err = first.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let pid = first.id();
+        Generations {
+            first,
+            pids: vec![pid],
+            stderr,
+            addr,
+        }
+    }
+
+    fn current(&self) -> u32 {
+        *self.pids.last().unwrap()
+    }
+
+    /// SIGUSR2 to the current generation; returns the first line of its
+    /// stderr from then on that contains one of `said`.
+    fn signal_upgrade(&self, said: &[&str]) -> String {
+        let old = self.current();
+        signal(old, "USR2");
+        let until = Instant::now() + WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let line = self
+                .stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("nothing from {old} about its upgrade in {WAIT:?}"));
+            if said.iter().any(|s| line.contains(s)) {
+                return line;
+            }
+        }
+    }
+
+    /// SIGUSR2 to the current generation; waits for the new one to serve
+    /// and the old one to exit.
+    fn upgrade(&mut self) {
+        let old = self.current();
+        let until = Instant::now() + WAIT;
+        let line = self.signal_upgrade(&["upgrade in place", "SIGUSR2"]);
+        let new = line
+            .split("upgrade in place: process ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{line}"))
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap();
+        self.pids.push(new);
+        while !exited(old) {
+            assert!(
+                Instant::now() < until,
+                "{old} did not exit after the upgrade"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!exited(new), "the new process {new} exited");
+    }
+
+    /// SIGTERM to the current generation; waits for it to exit.
+    fn stop(mut self) {
+        let pid = self.current();
+        signal(pid, "TERM");
+        let until = Instant::now() + WAIT;
+        while !exited(pid) {
+            assert!(Instant::now() < until, "{pid} did not stop");
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.pids.clear();
+    }
+}
+
+/// Client threads, each doing `one` without pause until stopped; counts
+/// the requests that succeeded and those that failed (with the first
+/// failure's message).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    threads: Vec<thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(one: impl Fn(u64) -> Result<(), String> + Send + Sync + 'static) -> Load {
+        let (stop, ok) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let one = Arc::new(one);
+        let threads = (0..CLIENTS as u64)
+            .map(|t| {
+                let (stop, ok, one) = (stop.clone(), ok.clone(), one.clone());
+                thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    let mut n = t << 32;
+                    while !stop.load(SeqCst) {
+                        n += 1;
+                        match one(n) {
+                            Ok(()) => drop(ok.fetch_add(1, SeqCst)),
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        Load { stop, ok, threads }
+    }
+
+    /// Waits until at least `n` more requests have succeeded.
+    fn wait_for(&self, n: u64) {
+        let target = self.ok.load(SeqCst) + n;
+        let until = Instant::now() + WAIT;
+        while self.ok.load(SeqCst) < target {
+            assert!(Instant::now() < until, "the load stalled");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the clients; returns (succeeded, failures).
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, SeqCst);
+        let failures = self
+            .threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        (self.ok.load(SeqCst), failures)
+    }
+}
+
+/// Runs `UPGRADES` upgrades of the server started with `args` under the
+/// load `one`, and asserts that every request succeeded.
+fn upgrades_under_load(
+    args: &[&str],
+    one: impl Fn(SocketAddr, u64) -> Result<(), String> + Send + Sync + 'static,
+) {
+    let mut server = Generations::start(args);
+    let addr = server.addr;
+    let load = Load::start(move |n| one(addr, n));
+    load.wait_for(50);
+    for _ in 0..UPGRADES {
+        server.upgrade();
+        // The new process serves, and the load goes on through it.
+        load.wait_for(20);
+    }
+    let (ok, failures) = load.finish();
+    println!(
+        "{args:?}: {ok} requests over {UPGRADES} upgrades, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed, the first: {:?}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+    server.stop();
+}
+
+/// One TCP request: connect, send, read the whole echo, close.
+fn tcp_request(addr: SocketAddr, n: u64) -> Result<(), String> {
+    let msg = format!("request {n}\n");
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s.write_all(msg.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut back = vec![0; msg.len()];
+    s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
+    match back == msg.as_bytes() {
+        true => Ok(()),
+        false => Err(format!("echo {back:?}")),
+    }
+}
+
+#[test]
+fn twenty_upgrades_under_load_lose_nothing() {
+    upgrades_under_load(&["--bind", "127.0.0.1:0"], tcp_request);
+}
+
+#[test]
+fn twenty_upgrades_under_load_lose_nothing_parked() {
+    upgrades_under_load(&["--bind", "127.0.0.1:0", "--park-idle"], tcp_request);
+}
+
+#[test]
+fn twenty_upgrades_answer_every_datagram() {
+    upgrades_under_load(&["--bind", "127.0.0.1:0", "--udp"], |addr, n| {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let msg = format!("datagram {n}");
+        sock.send_to(msg.as_bytes(), addr)
+            .map_err(|e| format!("send: {e}"))?;
+        let mut buf = [0u8; 64];
+        let (len, _) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| format!("{msg} unanswered: {e}"))?;
+        match &buf[..len] == msg.as_bytes() {
+            true => Ok(()),
+            false => Err(format!("echo {:?}", &buf[..len])),
+        }
+    });
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn twenty_upgrades_under_tls_load_lose_nothing() {
+    tls_upgrades(false);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn twenty_upgrades_under_tls_load_lose_nothing_parked() {
+    tls_upgrades(true);
+}
+
+/// A handshake in flight when the old process stops is drained with the
+/// rest: its messages were no reply, the client is in the middle.
+#[cfg(feature = "tls")]
+fn tls_upgrades(park: bool) {
+    use common::tls::{client_config, connect_over, Pki};
+    let pki = Pki::new();
+    let config = client_config(&pki.ca, &[], None);
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let mut args = vec![
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    if park {
+        args.push("--park-idle");
+    }
+    upgrades_under_load(&args, move |addr, n| {
+        let tcp = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?;
+        let mut client =
+            connect_over(tcp, "localhost", &config).map_err(|e| format!("handshake: {e}"))?;
+        let msg = format!("request {n}\n");
+        client
+            .write_all(msg.as_bytes())
+            .and_then(|()| client.flush())
+            .map_err(|e| format!("write: {e}"))?;
+        let mut back = vec![0; msg.len()];
+        client
+            .read_exact(&mut back)
+            .map_err(|e| format!("read: {e}"))?;
+        match back == msg.as_bytes() {
+            true => Ok(()),
+            false => Err(format!("echo {back:?}")),
+        }
+    });
+    drop(pki);
+}
+
+/// A broken deploy: the program on disk, replaced, exits at once. The
+/// old process says why and goes on serving; a later upgrade, once the
+/// program is fixed, succeeds.
+#[test]
+fn a_new_process_that_fails_leaves_the_old_one_serving() {
+    let dir = std::env::temp_dir().join(format!("socketserver-deploy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("echo_server");
+    std::fs::copy(example("echo_server"), &program).unwrap();
+    let mut server =
+        Generations::start_with(Command::new(&program).args(["--bind", "127.0.0.1:0"]));
+    let addr = server.addr;
+
+    // A running binary cannot be written: it is replaced, as a deploy does.
+    let replace = |content: &[u8]| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::remove_file(&program).unwrap();
+        std::fs::write(&program, content).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    replace(b"#!/bin/sh\nexit 3\n");
+    let old = server.current();
+    let said = server.signal_upgrade(&["upgrade in place failed"]);
+    assert!(
+        said.contains("exited (exit status: 3) before it was ready"),
+        "{said}"
+    );
+    assert!(said.contains("this process goes on serving"), "{said}");
+    assert!(!exited(old));
+    for n in 0..20 {
+        tcp_request(addr, n).unwrap();
+    }
+
+    replace(&std::fs::read(example("echo_server")).unwrap());
+    server.upgrade();
+    tcp_request(addr, 99).unwrap();
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Under systemd (`NOTIFY_SOCKET`): the first process reports `READY=1`
+/// with its `MAINPID`; after an upgrade, the new main process is reported.
+#[test]
+fn systemd_hears_ready_and_the_new_main_pid() {
+    let dir = std::env::temp_dir().join(format!("socketserver-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(WAIT)).unwrap();
+    let mut server = Generations::start_with(
+        Command::new(example("echo_server"))
+            .args(["--bind", "127.0.0.1:0"])
+            .env("NOTIFY_SOCKET", &path),
+    );
+    let heard = |systemd: &UnixDatagram| {
+        let mut buf = [0u8; 256];
+        let n = systemd.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = server.current();
+    assert_eq!(heard(&systemd), format!("READY=1\nMAINPID={first}\n"));
+    server.upgrade();
+    let new = server.current();
+    let mut said = vec![heard(&systemd), heard(&systemd)];
+    said.sort();
+    assert_eq!(
+        said,
+        [
+            format!("MAINPID={new}\nREADY=1\n"),
+            format!("READY=1\nMAINPID={new}\n")
+        ],
+        "from the new process itself, and from the old on its behalf"
+    );
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
