@@ -29,7 +29,7 @@ impl Stats {
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 28] = [
+        let rows: [(&str, Kind, u64, &str); 29] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -187,6 +187,12 @@ impl Stats {
                 "Connections closed for a failed or slow TLS handshake.",
             ),
             (
+                "tls_session_failures_total",
+                Kind::Counter,
+                s.tls_session_failures,
+                "TLS sessions the client broke after the handshake (a fatal alert, a bad record).",
+            ),
+            (
                 "slow_consumers_total",
                 Kind::Counter,
                 s.slow_consumers,
@@ -240,7 +246,7 @@ mod tests {
         .to_prometheus("my-server.1");
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 28);
-        assert_eq!(text.lines().count(), 84);
+        assert_eq!(text.matches("# TYPE").count(), 29);
+        assert_eq!(text.lines().count(), 87);
     }
 }

@@ -536,6 +536,7 @@ fn tls_counters_are_in_the_prometheus_text() {
     let text = socketserver::Stats::default().to_prometheus("x");
     assert!(text.contains("# TYPE x_tls_handshake_failures_total counter\n"));
     assert!(text.contains("x_tls_handshakes_total 0\n"));
+    assert!(text.contains("# TYPE x_tls_session_failures_total counter\n"));
 }
 
 both_modes!(only_a_handler_that_finished_sends_close_notify);
