@@ -481,8 +481,9 @@ impl ServerBuilder {
 
     /// Called for each handler that returns `Err` or panics, and each
     /// connection closed for sending nothing for the read timeout
-    /// ([`Failure::IdleTimeout`]) or for failing its TLS handshake
-    /// ([`Failure::TlsHandshake`]), with the client's address, on the
+    /// ([`Failure::IdleTimeout`]), for failing its TLS handshake
+    /// ([`Failure::TlsHandshake`]) or for breaking its TLS session after
+    /// it ([`Failure::TlsSession`]), with the client's address, on the
     /// worker thread. Default: through the `log` facade when a logger is
     /// installed, otherwise a line on stderr for errors and panics; each
     /// kind at most once a second, with a count of the lines left out. An

@@ -40,6 +40,23 @@ pub enum Failure<'a> {
         /// What went wrong (`TimedOut` for a handshake too slow).
         error: &'a io::Error,
     },
+    /// The client broke its TLS session after the handshake (feature
+    /// `tls`), and the handler returned the error its read failed with (or
+    /// one wrapping it): the client sent a fatal alert (as one does that
+    /// gives up on a TLS 1.2 renegotiation the server declined, or a
+    /// scanner that alerts and closes), a record that does not decrypt or
+    /// parse, or a message TLS does not allow there (a second
+    /// renegotiation request). A failure of the client's, not the
+    /// handler's; a client's `close_notify`, or a close without one, is
+    /// the end of the stream, not a failure.
+    TlsSession {
+        /// The client (as named by the PROXY header, if any).
+        peer: &'a Addr,
+        /// What the handler returned: an `InvalidData` error carrying
+        /// rustls's error (`rustls::Error::AlertReceived`, `DecryptError`,
+        /// ...), unless the handler wrapped it.
+        error: &'a io::Error,
+    },
     /// The client sent nothing for the read timeout, and the handler gave
     /// up on it (its read failed with `TimedOut` and it returned that error).
     IdleTimeout {
@@ -57,6 +74,7 @@ impl Failure<'_> {
             Failure::Error { peer, .. }
             | Failure::Panic { peer, .. }
             | Failure::TlsHandshake { peer, .. }
+            | Failure::TlsSession { peer, .. }
             | Failure::IdleTimeout { peer, .. } => peer,
         }
     }
@@ -70,6 +88,9 @@ impl fmt::Display for Failure<'_> {
             Failure::TlsHandshake { peer, error } => {
                 write!(f, "TLS handshake with {peer} failed: {error}")
             }
+            Failure::TlsSession { peer, error } => {
+                write!(f, "TLS session with {peer} failed: {error}")
+            }
             Failure::IdleTimeout { peer, after } => write!(
                 f,
                 "closed {peer}: it sent nothing for {after:?} (the read timeout)"
@@ -82,14 +103,15 @@ impl fmt::Display for Failure<'_> {
 pub(crate) type ErrorHook = Arc<dyn Fn(&Failure<'_>) + Send + Sync>;
 
 /// The default hook: through the `log` facade when a logger is installed
-/// (panics at `error`, errors at `warn`, idle timeouts and failed TLS
-/// handshakes at `info`, and
+/// (panics at `error`, errors at `warn`, idle timeouts, failed TLS
+/// handshakes and TLS sessions the client broke at `info`, and
 /// errors that only say the client hung up at `debug`), otherwise one line
 /// on stderr for panics and the other errors. Each kind is limited to one
 /// line a second, with a count of the lines left out, so that a flood of
 /// failing clients costs a few lines.
 pub(crate) fn default_hook() -> ErrorHook {
     let limits = [
+        RateLimit::per_second(),
         RateLimit::per_second(),
         RateLimit::per_second(),
         RateLimit::per_second(),
@@ -111,6 +133,9 @@ pub(crate) fn default_hook() -> ErrorHook {
             // Scanners and plaintext clients knock on every TLS port: the
             // count in Stats is what matters, the lines are for debugging.
             Failure::TlsHandshake { .. } => (&limits[4], log::Level::Info),
+            // So do they after the handshake: a fatal alert and a close,
+            // a declined renegotiation.
+            Failure::TlsSession { .. } => (&limits[5], log::Level::Info),
         };
         if let Some(skipped) = limit.admit() {
             log_or_eprint(level, &with_skipped(failure.to_string(), skipped));

@@ -42,8 +42,9 @@ pub struct Stats {
     pub pool_exhausted: u64,
     /// Handler calls that returned `Ok`.
     pub completed: u64,
-    /// Handler calls that returned `Err` (idle timeouts and
-    /// [`disconnects`](Self::disconnects) apart).
+    /// Handler calls that returned `Err` (idle timeouts,
+    /// [`disconnects`](Self::disconnects) and
+    /// [`tls_session_failures`](Self::tls_session_failures) apart).
     pub handler_errors: u64,
     /// Connections closed because the client sent nothing for the read
     /// timeout (the handler's read failed with `TimedOut` and it returned
@@ -96,6 +97,22 @@ pub struct Stats {
     /// that closes or resets before its first TLS byte (a TCP health
     /// check, a port scan) is neither counted here nor reported.
     pub tls_handshake_failures: u64,
+    /// Connections whose TLS session the client broke after the handshake
+    /// (feature `tls`): its handler's read failed because the client sent
+    /// a fatal alert (as one does that gives up on a TLS 1.2 renegotiation
+    /// the server declined, or a scanner that alerts and closes), a record
+    /// that does not decrypt or parse, or a message TLS does not allow
+    /// there (a second renegotiation request), and the handler returned
+    /// that error (or one wrapping it). Each is also reported to the
+    /// `on_error` hook ([`Failure::TlsSession`](crate::Failure::TlsSession),
+    /// logged at `info`). Counted here, with the TLS failures, and neither
+    /// in [`handler_errors`](Self::handler_errors) (nothing the handler
+    /// did wrong) nor in [`disconnects`](Self::disconnects) (those are
+    /// clients that reset or hung up; a fatal alert says the session
+    /// failed). A client's `close_notify`, or a close without one, is the
+    /// end of the stream, as on a plain socket: not counted. A handler
+    /// that swallows the error and returns `Ok` is counted as completed.
+    pub tls_session_failures: u64,
     /// Connections cut because their unsent pushed bytes would have passed
     /// [`max_outbox`](crate::ServerBuilder::max_outbox): clients that read
     /// too slowly (see [`Outbox::send`](crate::Outbox::send)).
@@ -138,6 +155,7 @@ pub(crate) struct Counters {
     pub(crate) forced_at_shutdown: AtomicU64,
     pub(crate) tls_handshakes: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,
+    pub(crate) tls_session_failures: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) queue_timeouts: AtomicU64,
@@ -189,6 +207,7 @@ impl Counters {
             forced_at_shutdown: self.forced_at_shutdown.load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
+            tls_session_failures: self.tls_session_failures.load(Relaxed),
             slow_consumers: self.slow_consumers.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
             queue_timeouts: self.queue_timeouts.load(Relaxed),

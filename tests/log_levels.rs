@@ -15,60 +15,12 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use socketserver::{Connection, Error, Server, ServerBuilder};
 
+use common::logs::{assert_no_warnings, capture, records_with};
 use common::{inet, one_at_a_time, spawn, wait_until, TIMEOUT};
-
-/// Every record logged in this process, as (level, message).
-static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = record.args().to_string();
-        RECORDS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((record.level(), line));
-    }
-    fn flush(&self) {}
-}
-
-/// Installs the capturing logger (once) and empties what it holds.
-fn capture() {
-    static LOGGER: Capture = Capture;
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(log::LevelFilter::Debug);
-    }
-    RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clear();
-}
-
-/// The captured records that mention `what`, with their levels.
-fn records_with(what: &str) -> Vec<(log::Level, String)> {
-    let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
-    records
-        .iter()
-        .filter(|(_, line)| line.contains(what))
-        .cloned()
-        .collect()
-}
-
-/// Nothing was logged at `warn` or above, by any crate.
-fn assert_no_warnings() {
-    let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
-    let warnings: Vec<_> = records
-        .iter()
-        .filter(|(level, _)| *level <= log::Level::Warn)
-        .collect();
-    assert!(warnings.is_empty(), "{warnings:?}");
-}
 
 fn builder(park: bool) -> ServerBuilder {
     Server::builder().park_idle(park).workers(2)

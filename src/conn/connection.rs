@@ -262,6 +262,18 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether `error`, as the handler returned it, is the TLS session's
+    /// failure on the client's records (a fatal alert, a bad record), not
+    /// the handler's own.
+    pub(crate) fn tls_broken(&self, error: &io::Error) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.broken(error);
+        }
+        let _ = error;
+        false
+    }
+
     /// The handler finished its work: over TLS, tells the client so with
     /// `close_notify` (once, and only if the socket takes it at once).
     pub(crate) fn finish(&mut self) {

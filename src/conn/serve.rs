@@ -244,6 +244,19 @@ pub(crate) fn call_handler<H: Handler>(core: &Core, handler: &H, conn: &mut Conn
                     bump(&counters.idle_timeouts);
                     report(core, &Failure::IdleTimeout { peer: &peer, after });
                 }
+                // The client broke the TLS session under the handler's
+                // read (a fatal alert, a bad record): a TLS failure of the
+                // client's, as a failed handshake is, not the handler's.
+                _ if conn.tls_broken(&error) => {
+                    bump(&counters.tls_session_failures);
+                    report(
+                        core,
+                        &Failure::TlsSession {
+                            peer: &peer,
+                            error: &error,
+                        },
+                    );
+                }
                 // The client hung up or reset: nothing the server did
                 // wrong, so no alert should see it as one.
                 _ if client_gone(error.kind()) => {

@@ -56,6 +56,12 @@ impl TlsSide {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the client broke the session, and `error` (the handler's) is
+    /// that failure (see `Session::broken`).
+    pub(crate) fn broken(&self, error: &io::Error) -> bool {
+        self.lock().broken(error)
+    }
+
     /// The session, for an outbox to encrypt its pushes through. What a
     /// write that timed out left unsent goes first in its queue.
     pub(crate) fn share(&self, outbox: &Arc<OutboxCore>) -> Arc<Mutex<Session>> {

@@ -32,7 +32,7 @@ impl Stats {
     /// ```
     pub fn to_prometheus(&self, prefix: &str) -> String {
         let s = self;
-        let rows: [(&str, Kind, u64, &str); 33] = [
+        let rows: [(&str, Kind, u64, &str); 34] = [
             (
                 "accepted_total",
                 Kind::Counter,
@@ -214,6 +214,12 @@ impl Stats {
                 "Connections closed for a failed or slow TLS handshake.",
             ),
             (
+                "tls_session_failures_total",
+                Kind::Counter,
+                s.tls_session_failures,
+                "TLS sessions the client broke after the handshake (a fatal alert, a bad record).",
+            ),
+            (
                 "slow_consumers_total",
                 Kind::Counter,
                 s.slow_consumers,
@@ -274,7 +280,7 @@ mod tests {
         assert!(text.contains("my_server_1_accepted_total 7\n"));
         assert!(text.contains("# TYPE my_server_1_parked gauge\nmy_server_1_parked 3\n"));
         assert!(text.contains("my_server_1_parked_connections 3\n"));
-        assert_eq!(text.matches("# TYPE").count(), 33);
-        assert_eq!(text.lines().count(), 99);
+        assert_eq!(text.matches("# TYPE").count(), 34);
+        assert_eq!(text.lines().count(), 102);
     }
 }

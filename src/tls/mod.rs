@@ -30,6 +30,16 @@
 //!   [`Failure::TlsHandshake`](crate::Failure::TlsHandshake). A client
 //!   that closes or resets before sending its first TLS byte (a TCP health
 //!   check, a port scan) is neither counted nor reported.
+//! * A client that breaks its session after the handshake (a fatal alert,
+//!   as from a client that gives up on a TLS 1.2 renegotiation, which the
+//!   server declines; a record that does not decrypt) fails the handler's
+//!   read with an `InvalidData` error carrying the [`rustls::Error`]. A
+//!   handler that returns it (or an error wrapping it) is no handler in
+//!   error: the connection is counted in
+//!   [`Stats::tls_session_failures`](crate::Stats::tls_session_failures)
+//!   and reported as
+//!   [`Failure::TlsSession`](crate::Failure::TlsSession), logged at
+//!   `info` as failed handshakes are.
 //! * [`TlsAcceptor::reload_from_pem_files`] swaps the certificate for new
 //!   connections while those already open go on with theirs.
 //! * When the handler returns `Ok`, the server sends `close_notify` (if the

@@ -39,6 +39,9 @@ pub(crate) struct Session {
     /// handler that tries again after `TimedOut` goes on with a whole
     /// stream, as over a plain socket.
     unsent: Vec<u8>,
+    /// A read has failed with rustls's error: the session is over (see
+    /// [`broken`](Self::broken)).
+    failed: bool,
 }
 
 impl Session {
@@ -73,6 +76,7 @@ impl Session {
             conn,
             closed: false,
             unsent: Vec::new(),
+            failed: false,
         })
     }
 
@@ -146,7 +150,7 @@ impl Session {
         while !records.is_empty() {
             self.conn.read_tls(&mut records)?;
             if let Err(e) = self.conn.process_new_packets() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                return Err(self.failure(e));
             }
         }
         Ok(())
@@ -175,9 +179,24 @@ impl Session {
             if let Err(e) = self.conn.process_new_packets() {
                 // The alert that says why, if the socket takes it.
                 let _ = self.send(io);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                return Err(self.failure(e));
             }
         }
+    }
+
+    /// A read's error for rustls's `error` on the client's records: an
+    /// `InvalidData` error carrying it, as it is (a handler may look at it
+    /// with `get_ref`). The session is marked as failed.
+    fn failure(&mut self, error: rustls::Error) -> io::Error {
+        self.failed = true;
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+
+    /// Whether a read of this session failed on the client's records, and
+    /// `error`, as a handler returned it, carries a rustls error of the
+    /// client's making (see [`client_broke_tls`]).
+    pub(crate) fn broken(&self, error: &io::Error) -> bool {
+        self.failed && client_broke_tls(error)
     }
 
     /// Encrypts and sends `buf` (or as much of it as rustls takes at once),
@@ -339,6 +358,42 @@ pub(crate) fn sent_nothing(error: &io::Error) -> bool {
     error.get_ref().is_some_and(|e| e.is::<SentNothing>())
 }
 
+/// Whether `error` carries a rustls error that the client's records
+/// caused: a fatal alert it sent (rustls's `AlertReceived`: a client that
+/// gives up, a TLS 1.2 client whose renegotiation the server declined with
+/// a `no_renegotiation` warning), a record that does not decrypt or parse,
+/// a message TLS does not allow there (a second renegotiation request
+/// after the first was declined: `PeerMisbehaved`). The rustls error is
+/// looked for in `error` and the errors it wraps, as a handler may have
+/// wrapped the read's error in one of its own. Errors of the server's own
+/// making (no random bytes, a record too large to encrypt, and the like)
+/// are not the client's.
+fn client_broke_tls(error: &io::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::AlertReceived(_)
+                    | rustls::Error::DecryptError
+                    | rustls::Error::InvalidMessage(_)
+                    | rustls::Error::InappropriateMessage { .. }
+                    | rustls::Error::InappropriateHandshakeMessage { .. }
+                    | rustls::Error::PeerMisbehaved(_)
+                    | rustls::Error::PeerIncompatible(_)
+                    | rustls::Error::PeerSentOversizedRecord
+            );
+        }
+        // An `io::Error`'s `source` is its inner error's source, past the
+        // inner error itself.
+        next = match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|e| e as _),
+            None => e.source(),
+        };
+    }
+    false
+}
+
 /// The socket timeouts that keep the handshake within its deadline. Each
 /// is set to what is left before a step that could wait, but only when
 /// that is a tenth of the limit below what is set already: a handshake
@@ -423,5 +478,56 @@ impl<S: PlainIo> Write for NoWait<'_, S> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn carrying(error: rustls::Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+
+    #[test]
+    fn what_the_client_broke_is_told_by_the_rustls_error_inside() {
+        use rustls::AlertDescription;
+        assert!(client_broke_tls(&carrying(rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure
+        ))));
+        assert!(client_broke_tls(&carrying(rustls::Error::DecryptError)));
+        assert!(client_broke_tls(&carrying(
+            rustls::PeerMisbehaved::TooManyRenegotiationRequests.into()
+        )));
+        // Wrapped by a handler, in an `io::Error` or an error of its own.
+        let wrapped = io::Error::other(carrying(rustls::Error::DecryptError));
+        assert!(client_broke_tls(&wrapped));
+        #[derive(Debug)]
+        struct Request(io::Error);
+        impl std::fmt::Display for Request {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("reading the request")
+            }
+        }
+        impl std::error::Error for Request {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let own = io::Error::other(Request(carrying(rustls::Error::AlertReceived(
+            AlertDescription::BadRecordMac,
+        ))));
+        assert!(client_broke_tls(&own));
+        // The server's own trouble, and errors that carry no rustls error,
+        // the same words included.
+        assert!(!client_broke_tls(&carrying(
+            rustls::Error::FailedToGetRandomBytes
+        )));
+        assert!(!client_broke_tls(&carrying(rustls::Error::EncryptError)));
+        assert!(!client_broke_tls(&io::Error::new(
+            io::ErrorKind::InvalidData,
+            "received fatal alert: HandshakeFailure"
+        )));
+        assert!(!client_broke_tls(&io::ErrorKind::UnexpectedEof.into()));
     }
 }
