@@ -126,3 +126,30 @@ pub use transport::Transport;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+// The pages in `docs/`, each compiled the same way: their Rust examples
+// are doc tests too (a code block with no language is taken as Rust).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/deploy.md")]
+pub struct DeployDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/design.md")]
+pub struct DesignDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/examples.md")]
+pub struct ExamplesDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/modes.md")]
+pub struct ModesDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/performance.md")]
+pub struct PerformanceDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/push.md")]
+pub struct PushDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/reliability.md")]
+pub struct ReliabilityDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tls.md")]
+pub struct TlsDoctests;

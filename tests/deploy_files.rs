@@ -1,6 +1,7 @@
-//! The files in `deploy/` and the README's "Deploying" section: HAProxy
-//! accepts the config, the systemd units start example servers that exist
-//! with flags they accept, and the README shows each file as it is.
+//! The files in `deploy/` and the page that shows them, `docs/deploy.md`:
+//! HAProxy accepts the config, the systemd units start example servers
+//! that exist with flags they accept, and the page shows each file as it
+//! is.
 
 mod common;
 
@@ -67,12 +68,12 @@ fn haproxy_accepts_the_config() {
     assert!(!text.contains("[WARNING]"), "{text}");
 }
 
-/// Every server line sends the PROXY protocol, and the README starts a
-/// `whoami_server --proxy-protocol` at each server's address.
+/// Every server line sends the PROXY protocol, and `docs/deploy.md`
+/// starts a `whoami_server --proxy-protocol` at each server's address.
 #[test]
-fn haproxy_servers_are_the_readme_whoami_servers() {
+fn haproxy_servers_are_the_documented_whoami_servers() {
     let config = read(&root().join("deploy/haproxy.cfg"));
-    let readme = read(&root().join("README.md"));
+    let page = read(&root().join("docs/deploy.md"));
     let lines: Vec<Vec<&str>> = config
         .lines()
         .map(|l| l.split('#').next().unwrap().split_whitespace().collect())
@@ -91,7 +92,7 @@ fn haproxy_servers_are_the_readme_whoami_servers() {
     assert!(servers.len() >= 2, "{servers:?}");
     for addr in servers {
         let command = format!("whoami_server --bind {addr} --proxy-protocol");
-        assert!(readme.contains(&command), "the README lacks `{command}`");
+        assert!(page.contains(&command), "docs/deploy.md lacks `{command}`");
     }
 }
 
@@ -247,19 +248,19 @@ fn each_socket_activates_a_service_of_its_transport() {
     }
 }
 
-/// The README shows every file in `deploy/` whole, so that what is copied
-/// from it is what is checked here.
+/// `docs/deploy.md` shows every file in `deploy/` whole, so that what is
+/// copied from it is what is checked here.
 #[test]
-fn the_readme_shows_each_deploy_file() {
-    let readme = read(&root().join("README.md"));
+fn the_deploy_page_shows_each_deploy_file() {
+    let page = read(&root().join("docs/deploy.md"));
     let mut files = unit_files("socket");
     files.extend(unit_files("service"));
     files.push(root().join("deploy/haproxy.cfg"));
     for path in files {
         let text = read(&path);
         assert!(
-            readme.contains(&text),
-            "the README does not show {} as it is",
+            page.contains(&text),
+            "docs/deploy.md does not show {} as it is",
             path.display()
         );
     }

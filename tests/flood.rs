@@ -75,7 +75,7 @@ fn a_flood_is_held_to_max_connections_and_then_served(park: bool) {
         "held at most {most} connections; resident memory grew {grew} KiB with {clients} clients"
     );
     assert_eq!(most, max_connections as u64);
-    // The bound stated in the README: 8 MiB, for the server and the test's
+    // The bound stated in docs/reliability.md: 8 MiB, for the server and the test's
     // own client threads together.
     assert!(grew < 8 * 1024, "grew {grew} KiB");
     assert!(server.stats().max_connections_reached >= 1);

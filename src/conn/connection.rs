@@ -205,7 +205,11 @@ impl Connection {
     ///
     /// Starts as the builder's `read_timeout`. A read that times out fails
     /// with [`io::ErrorKind::TimedOut`] ("the client sent nothing for ...").
-    /// No effect on a datagram exchange, whose read never blocks.
+    /// The connection stays usable: nothing was read, so the read may be
+    /// retried, and waits up to the timeout again (a handler that sends a
+    /// keep-alive after each silence reads on after it). A write that timed
+    /// out is different: the next write fails at once. No effect on a
+    /// datagram exchange, whose read never blocks.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.io.set_read_timeout(timeout)
     }
