@@ -1,5 +1,6 @@
-//! Certificates made at test time (rcgen), written as PEM files, and a
-//! rustls client with timeouts, for the TLS tests.
+//! The test PKI's certificates and keys (`tests/pki/`, made once by its
+//! `make.sh`), written as PEM files into a directory of each test's own,
+//! and a rustls client with timeouts, for the TLS tests.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -7,9 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
 use socketserver::tls::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
 use socketserver::tls::TlsAcceptor;
 use socketserver::{Addr, Server, ServerBuilder};
@@ -18,7 +16,9 @@ use super::TIMEOUT;
 
 /// A test PKI in a directory of its own: a CA, two server certificates it
 /// signed (for `localhost`, 127.0.0.1 and ::1), and a client CA with one
-/// client it signed. Each certificate and key is a PEM file.
+/// client it signed. Each certificate and key is a PEM file. The files are
+/// `tests/pki/`'s, the same for every test (no test needs keys of its
+/// own, and no certificate library is built for the tests).
 pub struct Pki {
     pub dir: PathBuf,
     /// The CA that signed both server certificates.
@@ -41,7 +41,7 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Makes the PKI in a new directory under the system's temp dir.
+    /// Writes the PKI into a new directory under the system's temp dir.
     pub fn new() -> Pki {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -50,29 +50,24 @@ impl Pki {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, pem: String| {
-            let path = dir.join(name);
-            std::fs::write(&path, pem).unwrap();
-            path
-        };
-        let ca = issuer("socketserver test CA");
-        let (cert, key) = leaf("first", &ca, true);
-        let (cert2, key2) = leaf("second", &ca, true);
-        let client_ca = issuer("socketserver test client CA");
-        let (client_cert, client_key) = leaf("client one", &client_ca, false);
-        let stranger_ca = issuer("a stranger's CA");
-        let (stranger_cert, stranger_key) = leaf("stranger", &stranger_ca, false);
+        macro_rules! pem {
+            ($name:literal) => {{
+                let path = dir.join($name);
+                std::fs::write(&path, include_str!(concat!("../pki/", $name))).unwrap();
+                path
+            }};
+        }
         Pki {
-            ca: write("ca.pem", ca.pem()),
-            cert: write("cert.pem", cert),
-            key: write("key.pem", key),
-            cert2: write("cert2.pem", cert2),
-            key2: write("key2.pem", key2),
-            client_ca: write("client-ca.pem", client_ca.pem()),
-            client_cert: write("client.pem", client_cert),
-            client_key: write("client-key.pem", client_key),
-            stranger_cert: write("stranger.pem", stranger_cert),
-            stranger_key: write("stranger-key.pem", stranger_key),
+            ca: pem!("ca.pem"),
+            cert: pem!("cert.pem"),
+            key: pem!("key.pem"),
+            cert2: pem!("cert2.pem"),
+            key2: pem!("key2.pem"),
+            client_ca: pem!("client-ca.pem"),
+            client_cert: pem!("client.pem"),
+            client_key: pem!("client-key.pem"),
+            stranger_cert: pem!("stranger.pem"),
+            stranger_key: pem!("stranger-key.pem"),
             dir,
         }
     }
@@ -99,28 +94,6 @@ impl Drop for Pki {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn issuer(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// A certificate (PEM) and its key (PEM) signed by `ca`: for a server
-/// (names localhost, 127.0.0.1, ::1) or a client.
-fn leaf(name: &str, ca: &CertifiedIssuer<'_, KeyPair>, server: bool) -> (String, String) {
-    let names = match server {
-        true => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-        false => vec![],
-    };
-    let mut params = CertificateParams::new(names).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, ca).unwrap();
-    (cert.pem(), key.serialize_pem())
 }
 
 /// A client that trusts `ca`, offering `alpn`, and presenting the client

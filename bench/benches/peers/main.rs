@@ -1,4 +1,5 @@
-//! The comparison against peers: `cargo bench --bench peers`.
+//! The comparison against peers:
+//! `cargo bench -p socketserver-bench --bench peers`.
 //!
 //! Runs one client load (in `load.rs`, written once) against this crate
 //! (in its default thread mode, and with `park_idle(true)` as
@@ -30,8 +31,9 @@
 //! H and I run this crate in both modes against tokio with tokio-rustls
 //! (the other peers have no TLS), all with rustls's `ring` provider and
 //! one ECDSA P-256 certificate made at start (`tls.rs`). Without the
-//! feature they are skipped and say so: `cargo bench --bench peers
-//! --features tls -- --only HI` runs them alone.
+//! feature they are skipped and say so: `cargo bench -p socketserver-bench
+//! --bench peers --features tls -- --only HI` runs them alone (the
+//! feature is this package's, and turns on the crate's `tls`).
 //!
 //! Both the driver and each server raise their soft limit on open files to
 //! the hard one at start (F, G and E hold thousands of sockets).

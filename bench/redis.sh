@@ -11,7 +11,7 @@
 # ceiling when it is the bottleneck.
 # Needs Debian's redis-server and redis-tools.
 #
-#   benches/redis.sh [ROUNDS] [REQUESTS]      # defaults: 5 rounds, 100000
+#   bench/redis.sh [ROUNDS] [REQUESTS]      # defaults: 5 rounds, 100000
 set -euo pipefail
 export LC_ALL=C # a decimal point in `times`, awk and printf
 cd "$(dirname "$0")/.."

@@ -1,4 +1,5 @@
-//! Criterion micro-benches of the hot paths: `cargo bench --bench hot_paths`.
+//! Criterion micro-benches of the hot paths:
+//! `cargo bench -p socketserver-bench --bench hot_paths`.
 //!
 //! * `daytime/render`: formatting the seed's time string.
 //! * `tcp/short connection`: one whole daytime connection over loopback

@@ -1,4 +1,4 @@
-//! Pub/sub fan-out: `cargo bench --bench fanout`.
+//! Pub/sub fan-out: `cargo bench -p socketserver-bench --bench fanout`.
 //!
 //! One publisher connection sends `PUBLISH chan <64 bytes>`, closed-loop
 //! with up to 8 commands outstanding, for `--secs` per round; N subscriber
@@ -56,7 +56,7 @@ mod round;
 mod server;
 mod subscribers;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -286,8 +286,10 @@ fn main() {
 }
 
 /// `kv_server` in the `examples` folder of this bench's own profile
-/// directory (the bench runs from `target/release/deps/`), else under
-/// `target/release/examples/` of the working directory.
+/// directory (the bench runs from `target/release/deps/`, the workspace's
+/// target directory, where `cargo build --release --examples` puts it too),
+/// else under `target/release/examples/` of the workspace's root (cargo
+/// runs a bench in its package's folder, `bench/`, not the root).
 fn find_kv_server() -> PathBuf {
     let beside = std::env::current_exe().ok().and_then(|exe| {
         exe.ancestors()
@@ -296,7 +298,13 @@ fn find_kv_server() -> PathBuf {
             .map(|dir| dir.join("examples/kv_server"))
             .find(|p| p.is_file())
     });
-    beside.unwrap_or_else(|| PathBuf::from("target/release/examples/kv_server"))
+    beside.unwrap_or_else(|| {
+        let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+        bench
+            .parent()
+            .unwrap_or(bench)
+            .join("target/release/examples/kv_server")
+    })
 }
 
 fn print_header(argv: &[String], args: &Args, programs: &Programs, open_files: u64) {
@@ -325,7 +333,7 @@ fn print_header(argv: &[String], args: &Args, programs: &Programs, open_files: u
     );
     println!("command: `{}`", command.join(" "));
     println!(
-        "(the same: `cargo bench --bench fanout{}`)\n",
+        "(the same: `cargo bench -p socketserver-bench --bench fanout{}`)\n",
         match options.is_empty() {
             true => String::new(),
             false => format!(" -- {}", options.join(" ")),
