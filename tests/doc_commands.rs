@@ -182,6 +182,23 @@ const RUN: &[(&str, &str)] = &[
         "curl -s 127.0.0.1:9100/metrics | grep '^echo_server_accepted_total' # echo_server_accepted_total 0",
     ),
     // docs/deploy.md
+    ("upgrade", "cargo build --example echo_server"),
+    (
+        "upgrade",
+        "target/debug/examples/echo_server --bind 127.0.0.1:7007 & # listening on 127.0.0.1:7007 (tcp)",
+    ),
+    (
+        "upgrade",
+        "kill -USR2 $! # the new process prints listening on ..., this one shut down: ...",
+    ),
+    (
+        "upgrade",
+        "echo hi | nc -q1 127.0.0.1 7007 # hi, from the new process",
+    ),
+    (
+        "upgrade",
+        "pkill -TERM -u \"$(id -u)\" -x echo_server # the new one drains and exits",
+    ),
     (
         "log_lines",
         "RUST_LOG=debug cargo run --example time_server # then Ctrl-C",
@@ -956,6 +973,38 @@ fn metrics() {
 
 /// `RUST_LOG=debug`: the library's log lines, as docs/deploy.md shows
 /// them (the number of workers is the machine's CPUs).
+/// Upgrade in place on SIGUSR2: the new process serves the socket, the
+/// old one drains and exits, and the new one stops as any other.
+#[test]
+fn upgrade() {
+    let [build, serve, upgrade, echo, stop] = commands("upgrade");
+    if !have("nc", "netcat-openbsd") {
+        return;
+    }
+    let mut shell = Shell::new("upgrade");
+    shell.run(build).ok();
+    let server = shell.run(serve).ok();
+    server
+        .printed
+        .wait_line("listening on 127.0.0.1:7007 (tcp)");
+    let count = |what: &str| server.printed.stdout().matches(what).count();
+    shell.run(upgrade).ok();
+    // Both processes write where the first was started.
+    poll(
+        || server.printed.stdout(),
+        || {
+            (count("listening on 127.0.0.1:7007 (tcp)") == 2 && count("shut down: ") == 1)
+                .then_some(())
+        },
+    );
+    assert_eq!(shell.run(echo).ok().stdout(), "hi\n");
+    shell.run(stop).ok();
+    poll(
+        || server.printed.stdout(),
+        || (count("shut down: ") == 2).then_some(()),
+    );
+}
+
 #[test]
 fn log_lines() {
     let [serve] = commands("log_lines");
