@@ -89,7 +89,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     // docs/reliability.md
     (
-        "cargo test --test fd_exhaustion --test hostile_clients --test panics --test flood --test shutdown --test datagrams --test soak --test elastic_pool --test logging --test loop_guard -- --nocapture --test-threads 1",
+        "cargo test --test fd_exhaustion --test hostile_clients --test panics --test flood --test shutdown --test datagrams --test soak --test elastic_pool --test logging --test loop_guard --test upgrade --test queue_timeout -- --nocapture --test-threads 1",
         "runs cargo: those tests are part of the suite this test is in",
     ),
     // docs/deploy.md: installing under systemd

@@ -11,6 +11,9 @@
 //! * `twenty_upgrades_answer_every_datagram`: UDP.
 //! * `a_new_process_that_fails_leaves_the_old_one_serving`.
 //! * `systemd_hears_ready_and_the_new_main_pid`: `NOTIFY_SOCKET`.
+//! * `twenty_rolling_restarts_under_load_lose_nothing`: `SO_REUSEPORT`
+//!   and `net.ipv4.tcp_migrate_req=1` instead of a handover.
+//! * `sigterm_under_load_cuts_no_request_it_took`.
 
 mod common;
 
@@ -35,6 +38,7 @@ struct Generations {
     first: Child,
     pids: Vec<u32>,
     stderr: mpsc::Receiver<String>,
+    stdout: mpsc::Receiver<String>,
     addr: SocketAddr,
 }
 
@@ -52,6 +56,19 @@ fn signal(pid: u32, name: &str) {
         .args([&format!("-{name}"), &pid.to_string()])
         .stderr(Stdio::null())
         .status();
+}
+
+/// The lines `from` gives, read on a thread of their own.
+fn lines(from: impl BufRead + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in from.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Whether process `pid` has exited (gone, or a zombie).
@@ -87,21 +104,14 @@ impl Generations {
             .parse()
             .unwrap();
         // Every generation writes to these pipes; keep them drained.
-        thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let (tx, stderr) = mpsc::channel();
-        let err = first.stderr.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stdout = lines(stdout);
+        let stderr = lines(BufReader::new(first.stderr.take().unwrap()));
         let pid = first.id();
         Generations {
             first,
             pids: vec![pid],
             stderr,
+            stdout,
             addr,
         }
     }
@@ -154,8 +164,9 @@ impl Generations {
         assert!(!exited(new), "the new process {new} exited");
     }
 
-    /// SIGTERM to the current generation; waits for it to exit.
-    fn stop(mut self) {
+    /// SIGTERM to the current generation; waits for it to exit. Returns
+    /// its shutdown report's line.
+    fn stop(mut self) -> String {
         let pid = self.current();
         signal(pid, "TERM");
         let until = Instant::now() + WAIT;
@@ -164,6 +175,13 @@ impl Generations {
             thread::sleep(Duration::from_millis(10));
         }
         self.pids.clear();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let line = self.stdout.recv_timeout(left).expect("a shutdown report");
+            if line.starts_with("shut down: ") {
+                return line;
+            }
+        }
     }
 }
 
@@ -429,4 +447,81 @@ fn systemd_hears_ready_and_the_new_main_pid() {
     );
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether `net.ipv4.tcp_migrate_req` is 1; says why a test is skipped
+/// (or fails, if every test must run) when it is not.
+fn migrate_req() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .is_ok_and(|v| v.trim() == "1");
+    if !on {
+        let why = "net.ipv4.tcp_migrate_req is not 1 (sysctl -w net.ipv4.tcp_migrate_req=1; .ci/run sets it)";
+        assert!(std::env::var_os(REQUIRE_ALL).is_none(), "{why}");
+        eprintln!("skipped: {why}");
+    }
+    on
+}
+
+/// Rolling restarts with `SO_REUSEPORT`: a new process joins the port,
+/// then the old one gets SIGTERM; it shuts its listener first, so its
+/// accept queue moves to the new one (`tcp_migrate_req`), and drains.
+/// 20 in a row under load: not one request may fail.
+#[test]
+fn twenty_rolling_restarts_under_load_lose_nothing() {
+    if !migrate_req() {
+        return;
+    }
+    let mut current = Generations::start(&["--bind", "127.0.0.1:0", "--reuse-port"]);
+    let addr = current.addr;
+    let bind = addr.to_string();
+    let load = Load::start(move |n| tcp_request(addr, n));
+    load.wait_for(50);
+    for _ in 0..UPGRADES {
+        let next = Generations::start(&["--bind", &bind, "--reuse-port"]);
+        let report = std::mem::replace(&mut current, next).stop();
+        assert!(report.contains(" 0 forced, 0 dropped unserved"), "{report}");
+        load.wait_for(20);
+    }
+    let (ok, failures) = load.finish();
+    println!(
+        "{ok} requests over {UPGRADES} rolling restarts, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed, the first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    current.stop();
+}
+
+/// SIGTERM under load, with nobody to take over: the server stops
+/// accepting and drains; what it took is answered. A client whose
+/// connection it never took is refused, or closed unserved and counted in
+/// the report's `dropped`: none is cut silently.
+#[test]
+fn sigterm_under_load_cuts_no_request_it_took() {
+    let server = Generations::start(&["--bind", "127.0.0.1:0"]);
+    let addr = server.addr;
+    let load = Load::start(move |n| tcp_request(addr, n));
+    load.wait_for(200);
+    let report = server.stop();
+    let (ok, failures) = load.finish();
+    let refused = failures
+        .iter()
+        .filter(|f| f.starts_with("connect: "))
+        .count();
+    let cut = failures.len() - refused;
+    let dropped: usize = report
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" dropped unserved"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    println!("{ok} served; after SIGTERM {refused} refused, {cut} closed unserved; {report}");
+    assert!(report.contains(" 0 forced, "), "{report}");
+    assert!(
+        cut <= dropped,
+        "{cut} cut, {dropped} counted dropped: {failures:?}"
+    );
 }
