@@ -20,7 +20,8 @@
 //!
 //! It prints `listening on ADDR (tcp)` or `(udp)` for each of its twelve
 //! sockets, then serves until Ctrl-C or SIGTERM, and prints what each
-//! drained.
+//! drained. On SIGUSR2 it upgrades in place: a new copy of the program
+//! takes all twelve sockets over, and this one drains and exits.
 
 mod common;
 
@@ -31,7 +32,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use socketserver::handlers::{Chargen, Daytime, Discard, Echo, Qotd, Time};
-use socketserver::{Connection, Handler, Server, ServerThread, Transport};
+use socketserver::{Connection, Handler, PassedSocket, Server, ServerThread, Transport, Upgrade};
 
 /// Serves echo, discard, daytime, qotd, chargen and time over TCP and UDP.
 #[derive(Parser)]
@@ -96,9 +97,14 @@ fn main() -> ExitCode {
         service("time", 37, 2, Arc::new(Time)),
     ];
 
+    // Sockets passed by an upgrade in place, by name ("echo/tcp", ...).
+    let mut passed = match socketserver::listen_fds() {
+        Ok(passed) => passed,
+        Err(e) => return common::fail("inetd", &e),
+    };
     let mut running = Vec::new();
     for service in &services {
-        if let Err(e) = start(service, &args, &mut running) {
+        if let Err(e) = start(service, &args, &mut passed, &mut running) {
             return common::fail("inetd", &*e);
         }
     }
@@ -108,15 +114,29 @@ fn main() -> ExitCode {
         Ok(signals) => signals,
         Err(e) => return common::fail("inetd", &e),
     };
+    let mut upgrade = Upgrade::new();
+    for (server, transport) in &running {
+        let name = server
+            .local_addr()
+            .port()
+            .map_or(String::new(), |p| format!("{p}/{transport}"));
+        upgrade = upgrade.server(&name, &server.shutdown_handle());
+    }
+    if let Err(e) = upgrade.on_signal() {
+        return common::fail("inetd", &e);
+    }
     for (server, transport) in &running {
         println!("listening on {} ({transport})", server.local_addr());
     }
-    signals.forever().next();
-
-    // All stop at once, so that the drains run side by side.
-    for (server, _) in &running {
-        server.shutdown_handle().shutdown();
-    }
+    // Ctrl-C or SIGTERM stops them all at once, so that the drains run
+    // side by side; after an upgrade they have stopped already.
+    let handles: Vec<_> = running.iter().map(|(s, _)| s.shutdown_handle()).collect();
+    std::thread::spawn(move || {
+        signals.forever().next();
+        for handle in handles {
+            handle.shutdown();
+        }
+    });
     let mut status = ExitCode::SUCCESS;
     for (server, transport) in running {
         let addr = server.local_addr();
@@ -128,10 +148,12 @@ fn main() -> ExitCode {
     status
 }
 
-/// Builds and spawns the service's TCP and UDP servers.
+/// Builds and spawns the service's TCP and UDP servers, on the sockets an
+/// upgrade passed (named `PORT/tcp`, `PORT/udp`) if it did.
 fn start(
     service: &Service,
     args: &Args,
+    passed: &mut Vec<PassedSocket>,
     running: &mut Vec<(ServerThread, Transport)>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let port = service.port.checked_add(args.offset).ok_or_else(|| {
@@ -146,8 +168,12 @@ fn start(
     ] {
         let handler = Arc::clone(&service.handler);
         let park = args.park_idle && transport == Transport::Stream;
-        let server = Server::builder()
-            .bind(SocketAddr::new(args.bind, port))
+        let name = format!("{port}/{transport}");
+        let builder = match passed.iter().position(|p| p.name() == name) {
+            Some(i) => Server::builder().adopt(passed.swap_remove(i)),
+            None => Server::builder().bind(SocketAddr::new(args.bind, port)),
+        };
+        let server = builder
             .transport(transport)
             .park_idle(park)
             .workers(workers)
