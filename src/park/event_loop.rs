@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::accept::Backoff;
 use crate::admission::Admitted;
 use crate::conn::link::Link;
-use crate::conn::parked::{Abandoning, Wake};
+use crate::conn::parked::Wake;
 use crate::core::Shared;
 use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
@@ -208,7 +208,7 @@ impl<H: Handler> EventLoop<H> {
         let mut events = Events::with_capacity(1024);
         loop {
             #[cfg(test)]
-            tests::die_if_told(&self.shared.core.settings.thread_name);
+            super::stopping::tests::die_if_told(&self.shared.core.settings.thread_name);
             // After the poll, so that its own blocking is not counted.
             self.turn_usage = rusage::this_thread();
             self.run_ready();
@@ -492,45 +492,5 @@ impl<H: Handler> EventLoop<H> {
         // Dropping the last handle closes the socket, which also takes it
         // out of the poll.
         drop(task.link);
-    }
-}
-
-/// A loop that ends with connections still on it died (a defect of the
-/// library's own: every panic of a handler is caught in its coroutine).
-/// What they held is given back here, before they are dropped (which
-/// closes them), so that `max_connections` and the gauges stay true and
-/// a replacement loop can serve new clients.
-impl<H: Handler> Drop for EventLoop<H> {
-    fn drop(&mut self) {
-        if self.live > 0 {
-            let mut books = self.shared.core.books();
-            for task in self.tasks.iter().flatten() {
-                books.release(task.admitted);
-            }
-            books.room_wanted = false;
-            drop(books);
-            // Unwinds each suspended handler's stack (its locks and
-            // sockets let go) without calling that the handler's panic.
-            let _abandoning = Abandoning::begin();
-            self.tasks.clear();
-        }
-        self.gauges.live.store(0, Relaxed);
-        self.gauges.parked.store(0, Relaxed);
-        self.loops.remove(&self.gauges);
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-
-    /// Set by a test: the next turn of a loop of a server whose threads
-    /// are named `doomed` panics, as a defect in the loop would.
-    pub(crate) static DIE: AtomicBool = AtomicBool::new(false);
-
-    pub(super) fn die_if_told(thread_name: &str) {
-        if thread_name == "doomed" && DIE.swap(false, SeqCst) {
-            panic!("an injected defect in the event loop");
-        }
     }
 }

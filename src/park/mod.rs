@@ -357,7 +357,7 @@ mod tests {
     use std::sync::atomic::Ordering::SeqCst;
     use std::time::{Duration, Instant};
 
-    use super::event_loop::tests::DIE;
+    use super::stopping::tests::DIE;
     use crate::handlers::Echo;
     use crate::{Server, ServerThread};
 

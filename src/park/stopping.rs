@@ -1,14 +1,15 @@
 //! A loop at shutdown (idle connections closed at once, the rest cut
-//! after `shutdown_timeout`), and what it reports of itself: stalls and
-//! internal errors.
+//! after `shutdown_timeout`), what it reports of itself (stalls and
+//! internal errors), and what it gives back when it ends, dying included.
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 
-use crate::conn::parked::Wake;
+use crate::conn::parked::{Abandoning, Wake};
 use crate::deadline::deadline_after;
 use crate::park::event_loop::{EventLoop, Wait, STALL};
 use crate::report::{log_or_eprint, with_skipped};
@@ -94,6 +95,46 @@ impl<H: Handler> EventLoop<H> {
     pub(super) fn log_internal(&self, msg: &str) {
         if let Some(skipped) = self.shared.core.logs.internal.admit() {
             log_or_eprint(log::Level::Error, &with_skipped(msg.to_string(), skipped));
+        }
+    }
+}
+
+/// A loop that ends with connections still on it died (a defect of the
+/// library's own: every panic of a handler is caught in its coroutine).
+/// What they held is given back here, before they are dropped (which
+/// closes them), so that `max_connections` and the gauges stay true and
+/// a replacement loop can serve new clients.
+impl<H: Handler> Drop for EventLoop<H> {
+    fn drop(&mut self) {
+        if self.live > 0 {
+            let mut books = self.shared.core.books();
+            for task in self.tasks.iter().flatten() {
+                books.release(task.admitted);
+            }
+            books.room_wanted = false;
+            drop(books);
+            // Unwinds each suspended handler's stack (its locks and
+            // sockets let go) without calling that the handler's panic.
+            let _abandoning = Abandoning::begin();
+            self.tasks.clear();
+        }
+        self.gauges.live.store(0, Relaxed);
+        self.gauges.parked.store(0, Relaxed);
+        self.loops.remove(&self.gauges);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Set by a test: the next turn of a loop of a server whose threads
+    /// are named `doomed` panics, as a defect in the loop would.
+    pub(crate) static DIE: AtomicBool = AtomicBool::new(false);
+
+    pub(crate) fn die_if_told(thread_name: &str) {
+        if thread_name == "doomed" && DIE.swap(false, SeqCst) {
+            panic!("an injected defect in the event loop");
         }
     }
 }
