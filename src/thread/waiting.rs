@@ -12,6 +12,7 @@ use std::sync::MutexGuard;
 use std::time::Instant;
 
 use crate::admission;
+use crate::deadline::deadline_after;
 use crate::net::stream::Stream;
 use crate::report::{log_or_eprint, with_skipped};
 use crate::stats::add;
@@ -58,7 +59,7 @@ pub(crate) fn expire<'a>(
     .flatten()
     .min();
     if closing.is_empty() {
-        return (st, oldest.map(|since| since + timeout));
+        return (st, oldest.map(|since| deadline_after(since, timeout)));
     }
     drop(st);
     {
