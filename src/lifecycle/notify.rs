@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use crate::deadline::deadline_after;
+
 /// The variable that names the old process's socket in a new one started
 /// by an upgrade in place.
 pub(crate) const UPGRADE_VAR: &str = "SOCKETSERVER_UPGRADE_NOTIFY";
@@ -107,7 +109,7 @@ impl ReadyListener {
     /// when none came in time. Messages from others, or without
     /// `READY=1`, are ignored.
     pub(crate) fn ready_from(&self, pid: u32, wait: Duration) -> io::Result<bool> {
-        let until = Instant::now() + wait;
+        let until = deadline_after(Instant::now(), wait);
         let mut buf = [0u8; 4096];
         loop {
             let left = until.saturating_duration_since(Instant::now());

@@ -9,6 +9,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deadline::deadline_after;
 use crate::lifecycle::notify::{self, ReadyListener, UPGRADE_VAR};
 use crate::report::log_or_eprint;
 use crate::sys::spawn;
@@ -190,7 +191,7 @@ impl Upgrade {
     /// in time. Returns its process id.
     fn wait_ready(&self, mut child: Child, listener: &ReadyListener) -> Result<u32, String> {
         let pid = child.id();
-        let until = Instant::now() + self.ready_timeout;
+        let until = deadline_after(Instant::now(), self.ready_timeout);
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match listener.ready_from(pid, left.min(LOOK)) {
