@@ -333,3 +333,76 @@ fn a_request_sent_just_after_connecting_is_served_across_a_shutdown(park: bool) 
     let report = stopping.join().unwrap();
     assert_eq!((report.closed_idle, report.forced), (1, 0), "{report}");
 }
+
+both_modes!(a_shutdown_under_load_loses_no_request_that_reached_a_handler);
+/// A shutdown under load from client threads that connect, send a
+/// numbered request, read its echo and close without pause: every request
+/// a handler read is answered. (A client the server never took is refused
+/// or reset by the kernel; that is not a request lost.)
+fn a_shutdown_under_load_loses_no_request_that_reached_a_handler(park: bool) {
+    use std::collections::BTreeSet;
+    use std::io::{BufRead, BufReader};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+
+    let read = Arc::new(Mutex::new(BTreeSet::new()));
+    let handler = {
+        let read = Arc::clone(&read);
+        move |conn: &mut Connection| {
+            let mut line = String::new();
+            BufReader::new(&mut *conn).read_line(&mut line)?;
+            if let Ok(id) = line.trim().parse::<u64>() {
+                read.lock().unwrap().insert(id);
+            }
+            conn.write_all(line.as_bytes())
+        }
+    };
+    let server = spawn(
+        Server::builder().bind("127.0.0.1:0").park_idle(park),
+        handler,
+    );
+    let addr = inet(&server.local_addr());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..6u64)
+        .map(|t| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut answered = BTreeSet::new();
+                for n in 0.. {
+                    if stop.load(SeqCst) {
+                        break;
+                    }
+                    let id = t << 32 | n;
+                    let Ok(mut c) = std::net::TcpStream::connect_timeout(&addr, TIMEOUT) else {
+                        continue;
+                    };
+                    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    let msg = format!("{id}\n");
+                    let mut back = vec![0; msg.len()];
+                    let ok = c
+                        .write_all(msg.as_bytes())
+                        .and_then(|()| c.read_exact(&mut back));
+                    if ok.is_ok() && back == msg.as_bytes() {
+                        answered.insert(id);
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    wait_until("requests served", || read.lock().unwrap().len() >= 200);
+    let report = server.stop().unwrap();
+    stop.store(true, SeqCst);
+    let answered: BTreeSet<u64> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let read = read.lock().unwrap();
+    let lost: Vec<_> = read.difference(&answered).collect();
+    println!("{} read, {} answered, {report}", read.len(), answered.len());
+    assert!(
+        lost.is_empty(),
+        "read and never answered: {lost:?}; {report}"
+    );
+    assert_eq!(report.forced, 0, "{report}");
+}

@@ -86,6 +86,14 @@ pub fn serve<H: Handler>(
                 .help("bytes pushed to one client and not yet written before it is cut as a slow consumer [default: 1 MiB]"),
         )
         .arg(
+            Arg::new("ready-timeout")
+                .long("ready-timeout")
+                .value_name("SECS")
+                .value_parser(value_parser!(u64))
+                .default_value("30")
+                .help("on SIGUSR2, how long the new process has to be ready before it is killed and this one goes on serving"),
+        )
+        .arg(
             Arg::new("park-idle")
                 .long("park-idle")
                 .action(ArgAction::SetTrue)
@@ -170,7 +178,10 @@ pub fn serve<H: Handler>(
     };
     // SIGUSR2: a new copy of this program takes the sockets over, and this
     // one drains and exits (upgrade in place).
-    let mut upgrade = Upgrade::new().server("main", &server.shutdown_handle());
+    let ready = *args.get_one::<u64>("ready-timeout").expect("has a default");
+    let mut upgrade = Upgrade::new()
+        .ready_timeout(std::time::Duration::from_secs(ready))
+        .server("main", &server.shutdown_handle());
     if let Some(m) = &metrics {
         upgrade = upgrade.server("metrics", &m.shutdown_handle());
     }
