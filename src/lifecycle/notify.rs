@@ -31,11 +31,23 @@ pub(crate) fn ready() {
     for var in ["NOTIFY_SOCKET", UPGRADE_VAR] {
         if let Some(to) = std::env::var_os(var) {
             if let Err(e) = send(Path::new(&to), &msg) {
+                // An upgrade's old process that is gone (this process
+                // inherited the variable from one it started) waits for
+                // nothing: not worth a warning.
+                let gone = var == UPGRADE_VAR
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    );
+                let level = match gone {
+                    true => log::Level::Debug,
+                    false => log::Level::Warn,
+                };
                 let msg = format!(
                     "cannot tell {var}={} that this process is ready: {e}",
                     Path::new(&to).display()
                 );
-                crate::report::log_or_eprint(log::Level::Warn, &msg);
+                crate::report::log_or_eprint(level, &msg);
             }
         }
     }
