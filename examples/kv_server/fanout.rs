@@ -37,7 +37,30 @@ struct Pending {
     frames: Vec<Vec<u8>>,
     /// The frames' bytes, together.
     bytes: usize,
+    /// While every frame so far goes to the subscribers of one list (a
+    /// batch of `PUBLISH`es to one channel, no pattern matching): that
+    /// list. Each of them then gets every frame, and no per-subscriber
+    /// bookkeeping is needed: the common case, and the one of many
+    /// subscribers.
+    single: Option<Source>,
     by_subscriber: HashMap<u64, (Outbox, Vec<u32>)>,
+}
+
+/// A list of subscribers, found again in the registry when the batch is
+/// sent (its read lock is held meanwhile, so it is the same list).
+#[derive(Clone, PartialEq, Eq)]
+enum Source {
+    Channel(Vec<u8>),
+    Pattern(usize),
+}
+
+impl Source {
+    fn list<'s>(&self, subs: &'s Subscribers) -> &'s [Subscriber] {
+        match self {
+            Source::Channel(name) => subs.channels.get(name).map_or(&[], Vec::as_slice),
+            Source::Pattern(i) => subs.patterns.get(*i).map_or(&[], |(_, l)| l.as_slice()),
+        }
+    }
 }
 
 impl<'r> Fanout<'r> {
@@ -58,14 +81,15 @@ impl<'r> Fanout<'r> {
         let registry = self.registry;
         let subs = self.held.get_or_insert_with(|| registry.read());
         let mut receivers = 0;
-        if let Some(list) = subs.channels.get(channel) {
+        if subs.channels.contains_key(channel) {
             let frame = frame(&[b"message", channel, message]);
-            receivers += self.pending.add(list, frame);
+            let source = Source::Channel(channel.to_vec());
+            receivers += self.pending.add(subs, source, frame);
         }
-        for (pattern, list) in &subs.patterns {
+        for (i, (pattern, _)) in subs.patterns.iter().enumerate() {
             if glob::matches(pattern, channel) {
                 let frame = frame(&[b"pmessage", pattern, channel, message]);
-                receivers += self.pending.add(list, frame);
+                receivers += self.pending.add(subs, Source::Pattern(i), frame);
             }
         }
         receivers
@@ -73,7 +97,9 @@ impl<'r> Fanout<'r> {
 
     /// Sends what was gathered, and lets subscriptions change again.
     pub fn release(&mut self) {
-        self.pending.send();
+        if let Some(subs) = &self.held {
+            self.pending.send(subs);
+        }
         self.held = None;
     }
 }
@@ -85,16 +111,36 @@ impl Drop for Fanout<'_> {
 }
 
 impl Pending {
-    /// Gathers `frame` for each live subscriber on `list`; returns how many.
-    fn add(&mut self, list: &[Subscriber], frame: Vec<u8>) -> i64 {
+    /// Gathers `frame` for each live subscriber of `source`; returns how
+    /// many.
+    fn add(&mut self, subs: &Subscribers, source: Source, frame: Vec<u8>) -> i64 {
         if !self.frames.is_empty() && self.bytes + frame.len() > LIMIT {
-            self.send();
+            self.send(subs);
+        }
+        let list = source.list(subs);
+        let live = list.iter().filter(|s| !s.outbox.is_closed());
+        if self.frames.is_empty() {
+            self.single = Some(source.clone());
+        }
+        if self.single.as_ref() == Some(&source) {
+            self.bytes += frame.len();
+            self.frames.push(frame);
+            return live.count() as i64;
+        }
+        if let Some(first) = self.single.take() {
+            // A second list: each subscriber of the first gets every frame
+            // so far, kept per subscriber from now on.
+            let all: Vec<u32> = (0..self.frames.len() as u32).collect();
+            for s in first.list(subs) {
+                let entry = (s.outbox.clone(), all.clone());
+                self.by_subscriber.insert(s.id, entry);
+            }
         }
         let index = self.frames.len() as u32;
         self.bytes += frame.len();
         self.frames.push(frame);
         let mut n = 0;
-        for s in list.iter().filter(|s| !s.outbox.is_closed()) {
+        for s in live {
             let (_, frames) = self
                 .by_subscriber
                 .entry(s.id)
@@ -111,8 +157,14 @@ impl Pending {
     /// write per subscriber. One that cannot take it is cut (a full
     /// outbox) or gone: its handler then ends, and drops its
     /// subscriptions.
-    fn send(&mut self) {
+    fn send(&mut self, subs: &Subscribers) {
         let frames = &self.frames;
+        if let Some(source) = self.single.take() {
+            let bytes: Arc<[u8]> = frames.concat().into();
+            for s in source.list(subs) {
+                let _ = s.outbox.send_shared(Arc::clone(&bytes));
+            }
+        }
         let mut built: HashMap<Vec<u32>, Arc<[u8]>> = HashMap::new();
         for (_, (outbox, indices)) in self.by_subscriber.drain() {
             let bytes = built.entry(indices).or_insert_with_key(|indices| {
