@@ -208,7 +208,18 @@ fn queued_for_a_client(park: bool, shutdown_timeout: Duration) -> (ServerThread,
             .shutdown_timeout(shutdown_timeout),
         hands_over(tx),
     );
-    let mut client = connect(&server.local_addr());
+    // A small receive buffer, fixed (no autotuning, which may grow to
+    // tcp_rmem's 32 MiB): the kernel then holds at most the server's send
+    // buffer (tcp_wmem, up to 4 MiB) and this, so bytes queued past that
+    // stay queued until the client reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket
+        .connect_timeout(&inet(&server.local_addr()).into(), TIMEOUT)
+        .unwrap();
+    let mut client: TcpStream = socket.into();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.set_write_timeout(Some(TIMEOUT)).unwrap();
     // One exchange: the connection is no longer new, and waits for its
     // client's next request (idle but for what is pushed to it).
     client.write_all(b"x").unwrap();
