@@ -28,6 +28,9 @@ struct State {
     started: Option<(Arc<Registry>, Arc<Waker>)>,
     /// Outboxes waiting for room, by key.
     waiting: HashMap<usize, Weak<OutboxCore>>,
+    /// Every stream connection's outbox until its connection ends, by key:
+    /// what a shutdown finds still queued when it is done is lost.
+    live: HashMap<usize, Weak<OutboxCore>>,
     stopped: bool,
 }
 
@@ -148,7 +151,30 @@ impl Flusher {
     /// An outbox whose connection has ended: nothing more to write.
     /// (Closing its socket takes it out of the poll.)
     pub(crate) fn forget(&self, key: usize) {
-        self.lock().waiting.remove(&key);
+        let mut st = self.lock();
+        st.waiting.remove(&key);
+        st.live.remove(&key);
+    }
+
+    /// Counts a stream connection's outbox among the live ones, until
+    /// [`forget`](Self::forget).
+    pub(crate) fn track(&self, outbox: &Arc<OutboxCore>) {
+        self.lock()
+            .live
+            .insert(outbox.key(), Arc::downgrade(outbox));
+    }
+
+    /// The server is done: what is still queued for a connection will
+    /// never be written (its socket was cut, or its handler is past the
+    /// shutdown's deadline). Ends every outbox still live, so that its
+    /// bytes are counted as dropped now, for the shutdown's report, rather
+    /// than whenever its handler's thread gets to it (a handler cut in the
+    /// middle of writing what was queued, say, on a busy machine).
+    pub(crate) fn end_all(&self) {
+        let live: Vec<_> = self.lock().live.values().cloned().collect();
+        for outbox in live.iter().filter_map(Weak::upgrade) {
+            outbox.end_queue();
+        }
     }
 
     /// Whether the server has stopped.
@@ -161,6 +187,7 @@ impl Flusher {
         let mut st = self.lock();
         st.stopped = true;
         st.waiting.clear();
+        st.live.clear();
         if let Some((_, waker)) = &st.started {
             // A thread that cannot be woken ends with the process.
             let _ = waker.wake();

@@ -163,7 +163,9 @@ pub(crate) struct PushSetup {
 
 impl OutboxCore {
     pub(crate) fn stream(setup: &PushSetup, link: &Arc<Link>, peer: Addr) -> Arc<Self> {
-        Self::new(setup, Target::Stream(Arc::downgrade(link)), peer)
+        let core = Self::new(setup, Target::Stream(Arc::downgrade(link)), peer);
+        setup.flusher.track(&core);
+        core
     }
 
     pub(crate) fn datagram(setup: &PushSetup, socket: DatagramSocket, peer: Addr) -> Arc<Self> {
@@ -415,7 +417,9 @@ impl OutboxCore {
     /// `n` more bytes of the queue were written.
     pub(super) fn consumed(&self, mut n: usize) {
         let mut inner = self.lock();
-        inner.bytes -= n;
+        // A shutdown that is done may have ended the queue meanwhile
+        // (`Flusher::end_all`): what was written of it is written.
+        inner.bytes = inner.bytes.saturating_sub(n);
         inner.written += n as u64;
         while n > 0 {
             let Some(front) = inner.queue.front() else {

@@ -334,6 +334,8 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     // call is left behind, as a stuck worker is in the thread mode, rather
     // than given a grace of its own.
     helpers.stop(leave_by.saturating_duration_since(Instant::now()));
+    // As in the thread mode's drain: what is still queued is lost.
+    engine.push.flusher.end_all();
     engine.push.flusher.stop();
     if core.adopted_and_kept() {
         // Whoever serves the passed socket next may expect it blocking

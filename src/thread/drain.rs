@@ -56,5 +56,8 @@ pub(crate) fn drain(workers: &Workers) -> ShutdownReport {
 
     let leave_by = deadline_after(Instant::now().max(deadline), EXIT_GRACE);
     drop(workers.wait_until(&workers.control, leave_by, |st| st.pool.threads() == 0));
+    // Bytes still queued for a connection cut (or left behind) are lost:
+    // counted now, not when its thread gets to it.
+    workers.push.flusher.end_all();
     report(&core.counters, in_flight, forced)
 }
