@@ -235,12 +235,15 @@ fn queued_for_a_client(park: bool, shutdown_timeout: Duration) -> (ServerThread,
 }
 
 mod a_shutdown_drains_queued_bytes_and_reports_those_it_cut {
-    /// Fails about one run in twenty: the connection is forced at the
-    /// deadline, but the report counts no unsent bytes, which are counted
-    /// (as dropped) just after it. A race in the thread mode's accounting,
+    /// Fails in about half the runs when run alone (one in twenty beside
+    /// the parked run): the connection is forced at the deadline, but the
+    /// report counts no unsent bytes. Traced as far as this: the handler,
+    /// cut while writing the queue out at its end, finds the queue empty
+    /// and nothing was counted dropped, so the bytes left the queue as
+    /// written. Whether the kernel took them or they are miscounted is
     /// still to be found; the parked run does not show it.
     #[test]
-    #[ignore = "threads: the forced connection's unsent bytes are sometimes counted just after the report"]
+    #[ignore = "threads: the forced connection's queued bytes are counted as written, not unsent"]
     fn threads() {
         super::a_shutdown_drains_queued_bytes_and_reports_those_it_cut(false)
     }
@@ -250,6 +253,7 @@ mod a_shutdown_drains_queued_bytes_and_reports_those_it_cut {
         super::a_shutdown_drains_queued_bytes_and_reports_those_it_cut(true)
     }
 }
+
 /// Bytes queued for a client are work a shutdown waits for, like a
 /// handler at work; cut at the end of `shutdown_timeout`, they are
 /// reported.
