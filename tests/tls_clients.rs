@@ -38,7 +38,10 @@ use socketserver::{Addr, Connection, Handler, ProxyProtocol, ServerThread, Stats
 
 use common::haproxy::{HaProxy, SendProxy};
 use common::outside::Client;
-use common::tls::{builder, client_config, connect, exchange, Pki};
+use common::tls::{
+    builder, client_config, connect, exchange, renegotiation_declined, s_client,
+    s_client_without_name, Pki,
+};
 use common::{inet, outside_program, round_trip, spawn, wait_until, TIMEOUT};
 
 /// What a handler saw of its connection before echoing.
@@ -132,30 +135,6 @@ fn der_names(der: &[u8], needle: &str) -> bool {
 
 // ---------------------------------------------------------------------
 // openssl s_client
-
-/// `openssl s_client` to `server`, trusting the test CA, asking for
-/// `localhost` (SNI) and checking the certificate is for it; any failed
-/// verification ends the handshake. Not `-quiet`: the session summary is
-/// printed (`Verify return code`, the protocol, ALPN).
-fn s_client(openssl: &Path, server: &ServerThread, pki: &Pki) -> Command {
-    let mut command = s_client_without_name(openssl, server, pki);
-    command.args(["-servername", "localhost", "-verify_hostname", "localhost"]);
-    command
-}
-
-/// `openssl s_client` trusting the test CA, stopping at any failed
-/// verification, with no name given yet.
-fn s_client_without_name(openssl: &Path, server: &ServerThread, pki: &Pki) -> Command {
-    let mut command = Command::new(openssl);
-    command
-        .arg("s_client")
-        .arg("-connect")
-        .arg(inet(&server.local_addr()).to_string())
-        .arg("-CAfile")
-        .arg(&pki.ca)
-        .arg("-verify_return_error");
-    command
-}
 
 fn have_openssl() -> Option<PathBuf> {
     outside_program("openssl", "openssl")
@@ -406,14 +385,7 @@ fn openssl_s_client_renegotiation_is_refused(park: bool) {
     let acceptor = pki.acceptor();
     let (server, seen) = recording_server(park, acceptor);
 
-    let mut client = Client::start(s_client(&openssl, &server, &pki).args(["-tls1_2", "-msg"]));
-    client.send(b"before\n");
-    client.expect_line("before");
-    client.send(b"R\n");
-    let out = client.wait();
-    assert!(out.stderr.contains("RENEGOTIATING"), "{out}");
-    let declined = "<<< TLS 1.2, Alert [length 0002], warning no_renegotiation";
-    assert!(out.stdout.contains(declined), "{out}");
+    renegotiation_declined(&openssl, &server, &pki);
     assert_eq!(seen_once(&seen).version, Some(ProtocolVersion::TLSv1_2));
 
     let mut client = Client::start(&mut s_client(&openssl, &server, &pki));

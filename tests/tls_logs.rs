@@ -27,9 +27,11 @@ use socketserver::tls::rustls::{self, ClientConfig};
 use socketserver::{Connection, Handler, ServerThread, Stats};
 
 use common::logs::{assert_no_warnings, capture, records_with};
-use common::outside::Client;
-use common::tls::{builder, client_config, client_config_tls12, connect, exchange, Pki, TlsClient};
-use common::{inet, one_at_a_time, outside_program, spawn, wait_until};
+use common::tls::{
+    builder, client_config, client_config_tls12, connect, exchange, renegotiation_declined, Pki,
+    TlsClient,
+};
+use common::{one_at_a_time, outside_program, spawn, wait_until};
 
 /// Connections whose handler has ended, however.
 fn ended(s: &Stats) -> u64 {
@@ -169,23 +171,7 @@ fn a_declined_renegotiation_is_a_tls_failure(park: bool) {
     capture();
     let pki = Pki::new();
     let server = spawn(builder(park, pki.acceptor()), Echo);
-    let mut client = Client::start(
-        std::process::Command::new(openssl)
-            .arg("s_client")
-            .arg("-connect")
-            .arg(inet(&server.local_addr()).to_string())
-            .args(["-servername", "localhost", "-verify_return_error"])
-            .arg("-CAfile")
-            .arg(&pki.ca)
-            .args(["-tls1_2", "-msg"]),
-    );
-    client.send(b"before\n");
-    client.expect_line("before");
-    client.send(b"R\n");
-    let out = client.wait();
-    assert!(out.stderr.contains("RENEGOTIATING"), "{out}");
-    let declined = "<<< TLS 1.2, Alert [length 0002], warning no_renegotiation";
-    assert!(out.stdout.contains(declined), "{out}");
+    renegotiation_declined(&openssl, &server, &pki);
     let config = client_config(&pki.ca, &[], None);
     expect_tls_failures(&server, &config, 1, "received fatal alert: ");
     server.stop().unwrap();

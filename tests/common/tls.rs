@@ -10,7 +10,12 @@ use std::sync::Arc;
 
 use socketserver::tls::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
 use socketserver::tls::TlsAcceptor;
-use socketserver::{Addr, Server, ServerBuilder};
+use std::process::Command;
+
+use socketserver::{Addr, Server, ServerBuilder, ServerThread};
+
+use super::inet;
+use super::outside::Client;
 
 use super::TIMEOUT;
 
@@ -188,4 +193,45 @@ pub fn served_certificate_names(client: &TlsClient, name: &str) -> bool {
         .as_ref()
         .windows(name.len())
         .any(|w| w == name.as_bytes())
+}
+
+// ---------------------------------------------------------------------
+// openssl s_client
+
+/// `openssl s_client` to `server`, trusting the test CA, asking for
+/// `localhost` (SNI) and checking the certificate is for it; any failed
+/// verification ends the handshake. Not `-quiet`: the session summary is
+/// printed (`Verify return code`, the protocol, ALPN).
+pub fn s_client(openssl: &Path, server: &ServerThread, pki: &Pki) -> Command {
+    let mut command = s_client_without_name(openssl, server, pki);
+    command.args(["-servername", "localhost", "-verify_hostname", "localhost"]);
+    command
+}
+
+/// `openssl s_client` trusting the test CA, stopping at any failed
+/// verification, with no name given yet.
+pub fn s_client_without_name(openssl: &Path, server: &ServerThread, pki: &Pki) -> Command {
+    let mut command = Command::new(openssl);
+    command
+        .arg("s_client")
+        .arg("-connect")
+        .arg(inet(&server.local_addr()).to_string())
+        .arg("-CAfile")
+        .arg(&pki.ca)
+        .arg("-verify_return_error");
+    command
+}
+
+/// `openssl s_client -tls1_2` echoes a line through `server`, then asks
+/// to renegotiate (its `R` command): asserts that the server declined
+/// with a `no_renegotiation` warning (s_client then gives up).
+pub fn renegotiation_declined(openssl: &Path, server: &ServerThread, pki: &Pki) {
+    let mut client = Client::start(s_client(openssl, server, pki).args(["-tls1_2", "-msg"]));
+    client.send(b"before\n");
+    client.expect_line("before");
+    client.send(b"R\n");
+    let out = client.wait();
+    assert!(out.stderr.contains("RENEGOTIATING"), "{out}");
+    let declined = "<<< TLS 1.2, Alert [length 0002], warning no_renegotiation";
+    assert!(out.stdout.contains(declined), "{out}");
 }
