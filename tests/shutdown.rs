@@ -238,12 +238,7 @@ both_modes!(a_reuse_port_server_hands_its_accept_queue_to_the_next_at_shutdown);
 /// (`net.ipv4.tcp_migrate_req=1`, Linux 5.14+) hands them to the second,
 /// which serves every one: none is closed or reset.
 fn a_reuse_port_server_hands_its_accept_queue_to_the_next_at_shutdown(park: bool) {
-    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
-        .is_ok_and(|v| v.trim() == "1");
-    if !migrate {
-        let why = "net.ipv4.tcp_migrate_req is not 1 (sysctl -w net.ipv4.tcp_migrate_req=1; .ci/run sets it)";
-        assert!(std::env::var_os(REQUIRE_ALL).is_none(), "{why}");
-        eprintln!("skipped: {why}");
+    if !tcp_migrate_req() {
         return;
     }
     let named = |name: &'static [u8]| {

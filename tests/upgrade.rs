@@ -281,11 +281,17 @@ fn upgrades(args: &[&str], mut server: Generations, load: Load) {
 
 /// One TCP request: connect, send, read the whole echo, close.
 fn tcp_request(addr: SocketAddr, n: u64) -> Result<(), String> {
-    let msg = format!("request {n}\n");
-    let mut s = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?;
+    let s = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
+    echoed(s, n)
+}
+
+/// Sends request `n` over `s` and reads its whole echo.
+fn echoed(mut s: impl Read + Write, n: u64) -> Result<(), String> {
+    let msg = format!("request {n}\n");
     s.write_all(msg.as_bytes())
+        .and_then(|()| s.flush())
         .map_err(|e| format!("write: {e}"))?;
     let mut back = vec![0; msg.len()];
     s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
@@ -338,18 +344,10 @@ fn twenty_upgrades_of_a_unix_socket_lose_nothing() {
     let server = Generations::start(&args);
     let socket = path.clone();
     let load = Load::start(move |n| {
-        let msg = format!("request {n}\n");
-        let mut s = UnixStream::connect(&socket).map_err(|e| format!("connect: {e}"))?;
+        let s = UnixStream::connect(&socket).map_err(|e| format!("connect: {e}"))?;
         s.set_read_timeout(Some(WAIT)).unwrap();
         s.set_write_timeout(Some(WAIT)).unwrap();
-        s.write_all(msg.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut back = vec![0; msg.len()];
-        s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
-        match back == msg.as_bytes() {
-            true => Ok(()),
-            false => Err(format!("echo {back:?}")),
-        }
+        echoed(s, n)
     });
     upgrades(&args, server, load);
     // A socket passed in is not the server's to remove: the file stays,
@@ -391,21 +389,9 @@ fn tls_upgrades(park: bool) {
     }
     upgrades_under_load(&args, move |addr, n| {
         let tcp = TcpStream::connect_timeout(&addr, WAIT).map_err(|e| format!("connect: {e}"))?;
-        let mut client =
+        let client =
             connect_over(tcp, "localhost", &config).map_err(|e| format!("handshake: {e}"))?;
-        let msg = format!("request {n}\n");
-        client
-            .write_all(msg.as_bytes())
-            .and_then(|()| client.flush())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut back = vec![0; msg.len()];
-        client
-            .read_exact(&mut back)
-            .map_err(|e| format!("read: {e}"))?;
-        match back == msg.as_bytes() {
-            true => Ok(()),
-            false => Err(format!("echo {back:?}")),
-        }
+        echoed(client, n)
     });
     drop(pki);
 }
@@ -502,19 +488,6 @@ fn systemd_hears_ready_and_the_new_main_pid() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whether `net.ipv4.tcp_migrate_req` is 1; says why a test is skipped
-/// (or fails, if every test must run) when it is not.
-fn migrate_req() -> bool {
-    let on = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
-        .is_ok_and(|v| v.trim() == "1");
-    if !on {
-        let why = "net.ipv4.tcp_migrate_req is not 1 (sysctl -w net.ipv4.tcp_migrate_req=1; .ci/run sets it)";
-        assert!(std::env::var_os(REQUIRE_ALL).is_none(), "{why}");
-        eprintln!("skipped: {why}");
-    }
-    on
-}
-
 /// Rolling restarts with `SO_REUSEPORT`: a new process joins the port,
 /// then the old one gets SIGTERM; it shuts its listener first, so its
 /// accept queue moves to the new one (`tcp_migrate_req`), and drains.
@@ -530,7 +503,7 @@ fn twenty_rolling_restarts_under_load_lose_nothing_parked() {
 }
 
 fn rolling_restarts(mode: &[&str]) {
-    if !migrate_req() {
+    if !tcp_migrate_req() {
         return;
     }
     let first = [&["--bind", "127.0.0.1:0", "--reuse-port"][..], mode].concat();

@@ -482,3 +482,17 @@ pub fn expect_no_reply(client: &mut TcpStream, wait: Duration) {
     }
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
 }
+
+/// Whether `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14+: a closed
+/// `reuse_port` listener's queue moves to the others of its port); says
+/// why a test is skipped, or fails if every test must run, when it is not.
+pub fn tcp_migrate_req() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .is_ok_and(|v| v.trim() == "1");
+    if !on {
+        let why = "net.ipv4.tcp_migrate_req is not 1 (sysctl -w net.ipv4.tcp_migrate_req=1; .ci/run sets it)";
+        assert!(std::env::var_os(REQUIRE_ALL).is_none(), "{why}");
+        eprintln!("skipped: {why}");
+    }
+    on
+}
