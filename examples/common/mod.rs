@@ -170,8 +170,8 @@ pub fn serve<H: Handler>(
         (None, Some(addr)) => Some(metrics::builder().bind(addr.as_str())),
         (None, None) => None,
     };
-    let handler = || metrics::handler(server.shutdown_handle(), name);
-    let metrics = match metrics.map(|b| b.build(handler()).and_then(|m| m.spawn())) {
+    let handler = metrics::handler(server.shutdown_handle(), name);
+    let metrics = match metrics.map(|b| b.build(handler).and_then(|m| m.spawn())) {
         Some(Ok(running)) => Some(running),
         Some(Err(e)) => return fail(name, &e),
         None => None,
