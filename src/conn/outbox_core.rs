@@ -444,8 +444,13 @@ impl OutboxCore {
         inner.writing = false;
         let dropped = std::mem::take(&mut inner.bytes);
         inner.queue.clear();
-        drop(inner);
+        // Counted before the lock is let go: whoever locks this outbox
+        // next (the connection's own end, or a shutdown's `end_all`) then
+        // sees the count, so a shutdown's report made after it does too.
+        // Counted after, a thread preempted between the two could leave
+        // the report short of bytes it already took.
         add(&self.counters.outbox_dropped, dropped as u64);
+        drop(inner);
         self.turn.notify_all();
         if let Some(link) = self.link() {
             link.state.drop_queued();
