@@ -62,7 +62,9 @@ impl OutboxCore {
     pub(crate) fn begin_turn(&self) {
         let mut inner = self.lock();
         while inner.writing {
+            inner.turn_waiters += 1;
             inner = self.turn.wait(inner).unwrap_or_else(|e| e.into_inner());
+            inner.turn_waiters -= 1;
         }
         inner.writing = true;
     }

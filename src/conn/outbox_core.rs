@@ -120,6 +120,8 @@ pub(super) struct Inner {
     pub(super) written: u64,
     /// Someone has the turn to write to the socket.
     pub(super) writing: bool,
+    /// Threads waiting for the turn (`OutboxCore::turn`).
+    pub(super) turn_waiters: usize,
     /// The socket became writable while someone had the turn: whoever has
     /// it tries again before giving it up.
     pub(super) retry: bool,
@@ -286,7 +288,7 @@ impl OutboxCore {
         inner.writing = true;
         drop(inner);
         let Some(link) = self.link() else {
-            self.lock().writing = false;
+            self.give_up_turn(self.lock());
             return Err(SendError::Closed);
         };
         let sent = match link.stream.send_now(msg.bytes()) {
@@ -299,14 +301,20 @@ impl OutboxCore {
                 return Err(SendError::Closed);
             }
         };
-        if sent < len {
+        if sent == len {
+            let inner = self.lock();
+            if inner.queue.is_empty() && !inner.close_when_empty {
+                // Nothing came meanwhile, so the connection's mark of bytes
+                // waiting is still clear, as it was when the turn was free.
+                self.give_up_turn(inner);
+                return Ok(());
+            }
+        } else {
             let mut inner = self.lock();
             // Only what the socket did not take counts against the bound:
             // one large message to a client that reads is no slow consumer.
             if inner.bytes + (len - sent) > self.max {
-                inner.writing = false;
-                drop(inner);
-                self.turn.notify_all();
+                self.give_up_turn(inner);
                 self.cut_slow_consumer();
                 return Err(SendError::Full);
             }
@@ -374,11 +382,9 @@ impl OutboxCore {
             let mut inner = self.lock();
             inner.retry = false;
             let Some(front) = inner.queue.front().cloned() else {
-                inner.writing = false;
                 let close = inner.close_when_empty;
                 self.mark_queued(&inner);
-                drop(inner);
-                self.turn.notify_all();
+                self.give_up_turn(inner);
                 if close {
                     link.cut();
                 }
@@ -390,13 +396,11 @@ impl OutboxCore {
                 Ok(n) => self.consumed(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut inner = self.lock();
+                    let inner = self.lock();
                     if inner.retry {
                         continue;
                     }
-                    inner.writing = false;
-                    drop(inner);
-                    self.turn.notify_all();
+                    self.give_up_turn(inner);
                     if let Err(e) = self.flusher.wait_writable(self, link.stream.as_raw_fd()) {
                         crate::report::log_or_eprint(
                             log::Level::Debug,
@@ -411,6 +415,18 @@ impl OutboxCore {
                     return;
                 }
             }
+        }
+    }
+
+    /// Gives up the turn to write, waking the handler if it waits for it.
+    /// Only then: a wake is a system call even with nobody waiting, and a
+    /// push that writes at once takes and gives up the turn each time.
+    pub(super) fn give_up_turn(&self, mut inner: MutexGuard<'_, Inner>) {
+        inner.writing = false;
+        let waiting = inner.turn_waiters > 0;
+        drop(inner);
+        if waiting {
+            self.turn.notify_all();
         }
     }
 
@@ -441,7 +457,6 @@ impl OutboxCore {
         let mut inner = self.lock();
         inner.closed = true;
         self.closed.store(true, Relaxed);
-        inner.writing = false;
         let dropped = std::mem::take(&mut inner.bytes);
         inner.queue.clear();
         // Counted before the lock is let go: whoever locks this outbox
@@ -450,8 +465,7 @@ impl OutboxCore {
         // Counted after, a thread preempted between the two could leave
         // the report short of bytes it already took.
         add(&self.counters.outbox_dropped, dropped as u64);
-        drop(inner);
-        self.turn.notify_all();
+        self.give_up_turn(inner);
         if let Some(link) = self.link() {
             link.state.drop_queued();
         }
