@@ -43,6 +43,11 @@ struct Pending {
     /// bookkeeping is needed: the common case, and the one of many
     /// subscribers.
     single: Option<Source>,
+    /// How many of `single`'s subscribers were live at its first frame:
+    /// the receivers of each of its frames. The list cannot change while
+    /// the batch holds the registry; a subscriber whose connection ends
+    /// meanwhile is counted as if the message had come a moment earlier.
+    single_live: i64,
     by_subscriber: HashMap<u64, (Outbox, Vec<u32>)>,
 }
 
@@ -121,11 +126,12 @@ impl Pending {
         let live = list.iter().filter(|s| !s.outbox.is_closed());
         if self.frames.is_empty() {
             self.single = Some(source.clone());
+            self.single_live = live.clone().count() as i64;
         }
         if self.single.as_ref() == Some(&source) {
             self.bytes += frame.len();
             self.frames.push(frame);
-            return live.count() as i64;
+            return self.single_live;
         }
         if let Some(first) = self.single.take() {
             // A second list: each subscriber of the first gets every frame
