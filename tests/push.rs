@@ -179,6 +179,50 @@ fn one_message_larger_than_max_outbox_reaches_a_reading_client(park: bool) {
     server.stop().unwrap();
 }
 
+both_modes!(shutting_the_writing_half_writes_what_was_pushed_whole);
+/// A handler that shuts down its writing half (the end of its reply)
+/// first writes every message already pushed, whole: the client never
+/// reads the end of the stream in the middle of a message. Later pushes
+/// are refused.
+fn shutting_the_writing_half_writes_what_was_pushed_whole(park: bool) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let (about_to_shut, shutting) = mpsc::channel();
+    let about_to_shut = std::sync::Mutex::new(about_to_shut);
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .max_outbox(64 << 20),
+        move |conn: &mut Connection| -> io::Result<()> {
+            tx.lock().unwrap().send(conn.outbox()).unwrap();
+            let mut one = [0; 1];
+            conn.read_exact(&mut one)?;
+            about_to_shut.lock().unwrap().send(()).unwrap();
+            conn.shutdown(Shutdown::Write)?;
+            io::copy(conn, &mut io::sink()).map(drop)
+        },
+    );
+    let mut client = slow_reader(&server);
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let message = vec![b'q'; 8 << 20];
+    outbox.send(&message).unwrap();
+    assert!(outbox.queued() > 0, "all of it taken at once");
+    client.write_all(b"x").unwrap();
+    // The client reads only once the handler is shutting down.
+    shutting.recv_timeout(TIMEOUT).unwrap();
+    let got = read_to_end(&mut client);
+    assert_eq!(
+        got.len(),
+        message.len(),
+        "the end of the stream cut the message"
+    );
+    assert_eq!(outbox.send(b"later"), Err(SendError::Closed));
+    client.shutdown(Shutdown::Write).unwrap();
+    let report = server.stop().unwrap();
+    assert_eq!(report.unsent_bytes, 0, "{report}");
+}
+
 both_modes!(close_ends_the_connection_after_what_is_queued);
 fn close_ends_the_connection_after_what_is_queued(park: bool) {
     let (server, mut client, outbox) =
@@ -190,6 +234,22 @@ fn close_ends_the_connection_after_what_is_queued(park: bool) {
     // The handler's read ended too, and it returned.
     wait_until("the handler to end", || server.stats().completed == 1);
     server.stop().unwrap();
+}
+
+/// A client of `server` with a small receive buffer, fixed (no
+/// autotuning, which may grow to tcp_rmem's 32 MiB): the kernel then holds
+/// at most the server's send buffer (tcp_wmem, up to 4 MiB) and this, so
+/// bytes pushed past that stay queued in the outbox until the client reads.
+fn slow_reader(server: &ServerThread) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket
+        .connect_timeout(&inet(&server.local_addr()).into(), TIMEOUT)
+        .unwrap();
+    let client: TcpStream = socket.into();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.set_write_timeout(Some(TIMEOUT)).unwrap();
+    client
 }
 
 /// A server with one client that has not read yet, and bytes pushed to
@@ -208,18 +268,7 @@ fn queued_for_a_client(park: bool, shutdown_timeout: Duration) -> (ServerThread,
             .shutdown_timeout(shutdown_timeout),
         hands_over(tx),
     );
-    // A small receive buffer, fixed (no autotuning, which may grow to
-    // tcp_rmem's 32 MiB): the kernel then holds at most the server's send
-    // buffer (tcp_wmem, up to 4 MiB) and this, so bytes queued past that
-    // stay queued until the client reads.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(64 * 1024).unwrap();
-    socket
-        .connect_timeout(&inet(&server.local_addr()).into(), TIMEOUT)
-        .unwrap();
-    let mut client: TcpStream = socket.into();
-    client.set_read_timeout(Some(TIMEOUT)).unwrap();
-    client.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let mut client = slow_reader(&server);
     // One exchange: the connection is no longer new, and waits for its
     // client's next request (idle but for what is pushed to it).
     client.write_all(b"x").unwrap();

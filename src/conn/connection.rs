@@ -237,11 +237,23 @@ impl Connection {
     /// while still reading. No effect on a datagram exchange.
     ///
     /// Over TLS, shutting down the writing half sends TLS's `close_notify`
-    /// first, so the client knows the reply was not cut short.
+    /// first, so the client knows the reply was not cut short. On a
+    /// connection with an [`outbox`](Self::outbox), it first writes every
+    /// message already pushed, whole (within the write timeout; what cannot
+    /// be written is counted as dropped), and later sends return
+    /// [`SendError::Closed`](crate::SendError::Closed).
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         #[cfg(feature = "tls")]
         if let (Some(tls), Shutdown::Write | Shutdown::Both) = (&mut self.tls, how) {
             tls.close_notify(&mut self.io, self.outbox.get(), true)?;
+        }
+        if let (Some(outbox), Shutdown::Write | Shutdown::Both) = (self.outbox.get(), how) {
+            if outbox.is_stream() {
+                // Pushed messages go out whole before the end of the stream.
+                let written = outbox.finish(&mut self.io);
+                let shut = self.io.shutdown(how);
+                return written.and(shut);
+            }
         }
         self.io.shutdown(how)
     }

@@ -84,10 +84,39 @@ impl OutboxCore {
         }
     }
 
-    /// The connection ends, with the turn: no more messages are taken;
-    /// what is still queued (the handler wrote what it could first) is
-    /// dropped and counted.
+    /// The handler shuts down the writing half: no more messages are
+    /// taken, and every one taken before, a push being written meanwhile
+    /// included, is written whole first (within the write timeout), so
+    /// that the end of the stream never cuts a message. What cannot be
+    /// written is dropped and counted.
+    pub(crate) fn finish(self: &Arc<Self>, io: &mut SocketIo) -> io::Result<()> {
+        self.refuse_more();
+        // Waits for a push in the middle of its write: its rest is queued.
+        self.begin_turn();
+        let written = loop {
+            let Some((msg, offset)) = self.next_queued() else {
+                break Ok(());
+            };
+            match io.write(&msg[offset..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consumed(n),
+                Err(e) => break Err(e),
+            }
+        };
+        match written {
+            Ok(()) => self.end_turn(),
+            Err(_) => self.end_queue(),
+        }
+        written
+    }
+
+    /// The connection ends: no more messages are taken; what is still
+    /// queued (the handler wrote what it could first) is dropped and
+    /// counted. A push in the middle of its write meanwhile counts the
+    /// rest of its message itself (`Inner::ended`).
     pub(crate) fn end(&self) {
+        #[cfg(test)]
+        crate::conn::failpoint::BEFORE_END.reach();
         self.end_queue();
         self.flusher.forget(self.key());
     }

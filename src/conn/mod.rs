@@ -12,24 +12,34 @@
 //! * `serve.rs`: the serving steps, driven by either engine: options, the
 //!   PROXY header, TLS, the handler, panics caught, what is reported.
 //! * `outbox.rs`: push, the public `Outbox`: any thread writes to a
-//!   connection; `outbox_core.rs`: its queue and the turn to write, and
-//!   `handler_turn.rs`, the connection's own side of that turn;
+//!   connection; `send_error.rs`, why a send is refused; `outbox_core.rs`:
+//!   its queue and the turn to write, `outbox_end.rs`, how it stops taking
+//!   messages, and `handler_turn.rs`, the connection's own side of that
+//!   turn;
 //!   `flusher.rs`: the thread that finishes writing to clients that read
 //!   slowly.
 //! * `tls_side.rs` (feature `tls`): the TLS session, as the handler and
 //!   the outbox share it.
 //! * `connection.rs`: the public `Connection`.
+//! * `failpoint.rs` and `race_tests.rs` (unit tests only): where a test
+//!   stops a thread, to make a race certain, and the races so tested.
 //!
 //! This folder knows nothing of either engine: they call into it.
 
 pub(crate) mod connection;
+#[cfg(test)]
+pub(crate) mod failpoint;
 pub(crate) mod flusher;
 mod handler_turn;
 pub(crate) mod io;
 pub(crate) mod link;
 pub(crate) mod outbox;
 pub(crate) mod outbox_core;
+mod outbox_end;
 pub(crate) mod parked;
+#[cfg(test)]
+mod race_tests;
+mod send_error;
 pub(crate) mod serve;
 pub(crate) mod state;
 #[cfg(feature = "tls")]

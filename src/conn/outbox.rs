@@ -74,7 +74,9 @@ impl Outbox {
         self.core.close();
     }
 
-    /// Whether the connection has ended, was cut as a slow consumer, or
+    /// Whether the connection has ended, was cut as a slow consumer, its
+    /// handler shut down its writing half
+    /// ([`Connection::shutdown`](crate::Connection::shutdown)), or
     /// [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.core.is_closed()

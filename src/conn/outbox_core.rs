@@ -41,38 +41,13 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
+pub use crate::conn::send_error::SendError;
+
 use crate::conn::flusher::Flusher;
 use crate::conn::link::Link;
 use crate::net::datagram::DatagramSocket;
-use crate::stats::{add, bump, Counters};
+use crate::stats::{add, Counters};
 use crate::Addr;
-
-/// Why [`Outbox::send`](crate::Outbox::send) did not queue a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The connection's unsent bytes would pass
-    /// [`max_outbox`](crate::ServerBuilder::max_outbox): its client reads
-    /// too slowly. The connection is cut and counted in
-    /// [`Stats::slow_consumers`](crate::Stats::slow_consumers); later sends
-    /// return [`Closed`](Self::Closed). For a datagram connection: the
-    /// socket's send buffer is full, and this one datagram was not sent.
-    #[error("the client reads too slowly: its outbox is full and the connection was cut")]
-    Full,
-    /// The connection has ended (or [`Outbox::close`](crate::Outbox::close) was called).
-    #[error("the connection is closed")]
-    Closed,
-}
-
-impl From<SendError> for io::Error {
-    fn from(e: SendError) -> Self {
-        let kind = match e {
-            SendError::Full => io::ErrorKind::WouldBlock,
-            SendError::Closed => io::ErrorKind::NotConnected,
-        };
-        io::Error::new(kind, e)
-    }
-}
 
 enum Message<'a> {
     Borrowed(&'a [u8]),
@@ -127,6 +102,8 @@ pub(super) struct Inner {
     pub(super) retry: bool,
     /// No more messages are taken.
     pub(super) closed: bool,
+    /// Nothing more will be written: the queue was dropped (`end_queue`).
+    pub(super) ended: bool,
     /// `close()` was called: the connection ends once the queue is empty.
     pub(super) close_when_empty: bool,
 }
@@ -135,9 +112,9 @@ pub(super) struct Inner {
 /// documentation.
 pub(crate) struct OutboxCore {
     target: Target,
-    peer: Addr,
+    pub(super) peer: Addr,
     max: usize,
-    counters: Arc<Counters>,
+    pub(super) counters: Arc<Counters>,
     pub(super) flusher: Arc<Flusher>,
     /// Its key in the flusher.
     key: usize,
@@ -145,7 +122,7 @@ pub(crate) struct OutboxCore {
     /// `Inner::closed`, to be read without the lock (a fan-out asks it of
     /// every subscriber). Relaxed: a stale `false` costs one send that
     /// fails with `Closed`.
-    closed: AtomicBool,
+    pub(super) closed: AtomicBool,
     /// The handler waits here for the turn.
     pub(super) turn: Condvar,
     /// The connection's TLS session, shared: pushes are encrypted through
@@ -254,6 +231,11 @@ impl OutboxCore {
             // Held until the records are queued or written: records reach
             // the socket in the order the session made them.
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+            // Nothing is sealed once no more is taken: a record made and
+            // never sent would break the sequence of the records after it.
+            if self.lock().closed {
+                return Err(SendError::Closed);
+            }
             let mut records = Vec::new();
             if session.seal(msg.bytes(), &mut records).is_err() {
                 return Err(SendError::Closed);
@@ -301,8 +283,22 @@ impl OutboxCore {
                 return Err(SendError::Closed);
             }
         };
+        #[cfg(test)]
+        crate::conn::failpoint::AFTER_PUSH_WRITE.reach();
+        let mut inner = self.lock();
+        if inner.ended {
+            // The connection ended while this was being written: its queue
+            // was dropped, and the rest of this message is dropped with it.
+            let rest = len - sent;
+            add(&self.counters.outbox_dropped, rest as u64);
+            self.give_up_turn(inner);
+            return if rest == 0 {
+                Ok(())
+            } else {
+                Err(SendError::Closed)
+            };
+        }
         if sent == len {
-            let inner = self.lock();
             if inner.queue.is_empty() && !inner.close_when_empty {
                 // Nothing came meanwhile, so the connection's mark of bytes
                 // waiting is still clear, as it was when the turn was free.
@@ -310,7 +306,6 @@ impl OutboxCore {
                 return Ok(());
             }
         } else {
-            let mut inner = self.lock();
             // Only what the socket did not take counts against the bound:
             // one large message to a client that reads is no slow consumer.
             if inner.bytes + (len - sent) > self.max {
@@ -324,6 +319,7 @@ impl OutboxCore {
             inner.bytes += len - sent;
             self.mark_queued(&inner);
         }
+        drop(inner);
         self.pump(&link);
         Ok(())
     }
@@ -349,28 +345,6 @@ impl OutboxCore {
             if link.state.set_queued(inner.bytes > 0) {
                 link.close_reading();
             }
-        }
-    }
-
-    /// A slow consumer: the connection is cut, its queue dropped.
-    fn cut_slow_consumer(&self) {
-        let mut inner = self.lock();
-        if inner.closed {
-            return;
-        }
-        inner.closed = true;
-        self.closed.store(true, Relaxed);
-        inner.queue.clear();
-        inner.bytes = 0;
-        drop(inner);
-        bump(&self.counters.slow_consumers);
-        if let Some(link) = self.link() {
-            link.state.drop_queued();
-            link.cut();
-            crate::report::log_or_eprint(
-                log::Level::Debug,
-                &format!("cut {}: a slow consumer, its outbox full", self.peer),
-            );
         }
     }
 
@@ -452,25 +426,6 @@ impl OutboxCore {
         }
     }
 
-    /// The socket failed: nothing more will be written.
-    pub(super) fn end_queue(&self) {
-        let mut inner = self.lock();
-        inner.closed = true;
-        self.closed.store(true, Relaxed);
-        let dropped = std::mem::take(&mut inner.bytes);
-        inner.queue.clear();
-        // Counted before the lock is let go: whoever locks this outbox
-        // next (the connection's own end, or a shutdown's `end_all`) then
-        // sees the count, so a shutdown's report made after it does too.
-        // Counted after, a thread preempted between the two could leave
-        // the report short of bytes it already took.
-        add(&self.counters.outbox_dropped, dropped as u64);
-        self.give_up_turn(inner);
-        if let Some(link) = self.link() {
-            link.state.drop_queued();
-        }
-    }
-
     /// The flusher saw the socket take more: write, or have whoever has
     /// the turn try again.
     pub(crate) fn on_writable(self: &Arc<Self>) {
@@ -487,21 +442,6 @@ impl OutboxCore {
         match self.link() {
             Some(link) => self.pump(&link),
             None => self.end_queue(),
-        }
-    }
-
-    pub(crate) fn close(self: &Arc<Self>) {
-        let mut inner = self.lock();
-        if inner.closed {
-            return;
-        }
-        inner.closed = true;
-        self.closed.store(true, Relaxed);
-        inner.close_when_empty = true;
-        let now = !inner.writing && inner.queue.is_empty();
-        drop(inner);
-        if let (true, Some(link)) = (now, self.link()) {
-            link.cut();
         }
     }
 

@@ -161,6 +161,8 @@ impl TlsSide {
         };
         let end = {
             let mut session = self.lock();
+            // No push is sealed after the session's last record.
+            outbox.refuse_more();
             let mut records = Vec::new();
             session.seal_close_notify(&mut records)?;
             outbox.enqueue(records)
