@@ -10,10 +10,11 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::admission::loop_guard::LoopGuard;
 use crate::admission::Books;
+use crate::deadline::deadline_after;
 use crate::lifecycle::socket_file::SocketFile;
 use crate::lifecycle::upgrade::HandOver;
 use crate::lifecycle::Command;
@@ -96,6 +97,9 @@ pub(crate) struct Core {
     /// An upgrade in place is passing the socket on: another process may
     /// change the listener's options, so each connection gets its own.
     sharing: AtomicBool,
+    /// An upgrade is under way: a new process holds the socket too, and
+    /// may serve it if it gets ready.
+    upgrading: AtomicBool,
     /// An upgrade in place has passed the socket on: it is held elsewhere
     /// from now on.
     handed_over: AtomicBool,
@@ -178,6 +182,7 @@ impl Core {
             inherits_options,
             held_elsewhere,
             sharing: AtomicBool::new(false),
+            upgrading: AtomicBool::new(false),
             handed_over: AtomicBool::new(false),
             counters: Arc::default(),
             on_error,
@@ -268,7 +273,22 @@ impl Core {
     /// Whether another process may hold the socket too (passed in, or
     /// passed on by an upgrade): a shutdown must leave it working.
     pub(crate) fn held_elsewhere(&self) -> bool {
-        self.held_elsewhere || self.handed_over.load(SeqCst)
+        // While an upgrade starts, the new process holds the socket too: a
+        // shutdown then must not shut it down, nor close its queue, before
+        // the upgrade has killed that process (`keep` does what it left).
+        self.held_elsewhere || self.handed_over.load(SeqCst) || self.upgrading.load(SeqCst)
+    }
+
+    /// At the end of a shutdown: waits for an upgrade under way to give up
+    /// (it sees the shutdown within a tenth of a second, kills the new
+    /// process and keeps the socket, `HandOver::keep`), so that the program
+    /// does not exit and leave that process holding the socket, and the
+    /// socket is this server's alone again to let go of.
+    pub(crate) fn await_upgrade(&self) {
+        let until = deadline_after(Instant::now(), Duration::from_secs(5));
+        while self.upgrading.load(SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Whether the socket was passed in and has not been passed on: the
@@ -354,10 +374,12 @@ impl HandOver for Core {
 
     fn share(&self) {
         self.sharing.store(true, SeqCst);
+        self.upgrading.store(true, SeqCst);
     }
 
     fn hand_over_and_stop(&self) {
         self.handed_over.store(true, SeqCst);
+        self.upgrading.store(false, SeqCst);
         // Not shut down, the socket no longer wakes a blocked accept or
         // receive: its timeout does (`net/wake.rs`).
         if let Err(e) = wake::set_shared_socket_tick(&self.listener) {
@@ -377,14 +399,23 @@ impl HandOver for Core {
         let _ = sock.set_nonblocking(self.settings.park_idle);
         if self.held_elsewhere {
             let _ = wake::set_shared_socket_tick(&self.listener);
+            self.sharing.store(false, SeqCst);
         } else if self.inherits_options {
-            let restored = wake::set_inherited_options(&self.listener, &self.settings);
-            if !restored {
-                return;
+            // Until they are restored, each connection gets its own.
+            if wake::set_inherited_options(&self.listener, &self.settings) {
+                self.sharing.store(false, SeqCst);
             }
         } else {
             let _ = sock.set_read_timeout(None);
+            self.sharing.store(false, SeqCst);
         }
-        self.sharing.store(false, SeqCst);
+        self.upgrading.store(false, SeqCst);
+        if self.stopping() {
+            // A shutdown came while the upgrade was under way: what it left
+            // for the socket, now this process's alone again.
+            let backlog = self.close_backlog();
+            add(&self.counters.dropped_at_shutdown, backlog as u64);
+            wake::wake_all(&self.listener, self.held_elsewhere());
+        }
     }
 }

@@ -102,11 +102,12 @@ pub enum Error {
     },
 
     /// An upgrade in place ([`Upgrade::start`](crate::Upgrade::start))
-    /// did not happen: the servers of this process go on serving.
-    #[error("upgrade in place failed: {reason}; this process goes on serving")]
+    /// did not happen: the servers of this process go on serving (or on
+    /// with their shutdown, if one began meanwhile).
+    #[error("upgrade in place failed: {reason}")]
     Upgrade {
         /// Why: the program could not be started, or it exited or was not
-        /// ready in time, and so on.
+        /// ready in time, and so on; and what this process does now.
         reason: String,
     },
 

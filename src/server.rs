@@ -81,6 +81,7 @@ impl<H: Handler> Server<H> {
     /// signal listener of `shutdown_on_signals`.
     fn finish(&self) {
         let core = &self.shared.core;
+        core.await_upgrade();
         wake::release(&core.listener, core.held_elsewhere());
         core.remove_socket_file();
         #[cfg(feature = "signals")]

@@ -71,6 +71,17 @@ fn lines(from: impl BufRead + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Kills process `pid` when dropped, should a test fail before it ends.
+struct KillPid(u32);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        if !exited(self.0) {
+            signal(self.0, "KILL");
+        }
+    }
+}
+
 /// Whether process `pid` has exited (gone, or a zombie).
 fn exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -402,26 +413,10 @@ fn tls_upgrades(park: bool) {
 /// program is fixed, succeeds.
 #[test]
 fn a_new_process_that_fails_leaves_the_old_one_serving() {
-    let dir = std::env::temp_dir().join(format!("socketserver-deploy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let program = dir.join("echo_server");
-    std::fs::copy(example("echo_server"), &program).unwrap();
-    let mut server = Generations::start_with(Command::new(&program).args([
-        "--bind",
-        "127.0.0.1:0",
-        "--ready-timeout",
-        "1",
-    ]));
+    let deployed = Deployed::new("deploy");
+    let mut server = deployed.start(&["--ready-timeout", "1"]);
     let addr = server.addr;
-
-    // A running binary cannot be written: it is replaced, as a deploy does.
-    let replace = |content: &[u8]| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::remove_file(&program).unwrap();
-        std::fs::write(&program, content).unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
+    let replace = |content: &[u8]| deployed.replace(content);
     let old = server.current();
     for (script, why) in [
         (
@@ -447,7 +442,95 @@ fn a_new_process_that_fails_leaves_the_old_one_serving() {
     server.upgrade();
     tcp_request(addr, 99).unwrap();
     server.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A copy of `echo_server` in a directory of its own, as a deploy leaves
+/// it on disk, to be started and then replaced; removed when dropped.
+struct Deployed {
+    dir: std::path::PathBuf,
+    program: std::path::PathBuf,
+}
+
+impl Deployed {
+    fn new(tag: &str) -> Deployed {
+        let dir = std::env::temp_dir().join(format!("socketserver-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("echo_server");
+        std::fs::copy(example("echo_server"), &program).unwrap();
+        Deployed { dir, program }
+    }
+
+    /// Starts it on a port of its own, with `args`.
+    fn start(&self, args: &[&str]) -> Generations {
+        Generations::start_with(
+            Command::new(&self.program)
+                .args(["--bind", "127.0.0.1:0"])
+                .args(args),
+        )
+    }
+
+    /// A running binary cannot be written: it is replaced, as a deploy
+    /// does.
+    fn replace(&self, content: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::remove_file(&self.program).unwrap();
+        std::fs::write(&self.program, content).unwrap();
+        std::fs::set_permissions(&self.program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A shutdown (SIGTERM) while the new process is starting wins over the
+/// upgrade: the new process is killed rather than left holding the
+/// sockets, and the old one shuts down as if no upgrade had begun.
+#[test]
+fn a_shutdown_during_an_upgrade_kills_the_new_process() {
+    a_shutdown_during_an_upgrade(&[]);
+}
+
+#[test]
+fn a_shutdown_during_an_upgrade_kills_the_new_process_parked() {
+    a_shutdown_during_an_upgrade(&["--park-idle"]);
+}
+
+fn a_shutdown_during_an_upgrade(mode: &[&str]) {
+    let deployed = Deployed::new(&format!("abort{}", mode.len()));
+    let mut server = deployed.start(&[&["--ready-timeout", "30"], mode].concat());
+    tcp_request(server.addr, 0).unwrap();
+    // The deployed program never gets ready; it says who it is.
+    let pid_file = deployed.dir.join("new.pid");
+    let script = format!(
+        "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+        pid_file.display()
+    );
+    deployed.replace(script.as_bytes());
+    signal(server.current(), "USR2");
+    let until = Instant::now() + WAIT;
+    let new: u32 = loop {
+        match std::fs::read_to_string(&pid_file) {
+            Ok(pid) if pid.ends_with('\n') => break pid.trim().parse().unwrap(),
+            _ => assert!(Instant::now() < until, "the new process did not start"),
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _new = KillPid(new);
+    let stderr = std::mem::replace(&mut server.stderr, mpsc::channel().1);
+    let report = server.stop();
+    assert!(exited(new), "the new process {new} was left running");
+    assert!(report.contains("0 forced"), "{report}");
+    // Why, if it was said before the process exited: not that it goes on
+    // serving.
+    for line in stderr.try_iter() {
+        if line.contains("upgrade in place failed") {
+            assert!(line.contains("goes on with its shutdown"), "{line}");
+        }
+    }
 }
 
 /// Under systemd (`NOTIFY_SOCKET`): the first process reports `READY=1`

@@ -124,8 +124,16 @@ impl Upgrade {
     /// [`Error::Upgrade`], and these servers go on serving: no server was
     /// given, one is stopping already, the program cannot be started, or
     /// it exited or was not ready within the timeout (it is then killed).
+    /// A shutdown that begins while the new process starts wins: that
+    /// process is killed, and the shutdown goes on, the sockets' queues
+    /// included, as if no upgrade had begun.
     pub fn start(&self) -> Result<u32, Error> {
-        let failed = |reason: String| Error::Upgrade { reason };
+        let failed = |reason: String| Error::Upgrade {
+            reason: match self.servers.iter().any(|(_, s)| s.is_stopping()) {
+                true => format!("{reason}; this process goes on with its shutdown"),
+                false => format!("{reason}; this process goes on serving"),
+            },
+        };
         if self.servers.is_empty() {
             return Err(failed("no server was given to hand over".into()));
         }
@@ -139,8 +147,8 @@ impl Upgrade {
         }
         let started = self.spawn(&listener);
         let ready = started.and_then(|child| self.wait_ready(child, &listener));
-        let pid = match ready {
-            Ok(pid) => pid,
+        let mut child = match ready {
+            Ok(child) => child,
             Err(reason) => {
                 for (_, server) in &self.servers {
                     server.keep();
@@ -148,6 +156,15 @@ impl Upgrade {
                 return Err(failed(reason));
             }
         };
+        let pid = child.id();
+        // Reaped whenever it exits, should this process outlive it.
+        let reap = move || drop(child.wait());
+        if let Err(e) = std::thread::Builder::new()
+            .name("upgrade-reap".into())
+            .spawn(reap)
+        {
+            log::debug!("cannot start a thread to reap process {pid}: {e}");
+        }
         if let Err(e) = notify::main_pid(pid) {
             let msg = format!("cannot tell NOTIFY_SOCKET that process {pid} serves now: {e}");
             log_or_eprint(log::Level::Warn, &msg);
@@ -188,14 +205,22 @@ impl Upgrade {
     }
 
     /// Waits for the new process's `READY=1`; kills it if it does not come
-    /// in time. Returns its process id.
-    fn wait_ready(&self, mut child: Child, listener: &ReadyListener) -> Result<u32, String> {
+    /// in time, or if a server here begins to shut down meanwhile (the
+    /// program is being stopped, not upgraded).
+    fn wait_ready(&self, mut child: Child, listener: &ReadyListener) -> Result<Child, String> {
         let pid = child.id();
         let until = deadline_after(Instant::now(), self.ready_timeout);
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            match listener.ready_from(pid, left.min(LOOK)) {
-                Ok(true) => return Ok(pid),
+            let ready = listener.ready_from(pid, left.min(LOOK));
+            if self.servers.iter().any(|(_, s)| s.is_stopping()) {
+                stop_child(&mut child);
+                return Err(format!(
+                    "this process began to shut down; the new process {pid} was killed"
+                ));
+            }
+            match ready {
+                Ok(true) => return Ok(child),
                 Ok(false) => {}
                 Err(e) => {
                     stop_child(&mut child);
