@@ -8,6 +8,8 @@
 //! * `waiting_clients_are_served_in_the_order_they_came`: held, counted in
 //!   `Stats::queued`, served by the first worker free, first come first.
 //! * `a_queued_connection_times_out_too`: with `queue(n)`, the same.
+//! * `a_late_client_goes_behind_those_waiting_past_the_queue`: with
+//!   `queue(n)`, a free place in the queue does not let a newcomer ahead.
 //! * `waiting_clients_are_counted_as_dropped_at_shutdown`.
 //! * `a_zero_queue_timeout_is_refused`.
 
@@ -83,6 +85,46 @@ fn waiting_clients_are_served_in_the_order_they_came() {
     assert_eq!(&back, b"3");
     let stats = server.stats();
     assert_eq!((stats.queue_timeouts, stats.queued), (0, 0), "{stats:?}");
+    server.stop().unwrap();
+}
+
+/// With `queue(n)`, a client that comes once others wait past the queue
+/// goes behind them, not into the queue's free place ahead of them.
+#[test]
+fn a_late_client_goes_behind_those_waiting_past_the_queue() {
+    // Room for two past the queue (`backlog`): with both there, the run
+    // thread waits rather than accepts, and decides anew once the queue
+    // has a free place.
+    let server = spawn(one_worker(Duration::MAX).queue(1).backlog(2), Echo);
+    let addr = server.local_addr();
+    let (first, mut second) = one_busy_one_waiting(&addr);
+    wait_until("the second queued", || server.stats().queued == 1);
+    let mut waiting: Vec<TcpStream> = Vec::new();
+    for (n, name) in [(2, b"3"), (3, b"4")] {
+        let mut client = connect(&addr);
+        client.write_all(name).unwrap();
+        waiting.push(client);
+        wait_until("a client to wait past the queue", || {
+            server.stats().queued == n
+        });
+    }
+    // The worker takes the queued one: the queue has a free place.
+    drop(first);
+    let mut back = [0u8; 1];
+    second.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"2");
+    // It waits in the listen backlog, past-the-queue places being taken.
+    let mut late = connect(&addr);
+    late.write_all(b"5").unwrap();
+    drop(second);
+    for (client, name) in waiting.iter_mut().zip([b"3", b"4"]) {
+        expect_no_reply(&mut late, Duration::from_millis(100));
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, name);
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    late.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"5");
     server.stop().unwrap();
 }
 

@@ -130,6 +130,47 @@ fn shutdown_from_inside_a_handler_does_not_deadlock(park: bool) {
     assert_eq!(report.forced, 0);
 }
 
+/// When another server may take the socket's clients over (here
+/// `reuse_port`, a rolling restart; also an upgrade in place, or a socket
+/// passed in), the clients this one has already accepted are not turned
+/// away: the queued ones are served as the running ones drain.
+#[test]
+fn with_reuse_port_queued_connections_are_served_not_dropped() {
+    let (gate, started) = Gate::new();
+    let at_gate = gate.clone();
+    let handler = move |conn: &mut socketserver::Connection| -> std::io::Result<()> {
+        let mut request = [0; 1];
+        conn.read_exact(&mut request)?;
+        at_gate.arrive();
+        conn.write_all(b"served")
+    };
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .reuse_port(true)
+            .workers(1)
+            .max_workers(1)
+            .queue(3)
+            .shutdown_timeout(Duration::from_secs(5)),
+        handler,
+    );
+    let addr = server.local_addr();
+    let mut clients: Vec<_> = (0..4).map(|_| connect(&addr)).collect();
+    for c in &mut clients {
+        c.write_all(b"x").unwrap();
+    }
+    expect_started(&started, 1);
+    wait_until("3 queued", || server.stats().queued == 3);
+    let handle = server.shutdown_handle();
+    handle.shutdown();
+    gate.open();
+    for c in &mut clients {
+        assert_eq!(read_to_end(c), b"served");
+    }
+    let report = server.join().unwrap();
+    assert_eq!((report.drained, report.forced, report.dropped), (4, 0, 0));
+}
+
 #[test]
 fn queued_connections_are_closed_at_once_not_drained() {
     let (gate, started) = Gate::new();

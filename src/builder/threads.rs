@@ -155,6 +155,13 @@ impl ServerBuilder {
     /// `max_workers`, the run thread accepts up to `n` connections ahead
     /// into a queue; when it is full, accepting stops and clients wait in
     /// the backlog again. Memory stays bounded either way.
+    ///
+    /// At shutdown, queued connections are closed at once, unserved
+    /// (counted in [`ShutdownReport::dropped`](crate::ShutdownReport)), so
+    /// that their clients can go elsewhere; unless another server may
+    /// take the socket's clients over (`reuse_port`, an adopted socket, an
+    /// upgrade in place): then they are served, drained with the rest
+    /// within `shutdown_timeout`.
     pub fn queue(mut self, n: usize) -> Self {
         self.settings.queue = n;
         self

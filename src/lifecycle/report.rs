@@ -18,7 +18,9 @@ pub struct ShutdownReport {
     /// a datagram handler is left to finish on its own.
     pub forced: usize,
     /// Connections closed without being served: accepted ones still in the
-    /// queue, and those still waiting in the listen backlog; and datagrams
+    /// queue (at once, or, when another server takes the socket's clients
+    /// over, those `shutdown_timeout` left unserved), and those still
+    /// waiting in the listen backlog; and datagrams
     /// a worker had taken off the socket in one batch with others but not
     /// yet begun to serve.
     pub dropped: usize,

@@ -10,8 +10,10 @@ use crate::core::Core;
 use crate::net::batch::Incoming;
 use crate::net::datagram::DatagramSocket;
 use crate::net::stream::Stream;
+use crate::net::wake::SHARED_SOCKET_TICK;
 use crate::stats::{add, bump};
 use crate::sys::errors::{classify, ErrorClass};
+use crate::sys::poll;
 use crate::thread::Workers;
 use crate::Addr;
 
@@ -29,7 +31,16 @@ pub(crate) fn accept_one(workers: &Workers) -> Option<(Stream, Addr)> {
             Err(_) if core.stopping() => return None,
             // The listener's inherited or passed-socket read timeout
             // expired: nothing came; look at the shutdown flag and go on.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            // Or another process serving the same socket made it
+            // non-blocking (an upgrade to `park_idle` starting): wait for
+            // a connection as the timeout would, rather than spin.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let listener = core.listener.sock_ref();
+                if listener.nonblocking().unwrap_or(false) {
+                    let _ = poll::wait(&*listener, false, Some(SHARED_SOCKET_TICK));
+                }
+                continue;
+            }
             Err(e) => match after_error(core, &e) {
                 AfterError::Retry => continue,
                 AfterError::BackOff(Some(accepted)) => return Some(accepted),

@@ -68,6 +68,10 @@ pub(crate) struct State {
     pub(crate) lobby: VecDeque<waiting::Waiting>,
     /// Handlers running when shutdown began: what the drain waits for.
     pub(crate) active_at_stop: usize,
+    /// Accepted clients (queued, or held past the queue) that a worker
+    /// took after shutdown began, to be drained with those in flight
+    /// (`Pool::serving_accepted`).
+    pub(crate) taken_while_stopping: usize,
 }
 
 impl State {
@@ -125,6 +129,7 @@ impl Workers {
                 queue: VecDeque::new(),
                 lobby: VecDeque::new(),
                 active_at_stop: 0,
+                taken_while_stopping: 0,
             }),
             work: Condvar::new(),
             control: Condvar::new(),
@@ -196,6 +201,8 @@ impl Engine for Workers {
                         return;
                     }
                     st.pool.stop();
+                    st.pool.serving_accepted =
+                        self.core.held_elsewhere() || self.core.settings.reuse_port;
                     st.active_at_stop = st.pool.active;
                 }
                 self.work.notify_all();

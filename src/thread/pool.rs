@@ -36,6 +36,11 @@ pub(crate) struct Pool {
     cannot_grow: bool,
     /// Shutdown has begun: take no new work.
     pub(crate) stopping: bool,
+    /// Shutdown has begun, and the clients already accepted, queued or
+    /// held past the queue, are still served: another process serves the
+    /// socket from now on (an upgrade, a rolling restart), so none of them
+    /// need be turned away.
+    pub(crate) serving_accepted: bool,
     /// Serial number for the next worker thread's name.
     next_id: usize,
     /// A datagram server's pool: one worker receives at a time (see
@@ -122,7 +127,11 @@ impl Pool {
     /// `max_connections`. Those that came first are served first.
     pub(crate) fn next_step(&self, queued: usize, waiting: usize, room: bool) -> Step {
         if self.stopping {
-            Step::Stop
+            match (self.serving_accepted, queued > 0, waiting > 0 && room) {
+                (true, true, _) => Step::TakeQueued,
+                (true, false, true) => Step::TakeWaiting,
+                _ => Step::Stop,
+            }
         } else if queued > 0 {
             Step::TakeQueued
         } else if waiting > 0 {
@@ -202,11 +211,15 @@ impl Pool {
         self.starting -= 1;
     }
 
-    /// Whether the run thread should accept ahead into the queue now.
-    pub(crate) fn run_thread_may_accept(&self, queued: usize, room: bool) -> bool {
+    /// Whether the run thread should accept ahead into the queue now
+    /// (`queued` in it, `waiting` held past it). Not while clients wait
+    /// past the queue: they came first, and those accepted now go behind
+    /// them, so that they are served first.
+    pub(crate) fn run_thread_may_accept(&self, queued: usize, waiting: usize, room: bool) -> bool {
         !self.stopping
             && self.limits.queue > 0
             && queued < self.limits.queue
+            && waiting == 0
             && room
             && !self.run_accepting
             && self.accepting == 0
@@ -338,6 +351,11 @@ mod tests {
         assert_eq!(p.next_step(0, 0, false), Step::Wait, "max_connections held");
         p.stopping = true;
         assert_eq!(p.next_step(1, 0, true), Step::Stop);
+        p.serving_accepted = true;
+        assert_eq!(p.next_step(1, 1, true), Step::TakeQueued);
+        assert_eq!(p.next_step(0, 1, true), Step::TakeWaiting);
+        assert_eq!(p.next_step(0, 1, false), Step::Stop, "max_connections held");
+        assert_eq!(p.next_step(0, 0, true), Step::Stop);
     }
 
     #[test]
@@ -408,7 +426,7 @@ mod tests {
         p.active = 1;
         assert_eq!(p.on_busy(true, true), Grow::Spawn(1));
         assert_eq!(p.spawn_failed(true), Grow::WakeRunThread);
-        assert!(p.run_thread_may_accept(0, true));
+        assert!(p.run_thread_may_accept(0, 0, true));
         assert_eq!(
             p.on_busy(true, true),
             Grow::WakeRunThread,
@@ -421,16 +439,23 @@ mod tests {
     fn the_run_thread_accepts_only_when_every_worker_is_busy() {
         let mut p = pool(2, 2, 4);
         assert!(
-            !p.run_thread_may_accept(0, true),
+            !p.run_thread_may_accept(0, 0, true),
             "workers are free to accept"
         );
         p.accepting = 0;
         p.active = 2;
-        assert!(p.run_thread_may_accept(3, true));
-        assert!(!p.run_thread_may_accept(4, true), "queue full");
-        assert!(!p.run_thread_may_accept(0, false), "max_connections held");
+        assert!(p.run_thread_may_accept(3, 0, true));
+        assert!(!p.run_thread_may_accept(4, 0, true), "queue full");
+        assert!(
+            !p.run_thread_may_accept(0, 0, false),
+            "max_connections held"
+        );
+        assert!(
+            !p.run_thread_may_accept(0, 1, true),
+            "a client waits past the queue"
+        );
         p.begin_wait();
-        assert!(!p.run_thread_may_accept(0, true), "a worker is idle");
+        assert!(!p.run_thread_may_accept(0, 0, true), "a worker is idle");
         assert!(p.claim_idle());
         assert!(!p.claim_idle());
     }

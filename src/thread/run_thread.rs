@@ -101,7 +101,9 @@ fn fill_queue(workers: &Workers) {
             return;
         }
         let room = core.books().room(settings);
-        let into_queue = st.pool.run_thread_may_accept(st.queue.len(), room);
+        let into_queue = st
+            .pool
+            .run_thread_may_accept(st.queue.len(), st.lobby.len(), room);
         if !into_queue && !st.pool.run_thread_may_hold(st.lobby.len(), room) {
             st = workers.control.wait(st).unwrap_or_else(|e| e.into_inner());
             continue;

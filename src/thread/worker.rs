@@ -98,7 +98,10 @@ fn stream_loop<H: Handler>(
                 None => return,
             },
             Step::TakeQueued => match st.queue.pop_front() {
-                Some(job) => job,
+                Some(job) => {
+                    st.taken_while_stopping += usize::from(st.pool.stopping);
+                    job
+                }
                 None => continue,
             },
             Step::TakeWaiting => {
@@ -108,7 +111,10 @@ fn stream_loop<H: Handler>(
                 let admitted;
                 (st, admitted) = admit(workers, st, w.stream, w.peer, w.since);
                 match admitted {
-                    Some(job) => job,
+                    Some(job) => {
+                        st.taken_while_stopping += usize::from(st.pool.stopping);
+                        job
+                    }
                     None => continue,
                 }
             }
