@@ -130,6 +130,16 @@ fn shutdown_from_inside_a_handler_does_not_deadlock(park: bool) {
     assert_eq!(report.forced, 0);
 }
 
+/// One worker, and a queue of three.
+fn one_worker_three_queued() -> socketserver::ServerBuilder {
+    Server::builder()
+        .bind("127.0.0.1:0")
+        .workers(1)
+        .max_workers(1)
+        .queue(3)
+        .shutdown_timeout(Duration::from_secs(5))
+}
+
 /// When another server may take the socket's clients over (here
 /// `reuse_port`, a rolling restart; also an upgrade in place, or a socket
 /// passed in), the clients this one has already accepted are not turned
@@ -144,16 +154,7 @@ fn with_reuse_port_queued_connections_are_served_not_dropped() {
         at_gate.arrive();
         conn.write_all(b"served")
     };
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .reuse_port(true)
-            .workers(1)
-            .max_workers(1)
-            .queue(3)
-            .shutdown_timeout(Duration::from_secs(5)),
-        handler,
-    );
+    let server = spawn(one_worker_three_queued().reuse_port(true), handler);
     let addr = server.local_addr();
     let mut clients: Vec<_> = (0..4).map(|_| connect(&addr)).collect();
     for c in &mut clients {
@@ -175,15 +176,7 @@ fn with_reuse_port_queued_connections_are_served_not_dropped() {
 fn queued_connections_are_closed_at_once_not_drained() {
     let (gate, started) = Gate::new();
     let handler = gate.handler(b"served");
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .workers(1)
-            .max_workers(1)
-            .queue(3)
-            .shutdown_timeout(Duration::from_secs(5)),
-        handler,
-    );
+    let server = spawn(one_worker_three_queued(), handler);
     let addr = server.local_addr();
     let mut first = connect(&addr);
     expect_started(&started, 1);
