@@ -94,8 +94,9 @@ pub(crate) struct Core {
     /// The socket was passed in (`adopt`): other processes may hold it
     /// too, so shutdown must leave it working.
     held_elsewhere: bool,
-    /// An upgrade in place is passing the socket on: another process may
-    /// change the listener's options, so each connection gets its own.
+    /// An upgrade in place is passing, or has tried to pass, the socket
+    /// on: another process may have changed the listener's options, so
+    /// each connection gets its own.
     sharing: AtomicBool,
     /// An upgrade is under way: a new process holds the socket too, and
     /// may serve it if it gets ready.
@@ -298,7 +299,7 @@ impl Core {
     }
 
     /// Whether accepted connections get their options from the listener
-    /// (not while an upgrade may let another process change them).
+    /// (not once an upgrade may have let another process change them).
     pub(crate) fn inherits_options(&self) -> bool {
         self.inherits_options && !self.sharing.load(SeqCst)
     }
@@ -399,15 +400,13 @@ impl HandOver for Core {
         let _ = sock.set_nonblocking(self.settings.park_idle);
         if self.held_elsewhere {
             let _ = wake::set_shared_socket_tick(&self.listener);
-            self.sharing.store(false, SeqCst);
         } else if self.inherits_options {
-            // Until they are restored, each connection gets its own.
-            if wake::set_inherited_options(&self.listener, &self.settings) {
-                self.sharing.store(false, SeqCst);
-            }
+            // Restored; but `sharing` stays set: connections accepted
+            // meanwhile, some still queued, took the other process's
+            // options, so each connection gets its own from now on.
+            let _ = wake::set_inherited_options(&self.listener, &self.settings);
         } else {
             let _ = sock.set_read_timeout(None);
-            self.sharing.store(false, SeqCst);
         }
         self.upgrading.store(false, SeqCst);
         if self.stopping() {
