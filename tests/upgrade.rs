@@ -511,14 +511,7 @@ fn a_shutdown_during_an_upgrade(mode: &[&str]) {
     );
     deployed.replace(script.as_bytes());
     signal(server.current(), "USR2");
-    let until = Instant::now() + WAIT;
-    let new: u32 = loop {
-        match std::fs::read_to_string(&pid_file) {
-            Ok(pid) if pid.ends_with('\n') => break pid.trim().parse().unwrap(),
-            _ => assert!(Instant::now() < until, "the new process did not start"),
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let new = pid_written_to(&pid_file);
     let _new = KillPid(new);
     let stderr = std::mem::replace(&mut server.stderr, mpsc::channel().1);
     let report = server.stop();
@@ -531,6 +524,67 @@ fn a_shutdown_during_an_upgrade(mode: &[&str]) {
             assert!(line.contains("goes on with its shutdown"), "{line}");
         }
     }
+}
+
+/// While the new process starts, it may make the shared socket
+/// non-blocking (one in `park_idle` does): the old one, in the thread
+/// mode, then waits for connections as before, rather than spin on
+/// `EAGAIN`. The new process here is a Python script that does just that,
+/// and never gets ready.
+#[test]
+fn the_old_process_does_not_spin_while_the_new_one_starts() {
+    let Some(python) = outside_program("python3", "python3") else {
+        return;
+    };
+    let deployed = Deployed::new("nonblocking");
+    let server = deployed.start(&["--ready-timeout", "30"]);
+    let pid_file = deployed.dir.join("new.pid");
+    let script = format!(
+        "#!{}\nimport os, time\nos.set_blocking(3, False)\n\
+         open({:?}, 'w').write('%d\\n' % os.getpid())\ntime.sleep(60)\n",
+        python.display(),
+        pid_file.display().to_string(),
+    );
+    deployed.replace(script.as_bytes());
+    signal(server.current(), "USR2");
+    let new = pid_written_to(&pid_file);
+    let _new = KillPid(new);
+    // Each accepting thread meets the non-blocking socket once its
+    // blocked accept has returned a connection.
+    for n in 0..6 {
+        tcp_request(server.addr, n).unwrap();
+    }
+    let old = server.current();
+    let before = cpu_ticks(old);
+    // Measured over a while, idle.
+    thread::sleep(Duration::from_millis(500));
+    let used = cpu_ticks(old) - before;
+    assert!(used < 10, "{used} ticks of CPU in 0.5 s, idle");
+    for n in 0..3 {
+        tcp_request(server.addr, n).unwrap();
+    }
+    server.stop();
+    assert!(exited(new));
+}
+
+/// The process id the new process wrote to `file`, once it has.
+fn pid_written_to(file: &std::path::Path) -> u32 {
+    let until = Instant::now() + WAIT;
+    loop {
+        match std::fs::read_to_string(file) {
+            Ok(pid) if pid.ends_with('\n') => return pid.trim().parse().unwrap(),
+            _ => assert!(Instant::now() < until, "the new process did not start"),
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// CPU time used by process `pid`, in clock ticks (user and system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    // utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Under systemd (`NOTIFY_SOCKET`): the first process reports `READY=1`
