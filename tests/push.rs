@@ -405,6 +405,77 @@ mod over_tls {
         server.stop().unwrap();
     }
 
+    both_modes!(close_notify_with_bytes_after_it_ends_the_connection);
+    /// A client's `close_notify` with more bytes after it, in one write,
+    /// on a connection with an outbox: the handler reads the end, and
+    /// nothing spins on the bytes the session takes no more of.
+    fn close_notify_with_bytes_after_it_ends_the_connection(park: bool) {
+        let pki = Pki::new();
+        let (tx, rx) = mpsc::channel();
+        let server = spawn(builder(park, pki.acceptor()), hands_over(tx));
+        let config = client_config(&pki.ca, &[], None);
+        let mut client = tls_connect(&server.local_addr(), "localhost", &config).unwrap();
+        client.write_all(b"hi").unwrap();
+        assert_eq!(read_exactly(&mut client, 2), b"hi");
+        let _outbox = rx.recv_timeout(TIMEOUT).unwrap();
+        client.conn.send_close_notify();
+        let mut wire = Vec::new();
+        while client.conn.wants_write() {
+            client.conn.write_tls(&mut wire).unwrap();
+        }
+        wire.extend_from_slice(&[0x17; 5000]);
+        client.sock.write_all(&wire).unwrap();
+        wait_until("the handler to read the end", || {
+            server.stats().completed == 1
+        });
+        // The server still serves.
+        let mut other = tls_connect(&server.local_addr(), "localhost", &config).unwrap();
+        other.write_all(b"again").unwrap();
+        assert_eq!(read_exactly(&mut other, 5), b"again");
+        drop(other);
+        server.stop().unwrap();
+    }
+
+    both_modes!(large_writes_from_a_client_with_an_outbox_are_read_whole);
+    /// A client that writes 20,000 bytes at a time (a record of 16 KiB and
+    /// one of the rest) to a connection with an outbox: every byte is read,
+    /// however the records fall across the server's socket reads.
+    fn large_writes_from_a_client_with_an_outbox_are_read_whole(park: bool) {
+        const WRITE: usize = 20_000;
+        const WRITES: usize = 200;
+        let pki = Pki::new();
+        let server = spawn(
+            builder(park, pki.acceptor()),
+            |conn: &mut Connection| -> io::Result<()> {
+                let _outbox = conn.outbox();
+                let mut buf = vec![0; 7000];
+                let mut total = 0;
+                loop {
+                    match conn.read(&mut buf)? {
+                        0 => break,
+                        n => total += n,
+                    }
+                }
+                conn.write_all(total.to_string().as_bytes())
+            },
+        );
+        let config = client_config(&pki.ca, &[], None);
+        let mut client = tls_connect(&server.local_addr(), "localhost", &config).unwrap();
+        for i in 0..WRITES {
+            client.write_all(&[b'a' + (i % 26) as u8; WRITE]).unwrap();
+        }
+        client.conn.send_close_notify();
+        client.flush().unwrap();
+        let mut reply = Vec::new();
+        let _ = client.read_to_end(&mut reply);
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            (WRITE * WRITES).to_string()
+        );
+        assert_eq!(server.stats().handler_errors, 0);
+        server.stop().unwrap();
+    }
+
     both_modes!(tls_records_of_pushes_and_replies_arrive_in_order);
     /// Large replies and small pushes from another thread at once: had a
     /// record gone out of order, the client's session would fail.

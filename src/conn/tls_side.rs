@@ -20,15 +20,15 @@ use crate::conn::io::SocketIo;
 use crate::conn::outbox_core::OutboxCore;
 use crate::tls::{Facts, Session, TlsAcceptor, TlsInfo};
 
-/// Records read off the socket at a time: less than rustls's limit on
-/// plaintext waiting to be read, so a read never overflows it.
+/// Records read off the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// See the module documentation.
 pub(crate) struct TlsSide {
     session: Arc<Mutex<Session>>,
     facts: Facts,
-    /// Records read off the socket, while an outbox shares the session.
+    /// Records read off the socket and not yet taken by the session,
+    /// while an outbox shares it.
     records: Vec<u8>,
 }
 
@@ -93,16 +93,21 @@ impl TlsSide {
                 outbox.enqueue(owed);
             }
             outbox.kick();
-            self.records.resize(READ_CHUNK, 0);
-            let n = io.read(&mut self.records)?;
-            if n == 0 {
-                // Closed without `close_notify`: end of file, as most TLS
-                // stacks read it (see `Connection`'s `read`).
-                return Ok(0);
+            if self.records.is_empty() {
+                self.records.resize(READ_CHUNK, 0);
+                let n = io
+                    .read(&mut self.records)
+                    .inspect_err(|_| self.records.clear())?;
+                self.records.truncate(n);
+                if n == 0 {
+                    // Closed without `close_notify`: end of file, as most
+                    // TLS stacks read it (see `Connection`'s `read`).
+                    return Ok(0);
+                }
             }
             let fed = {
                 let mut session = self.lock();
-                let fed = session.feed(&self.records[..n]);
+                let fed = session.feed(&self.records);
                 let mut owed = Vec::new();
                 // The alert that says why, if a record was bad.
                 let _ = session.owed(&mut owed);
@@ -110,7 +115,12 @@ impl TlsSide {
                 fed
             };
             outbox.kick();
-            fed?;
+            match fed? {
+                // Taken by neither plaintext nor `close_notify` (which
+                // reads as the end): never so; an error rather than a spin.
+                0 => return Err(io::Error::other("the TLS session takes no more records")),
+                taken => drop(self.records.drain(..taken)),
+            }
         }
     }
 

@@ -144,16 +144,25 @@ impl Session {
         }
     }
 
-    /// Takes records read off the socket. On a bad record the alert that
-    /// says why is left owed.
-    pub(crate) fn feed(&mut self, mut records: &[u8]) -> io::Result<()> {
-        while !records.is_empty() {
-            self.conn.read_tls(&mut records)?;
-            if let Err(e) = self.conn.process_new_packets() {
-                return Err(self.failure(e));
+    /// Takes records read off the socket, until some plaintext is ready
+    /// to be read, or the session takes no more (after the client's
+    /// `close_notify`). Returns how many bytes it took: the caller keeps
+    /// the rest for later. rustls holds at most 16 KiB of plaintext and
+    /// refuses records past that, so the plaintext goes first. On a bad
+    /// record the alert that says why is left owed.
+    pub(crate) fn feed(&mut self, records: &[u8]) -> io::Result<usize> {
+        let mut rest = records;
+        while !rest.is_empty() {
+            if self.conn.read_tls(&mut rest)? == 0 {
+                break;
+            }
+            match self.conn.process_new_packets() {
+                Err(e) => return Err(self.failure(e)),
+                Ok(state) if state.plaintext_bytes_to_read() > 0 => break,
+                Ok(_) => {}
             }
         }
-        Ok(())
+        Ok(records.len() - rest.len())
     }
 
     /// Reads plaintext. A client that closes without `close_notify` reads
