@@ -96,6 +96,57 @@ fn a_sleep_on_the_loop_is_counted_as_a_stall() {
     assert_eq!(stats.loop_stalls, 1);
 }
 
+/// A connection whose socket never makes its handler wait (a client that
+/// sends without pause, faster than the handler reads) does not hold its
+/// loop: the other connections on it are served meanwhile, and its
+/// `connection_timeout` still cuts it, as in the thread mode.
+#[test]
+fn a_connection_that_never_waits_does_not_hold_its_loop() {
+    let server = spawn(
+        one_loop().connection_timeout(Duration::from_secs(1)),
+        |conn: &mut Connection| -> std::io::Result<()> {
+            let mut first = [0; 1];
+            conn.read_exact(&mut first)?;
+            if &first == b"f" {
+                // 16-byte reads: far slower than the client's writes, so there
+                // is always more to read.
+                let mut buf = [0; 16];
+                while conn.read(&mut buf)? > 0 {}
+                return Ok(());
+            }
+            conn.write_all(&first)
+        },
+    );
+    let addr = server.local_addr();
+    let mut flood = connect(&addr);
+    flood.write_all(b"f").unwrap();
+    let (flooding, flooded) = std::sync::mpsc::channel();
+    let flooder = thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0usize;
+        let began = Instant::now();
+        loop {
+            if let Err(e) = flood.write_all(&chunk) {
+                return (began.elapsed(), e);
+            }
+            sent += chunk.len();
+            if sent == 16 * chunk.len() {
+                let _ = flooding.send(());
+            }
+        }
+    });
+    flooded.recv_timeout(TIMEOUT).unwrap();
+    let mut other = connect(&addr);
+    let took = round_trip(&mut other, "o");
+    assert!(
+        took < Duration::from_millis(500),
+        "the other client waited {took:?}"
+    );
+    let (after, why) = flooder.join().unwrap();
+    assert!(after < Duration::from_secs(4), "cut after {after:?}: {why}");
+    server.stop().unwrap();
+}
+
 #[test]
 fn a_panic_in_an_offloaded_call_costs_that_connection_only() {
     let server = spawn(one_loop(), lines);

@@ -64,7 +64,20 @@ pub(crate) trait Parking: Sync {
     /// in place when the caller is not a parked handler; returns once the
     /// job has run.
     fn offload(&self, job: &mut (dyn FnMut() + Send));
+
+    /// Gives the loop to the other handlers that can go on, and goes on
+    /// after them (`Wake::Cut` if its connection was cut meanwhile);
+    /// `None` at once when the caller is not a parked handler.
+    fn yield_now(&self) -> Option<Wake>;
 }
+
+/// Reads and writes a handler may make without waiting before it gives
+/// its loop to the others for a turn, as a thread would be preempted: a
+/// client that sends (or reads) without pause would otherwise hold the
+/// loop, its other connections, its timers and its shutdown, for good.
+/// About a millisecond of system calls; tokio's budget is of the same
+/// order (128).
+const BUDGET: u32 = 128;
 
 fn cut() -> io::Error {
     io::Error::new(
@@ -79,6 +92,11 @@ pub(crate) struct ParkedStream {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     parking: &'static dyn Parking,
+    /// Calls made since the handler last waited (see [`BUDGET`]).
+    unwaited: u32,
+    /// The loop cut the connection while the handler had yielded: its I/O
+    /// fails from now on, whatever the socket still holds.
+    cut: bool,
 }
 
 impl std::fmt::Debug for ParkedStream {
@@ -100,6 +118,20 @@ impl ParkedStream {
             read_timeout: timeouts.0,
             write_timeout: timeouts.1,
             parking,
+            unwaited: 0,
+            cut: false,
+        }
+    }
+
+    /// One more call that did not wait: past [`BUDGET`] of them, the
+    /// handler lets the others of its loop go first.
+    fn spent(&mut self) {
+        self.unwaited += 1;
+        if self.unwaited >= BUDGET {
+            self.unwaited = 0;
+            if let Some(Wake::Cut) = self.parking.yield_now() {
+                self.cut = true;
+            }
         }
     }
 
@@ -144,6 +176,9 @@ impl ParkedStream {
         buf: &mut [u8],
         fixed: Option<Instant>,
     ) -> io::Result<usize> {
+        if self.cut {
+            return Err(cut());
+        }
         let (link, state) = (&*self.link, &self.link.state);
         let mut deadline = fixed;
         let mut waited = false;
@@ -155,6 +190,7 @@ impl ParkedStream {
                     if matches!(result, Ok(n) if n > 0) {
                         state.received();
                     }
+                    self.spent();
                     return result;
                 }
             }
@@ -169,6 +205,7 @@ impl ParkedStream {
                 state.end_read(0);
                 continue;
             }
+            self.unwaited = 0;
             let waited_out = self.wait(false, deadline);
             state.end_read(0);
             waited_out?;
@@ -178,6 +215,9 @@ impl ParkedStream {
     /// Writes, parking until the peer takes some bytes or the write
     /// timeout passes (then `WouldBlock`).
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.cut {
+            return Err(cut());
+        }
         let link = &*self.link;
         let mut deadline = None;
         let mut waited = false;
@@ -187,6 +227,7 @@ impl ParkedStream {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => {
                     link.state.replied();
+                    self.spent();
                     return result;
                 }
             }
@@ -196,6 +237,7 @@ impl ParkedStream {
                     .map(|t| deadline_after(Instant::now(), t));
                 waited = true;
             }
+            self.unwaited = 0;
             self.wait(true, deadline)?;
         }
     }

@@ -51,6 +51,9 @@ impl<H: Handler> EventLoop<H> {
                 // fails from now on, however it trickles its bytes.
                 task.conn_deadline = None;
                 task.link.cut();
+                // A handler that yields rather than parks (a client that
+                // never makes it wait) is told when it is resumed.
+                task.cut = true;
                 bump(&counters.timed_out);
                 wake = Some(Wake::Ready);
             }

@@ -357,6 +357,13 @@ impl<H: Handler> EventLoop<H> {
         let (wait, deadline) = match park {
             Park::Read { deadline } => (Wait::Read, deadline),
             Park::Write { deadline } => (Wait::Write, deadline),
+            Park::Yield => {
+                // Not parked: no readiness is awaited. Resumed after the
+                // handlers already in the run queue, and the next poll.
+                let wake = if task.cut { Wake::Cut } else { Wake::Ready };
+                self.runnable.push_back((key, wake));
+                return;
+            }
             Park::Offload(job) => {
                 task.wait = Wait::Offload;
                 self.parked += 1;

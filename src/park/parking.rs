@@ -31,6 +31,9 @@ pub(crate) enum Park {
     Write { deadline: Option<Instant> },
     /// A job to run on a helper thread.
     Offload(Job),
+    /// Nothing: the handler has had a long turn (`conn/parked.rs`'s
+    /// budget) and goes on after the others that can.
+    Yield,
 }
 
 /// The yielder of the coroutines the loops run.
@@ -145,6 +148,10 @@ impl Parking for Coroutines {
             false => Park::Read { deadline },
         };
         park(why).ok()
+    }
+
+    fn yield_now(&self) -> Option<Wake> {
+        park(Park::Yield).ok()
     }
 
     fn offload(&self, job: &mut (dyn FnMut() + Send)) {
