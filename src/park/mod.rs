@@ -2,9 +2,10 @@
 //! connections each, a handler per connection on a small stack of its own,
 //! parked off the thread whenever its socket would block.
 //!
-//! * `event_loop.rs`: one loop thread: poll, resume, park, start and end
-//!   a connection; `accepting.rs`, `deadlines.rs` and `stopping.rs`: its
-//!   accepting, its timers, and its shutdown and stall reports.
+//! * `event_loop.rs`: one loop thread: poll, resume, park;
+//!   `connections.rs`, `accepting.rs`, `deadlines.rs` and `stopping.rs`:
+//!   starting and ending a connection, its accepting, its timers, and its
+//!   shutdown and stall reports.
 //! * `task.rs`: what runs inside a connection's coroutine.
 //! * `helpers.rs`: the helper threads `offload` runs on.
 //! * `stacks.rs`: the handlers' stacks, reused, and the memory-map limit.
@@ -19,6 +20,7 @@
 //! [`Parking`]: crate::conn::parked::Parking
 
 mod accepting;
+mod connections;
 mod deadlines;
 pub(crate) mod event_loop;
 mod gauges;
@@ -32,7 +34,7 @@ mod watch;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::Instant;
 
@@ -88,6 +90,9 @@ pub(crate) struct Loops {
     /// `None` while serving; at shutdown, the connections served when it
     /// began (what the report calls in flight).
     stopped: Mutex<Option<usize>>,
+    /// When shutdown began: every loop's `shutdown_timeout`, and the run
+    /// thread's wait for the loops, count from this one instant.
+    pub(crate) stop_at: OnceLock<Instant>,
     /// The run thread waits here for shutdown.
     control: Condvar,
 }
@@ -103,6 +108,7 @@ impl Loops {
             }),
             loops: Mutex::default(),
             stopped: Mutex::default(),
+            stop_at: OnceLock::new(),
             control: Condvar::new(),
         }
     }
@@ -145,6 +151,7 @@ impl Engine for Loops {
                     return;
                 }
                 *stopped = Some(self.gauges().active as usize);
+                let _ = self.stop_at.set(Instant::now());
                 drop(stopped);
                 // Each loop, woken, sees the flag and stops (`stopping.rs`).
                 for l in self.lock().iter() {
@@ -313,8 +320,9 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
     } else {
         core.command(Command::Stop);
     }
+    let stop_at = engine.stop_at.get().copied().unwrap_or_else(Instant::now);
     let leave_by = deadline_after(
-        deadline_after(Instant::now(), settings.shutdown_timeout),
+        deadline_after(stop_at, settings.shutdown_timeout),
         EXIT_GRACE,
     );
     let mut left = running.count.lock().unwrap_or_else(|e| e.into_inner());

@@ -29,8 +29,12 @@ impl<H: Handler> EventLoop<H> {
         let _ = self.poll.registry().deregister(&mut SourceFd(&listener_fd));
         self.accept_more = false;
         self.accept_paused_until = None;
-        self.force_at = Some(deadline_after(now, core.settings.shutdown_timeout));
-        self.grace_over_at = Some(deadline_after(now, core.new_connection_grace()));
+        // From when shutdown began, not from this loop's next turn: a loop
+        // held by a handler must not force its connections after the run
+        // thread has reported them forced and returned.
+        let since = self.loops.stop_at.get().copied().unwrap_or(now).min(now);
+        self.force_at = Some(deadline_after(since, core.settings.shutdown_timeout));
+        self.grace_over_at = Some(deadline_after(since, core.new_connection_grace()));
         for task in self.tasks.iter().flatten() {
             task.link.close_if_idle();
         }
