@@ -379,3 +379,43 @@ fn servers_starting_together_on_a_stale_path_let_exactly_one_bind(park: bool) {
         assert!(!path.exists());
     }
 }
+
+both_modes!(a_proxy_at_a_unix_socket_is_trusted_only_when_asked);
+/// A proxy on this machine may reach a server at its Unix socket (HAProxy's
+/// `unix@` with `send-proxy-v2`): its clients have no IP address, so the
+/// server does not build until told to trust them (`trust_unix`), and then
+/// takes the client's address from the header.
+fn a_proxy_at_a_unix_socket_is_trusted_only_when_asked(park: bool) {
+    use socketserver::ProxyProtocol;
+    let path = socket_path("proxied.sock");
+    let loopback_only = Server::builder()
+        .bind_unix(&path)
+        .park_idle(park)
+        .proxy_protocol(ProxyProtocol::new().trust_loopback())
+        .build(Echo);
+    let Err(err) = loopback_only else {
+        panic!("a proxied Unix server that trusts no one was built");
+    };
+    assert!(
+        invalid_setting(&err, "proxy_protocol").contains("trust_unix"),
+        "{err}"
+    );
+    assert!(!path.exists(), "its socket file was left behind");
+
+    let server = spawn(
+        Server::builder()
+            .bind_unix(&path)
+            .park_idle(park)
+            .proxy_protocol(ProxyProtocol::new().trust_unix()),
+        |conn: &mut Connection| conn.write_all(conn.peer_addr().to_string().as_bytes()),
+    );
+    let mut client = unix_client(&path);
+    client
+        .write_all(b"PROXY TCP4 192.0.2.7 198.51.100.1 51234 443\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "192.0.2.7:51234");
+    assert_eq!(server.stats().proxy_refused, 0);
+    server.stop().unwrap();
+}

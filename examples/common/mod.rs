@@ -70,7 +70,7 @@ pub fn serve<H: Handler>(
             Arg::new("proxy-protocol")
                 .long("proxy-protocol")
                 .action(ArgAction::SetTrue)
-                .help("expect a PROXY protocol header (v1 or v2) from proxies on loopback, such as HAProxy's send-proxy"),
+                .help("expect a PROXY protocol header (v1 or v2) from proxies on loopback or at the --unix socket, such as HAProxy's send-proxy"),
         )
         .arg(
             Arg::new("metrics")
@@ -126,7 +126,9 @@ pub fn serve<H: Handler>(
         builder = builder.max_outbox(bytes);
     }
     if args.get_flag("proxy-protocol") {
-        builder = builder.proxy_protocol(ProxyProtocol::new().trust_loopback());
+        // Proxies on this machine: on loopback, or at the `--unix` socket.
+        let local = ProxyProtocol::new().trust_loopback().trust_unix();
+        builder = builder.proxy_protocol(local);
     }
     builder = match tls::apply(&args, builder) {
         Ok(builder) => builder,

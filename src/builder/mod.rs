@@ -346,6 +346,24 @@ impl ServerBuilder {
             )?);
         }
         let bound = self.target.ok_or(Error::NoAddress)?.open(&settings)?;
+        let unix = matches!(bound.local_addr, crate::Addr::Unix(_));
+        if unix
+            && settings
+                .proxy_protocol
+                .as_ref()
+                .is_some_and(|pp| !pp.trusts_unix())
+        {
+            // Before anything is served: the socket file goes with `bound`.
+            if let Some(file) = bound.socket_file {
+                file.remove();
+            }
+            return Err(Error::InvalidSetting {
+                setting: "proxy_protocol",
+                reason: "a Unix-domain socket's clients have no IP address to trust: \
+                         add ProxyProtocol::trust_unix"
+                    .into(),
+            });
+        }
         let core = Core::new(settings, bound, self.on_error, open_spare());
         Ok(Server::new(Arc::new(core), handler))
     }

@@ -179,7 +179,11 @@ fn proxied_client(
     admitted: &mut Admitted,
 ) -> Option<Addr> {
     let counters = &core.counters;
-    if !proxy.ip().is_some_and(|ip| pp.trusts(ip)) {
+    let trusted = match proxy.ip() {
+        Some(ip) => pp.trusts(ip),
+        None => pp.trusts_unix(),
+    };
+    if !trusted {
         bump(&counters.proxy_refused);
         log::debug!("refused {proxy}: not a trusted proxy");
         return None;

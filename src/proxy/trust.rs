@@ -31,6 +31,8 @@ use std::time::Duration;
 pub struct ProxyProtocol {
     /// Trusted networks: an address and how many leading bits must match.
     trusted: Vec<(IpAddr, u8)>,
+    /// Clients of a Unix-domain socket listener are trusted.
+    unix: bool,
     header_timeout: Duration,
 }
 
@@ -45,6 +47,7 @@ impl ProxyProtocol {
     pub fn new() -> Self {
         ProxyProtocol {
             trusted: Vec::new(),
+            unix: false,
             header_timeout: Duration::from_secs(5),
         }
     }
@@ -70,6 +73,16 @@ impl ProxyProtocol {
             .trust(std::net::Ipv6Addr::LOCALHOST.into())
     }
 
+    /// Also trusts every client of a Unix-domain socket listener (a proxy
+    /// on this machine, HAProxy's `unix@` with `send-proxy-v2`, say):
+    /// whoever may connect to the socket's file, which its permissions
+    /// decide. Such a client has no IP address to trust; without this, a
+    /// Unix-domain server with the PROXY protocol does not build.
+    pub fn trust_unix(mut self) -> Self {
+        self.unix = true;
+        self
+    }
+
     /// How long a connection may take to send its whole header, from the
     /// moment a worker starts on it. Default: 5 s. A timeout of more than a
     /// century, such as `Duration::MAX`, waits a century.
@@ -85,6 +98,11 @@ impl ProxyProtocol {
         self.trusted
             .iter()
             .any(|&(net, bits)| in_network(ip, net, bits))
+    }
+
+    /// Whether clients of a Unix-domain socket may send a header.
+    pub(crate) fn trusts_unix(&self) -> bool {
+        self.unix
     }
 
     /// How long a connection has to send its header.
