@@ -308,8 +308,7 @@ fn drive(
     let mut received = false;
     loop {
         if conn.wants_write() {
-            bounds.before_write(io)?;
-            send(conn, io).map_err(|e| bounds.worded(e))?;
+            send_within(conn, io, &mut bounds)?;
         }
         if !conn.is_handshaking() {
             return Ok(());
@@ -468,13 +467,31 @@ impl Bounds {
 
 /// Sends every TLS record queued, gathered into one write: rustls hands
 /// its records over one by one, and a flight of the handshake is three
-/// or four of them (one packet, not four, with `TCP_NODELAY`).
-fn send(conn: &mut ServerConnection, io: &mut impl PlainIo) -> io::Result<()> {
+/// or four of them (one packet, not four, with `TCP_NODELAY`). Within the
+/// handshake's deadline however slowly the client takes the bytes: the
+/// write timeout is set again before each write (a parked write counts
+/// its timeout from each call, and the records of a large certificate
+/// chain may take several).
+fn send_within(
+    conn: &mut ServerConnection,
+    io: &mut impl PlainIo,
+    bounds: &mut Bounds,
+) -> io::Result<()> {
     let mut out = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut out)?;
     }
-    io.write_all(&out)
+    let mut sent = 0;
+    while sent < out.len() {
+        bounds.before_write(io)?;
+        match io.write(&out[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bounds.worded(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Writes to the socket only what it takes at once.
