@@ -57,7 +57,7 @@ impl<H: Handler> EventLoop<H> {
                     };
                     if let Some((stream, peer)) = shed {
                         if stream.set_nonblocking(true).is_ok() {
-                            self.admit(stream, peer);
+                            self.admit_shed(stream, peer);
                         }
                     }
                     self.accept_paused_until = Some(now + self.backoff.next());
@@ -78,14 +78,24 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Admits a connection just accepted, or refuses it by
-    /// `max_per_source`; starts serving an admitted one.
-    pub(super) fn admit(&mut self, stream: Stream, peer: Addr) {
+    /// Admits the connection taken with the spare descriptor (no place
+    /// was reserved for it), or refuses it by `max_per_source`, or when
+    /// `max_connections` are held already (given the busy message, as a
+    /// client past the limit would be once it was accepted); starts
+    /// serving an admitted one.
+    fn admit_shed(&mut self, stream: Stream, peer: Addr) {
         let core = &self.shared.core;
-        let admitted = core.books().admit(&core.settings, &core.counters, &peer);
+        let admitted = {
+            let mut books = core.books();
+            match books.room(&core.settings) {
+                true => Some(books.admit(&core.settings, &core.counters, &peer)),
+                false => None,
+            }
+        };
         match admitted {
-            Ok(admitted) => self.start(stream, peer, admitted),
-            Err(_) => admission::refuse(&core.settings, &core.counters, &stream),
+            Some(Ok(admitted)) => self.start(stream, peer, admitted),
+            Some(Err(_)) => admission::refuse(&core.settings, &core.counters, &stream),
+            None => admission::close_busy(&core.settings, &stream),
         }
     }
 }
