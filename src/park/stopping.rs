@@ -115,7 +115,10 @@ impl<H: Handler> Drop for EventLoop<H> {
             for task in self.tasks.iter().flatten() {
                 books.release(task.admitted);
             }
-            books.room_wanted = false;
+            // `room_wanted` stays as it is: loops stalled at
+            // `max_connections` learn of the places given back here when a
+            // connection ends on one of them, or from the replacement loop
+            // (which may not start, descriptors being short).
             drop(books);
             // Unwinds each suspended handler's stack (its locks and
             // sockets let go) without calling that the handler's panic.
