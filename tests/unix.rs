@@ -111,6 +111,7 @@ fn a_unix_datagram_server_answers_named_clients() {
         server.stats().handler_errors == 1
     });
 
+    let handle = server.shutdown_handle();
     let t = Instant::now();
     server.stop().unwrap();
     assert!(
@@ -119,6 +120,13 @@ fn a_unix_datagram_server_answers_named_clients() {
         t.elapsed()
     );
     assert!(!path.exists());
+    // The shutdown's wake-up (an empty read with no sender) is no datagram.
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.datagrams_received, stats.handler_errors),
+        (2, 1),
+        "{stats:?}"
+    );
 }
 
 both_modes!(a_stale_socket_file_is_replaced);

@@ -54,6 +54,14 @@ pub(crate) fn accept_one(workers: &Workers) -> Option<(Stream, Addr)> {
     }
 }
 
+/// Whether a datagram received as shutdown began is its wake-up rather
+/// than a client's: an empty read with no sender (a Unix client that did
+/// not bind a path reads the same, and an empty datagram from one at that
+/// moment is taken for it).
+fn wake_up((_, len, peer): (usize, usize, Option<Addr>)) -> bool {
+    len == 0 && peer.is_none_or(|p| matches!(p, Addr::Unix(None)))
+}
+
 /// Receives a batch of datagrams (see `batch`) with at least one fit to
 /// serve, and lists those in `ready` as (start in the arena, length,
 /// source); too large ones, those from a source port below
@@ -81,6 +89,9 @@ pub(crate) fn receive_batch(
             return false;
         }
         let error = match received {
+            Ok(n) if core.stopping() && (0..n).all(|i| wake_up(incoming.datagram(i))) => {
+                return false;
+            }
             Ok(n) => {
                 add(&counters.datagrams_received, n as u64);
                 let mut unreadable = None;
