@@ -366,6 +366,11 @@ fn a_datagram_outbox_sends_each_message_as_one_datagram() {
     assert_eq!(&buf[..n], b"first");
     let n = client.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"second");
+    // Too large for one datagram: not sent, and the peer is not lost.
+    assert_eq!(outbox.send(&[b'x'; 70_000]), Err(SendError::Full));
+    outbox.send(b"third").unwrap();
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"third");
     server.stop().unwrap();
     // The server has stopped: its socket sends nothing more.
     assert_eq!(outbox.send(b"late"), Err(SendError::Closed));

@@ -332,6 +332,16 @@ impl OutboxCore {
         match socket.send_now(bytes, &self.peer) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(SendError::Full),
+            // Too large a datagram, or no kernel memory for it: this one is
+            // not sent, and the peer is still there.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMSGSIZE | libc::ENOBUFS | libc::ENOMEM)
+                ) =>
+            {
+                Err(SendError::Full)
+            }
             // The peer's port is closed (an ICMP error came back), or the
             // server's socket is gone: nobody to send to.
             Err(_) => Err(SendError::Closed),

@@ -11,7 +11,9 @@ pub enum SendError {
     /// too slowly. The connection is cut and counted in
     /// [`Stats::slow_consumers`](crate::Stats::slow_consumers); later sends
     /// return [`Closed`](Self::Closed). For a datagram connection: the
-    /// socket's send buffer is full, and this one datagram was not sent.
+    /// socket's send buffer is full, or the datagram is too large (over
+    /// 65,507 bytes for UDP), and this one datagram was not sent; the peer
+    /// can still be sent to.
     #[error("the client reads too slowly: its outbox is full and the connection was cut")]
     Full,
     /// The connection has ended (or [`Outbox::close`](crate::Outbox::close) was called).
