@@ -51,6 +51,7 @@
 //! The cryptography is rustls's `ring` provider.
 
 mod acceptor;
+mod bounds;
 mod error;
 mod info;
 mod pem;
