@@ -38,21 +38,26 @@ impl OutboxCore {
     /// up to `end` (from [`enqueue`](Self::enqueue)).
     pub(crate) fn write_until(self: &Arc<Self>, io: &mut SocketIo, end: u64) -> io::Result<()> {
         self.begin_turn();
-        let written = loop {
-            if self.lock().written >= end {
-                break Ok(());
-            }
-            let Some((msg, offset)) = self.next_queued() else {
-                break Err(io::ErrorKind::NotConnected.into());
-            };
-            match io.write(&msg[offset..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consumed(n),
-                Err(e) => break Err(e),
-            }
-        };
+        let written = self.write_queue(io, end);
         self.end_turn();
         written
+    }
+
+    /// With the turn: writes the queue up to `end`.
+    fn write_queue(&self, io: &mut SocketIo, end: u64) -> io::Result<()> {
+        loop {
+            if self.lock().written >= end {
+                return Ok(());
+            }
+            let Some((msg, offset)) = self.next_queued() else {
+                return Err(io::ErrorKind::NotConnected.into());
+            };
+            match io.write(&msg[offset..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consumed(n),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The handler is about to write: waits for the turn (held by others
@@ -91,18 +96,11 @@ impl OutboxCore {
     /// written is dropped and counted.
     pub(crate) fn finish(self: &Arc<Self>, io: &mut SocketIo) -> io::Result<()> {
         self.refuse_more();
-        // Waits for a push in the middle of its write: its rest is queued.
+        // Waits for a push in the middle of its write: its rest is queued,
+        // and nothing comes after it.
         self.begin_turn();
-        let written = loop {
-            let Some((msg, offset)) = self.next_queued() else {
-                break Ok(());
-            };
-            match io.write(&msg[offset..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consumed(n),
-                Err(e) => break Err(e),
-            }
-        };
+        let all = self.enqueue(Vec::new());
+        let written = self.write_queue(io, all);
         match written {
             Ok(()) => self.end_turn(),
             Err(_) => self.end_queue(),
