@@ -19,6 +19,7 @@ use socketserver::Outbox;
 
 use crate::glob;
 use crate::pubsub::{frame, Registry, Subscriber, Subscribers};
+use crate::writers::Writers;
 
 /// The most bytes of distinct frames a batch gathers before it sends them.
 const LIMIT: usize = 256 * 1024;
@@ -26,6 +27,7 @@ const LIMIT: usize = 256 * 1024;
 /// One connection's `PUBLISH`es not yet sent.
 pub struct Fanout<'r> {
     registry: &'r Registry,
+    writers: &'r Writers,
     held: Option<RwLockReadGuard<'r, Subscribers>>,
     pending: Pending,
 }
@@ -69,9 +71,10 @@ impl Source {
 }
 
 impl<'r> Fanout<'r> {
-    pub fn new(registry: &'r Registry) -> Self {
+    pub fn new(registry: &'r Registry, writers: &'r Writers) -> Self {
         Fanout {
             registry,
+            writers,
             held: None,
             pending: Pending::default(),
         }
@@ -89,12 +92,14 @@ impl<'r> Fanout<'r> {
         if subs.channels.contains_key(channel) {
             let frame = frame(&[b"message", channel, message]);
             let source = Source::Channel(channel.to_vec());
-            receivers += self.pending.add(subs, source, frame);
+            receivers += self.pending.add(subs, self.writers, source, frame);
         }
         for (i, (pattern, _)) in subs.patterns.iter().enumerate() {
             if glob::matches(pattern, channel) {
                 let frame = frame(&[b"pmessage", pattern, channel, message]);
-                receivers += self.pending.add(subs, Source::Pattern(i), frame);
+                receivers += self
+                    .pending
+                    .add(subs, self.writers, Source::Pattern(i), frame);
             }
         }
         receivers
@@ -103,7 +108,7 @@ impl<'r> Fanout<'r> {
     /// Sends what was gathered, and lets subscriptions change again.
     pub fn release(&mut self) {
         if let Some(subs) = &self.held {
-            self.pending.send(subs);
+            self.pending.send(subs, self.writers);
         }
         self.held = None;
     }
@@ -118,9 +123,15 @@ impl Drop for Fanout<'_> {
 impl Pending {
     /// Gathers `frame` for each live subscriber of `source`; returns how
     /// many.
-    fn add(&mut self, subs: &Subscribers, source: Source, frame: Vec<u8>) -> i64 {
+    fn add(
+        &mut self,
+        subs: &Subscribers,
+        writers: &Writers,
+        source: Source,
+        frame: Vec<u8>,
+    ) -> i64 {
         if !self.frames.is_empty() && self.bytes + frame.len() > LIMIT {
-            self.send(subs);
+            self.send(subs, writers);
         }
         let list = source.list(subs);
         let live = list.iter().filter(|s| !s.outbox.is_closed());
@@ -160,16 +171,17 @@ impl Pending {
     /// Sends each subscriber its frames, in one message. Subscribers that
     /// get the same frames (those of one channel, say) get one buffer,
     /// shared, so a batch costs one copy per distinct sequence and one
-    /// write per subscriber. One that cannot take it is cut (a full
+    /// write per subscriber, the writes shared among threads when there
+    /// are many (`writers.rs`). One that cannot take it is cut (a full
     /// outbox) or gone: its handler then ends, and drops its
     /// subscriptions.
-    fn send(&mut self, subs: &Subscribers) {
+    fn send(&mut self, subs: &Subscribers, writers: &Writers) {
         let frames = &self.frames;
+        let mut sends = Vec::new();
         if let Some(source) = self.single.take() {
             let bytes: Arc<[u8]> = frames.concat().into();
-            for s in source.list(subs) {
-                let _ = s.outbox.send_shared(Arc::clone(&bytes));
-            }
+            let list = source.list(subs);
+            sends.extend(list.iter().map(|s| (s.outbox.clone(), Arc::clone(&bytes))));
         }
         let mut built: HashMap<Vec<u32>, Arc<[u8]>> = HashMap::new();
         for (_, (outbox, indices)) in self.by_subscriber.drain() {
@@ -177,8 +189,9 @@ impl Pending {
                 let parts = indices.iter().map(|&i| &frames[i as usize][..]);
                 parts.collect::<Vec<_>>().concat().into()
             });
-            let _ = outbox.send_shared(Arc::clone(bytes));
+            sends.push((outbox, Arc::clone(bytes)));
         }
+        writers.send_all(sends);
         self.frames.clear();
         self.bytes = 0;
     }

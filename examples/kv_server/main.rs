@@ -25,7 +25,9 @@
 //! time, replies to pipelined requests written together. A subscriber's
 //! messages are pushed to it by the publishers' handlers through its
 //! connection's `Outbox` while its own handler waits for its next request
-//! (`pubsub.rs`); those of pipelined `PUBLISH`es go together (`fanout.rs`).
+//! (`pubsub.rs`); those of pipelined `PUBLISH`es go together (`fanout.rs`),
+//! and a fan-out to many subscribers is written by several threads at once
+//! (`writers.rs`).
 //! A subscriber is cut once more than `--max-outbox` bytes (1 MiB by
 //! default) wait for it, as Redis cuts one past its pub/sub output limit.
 //!
@@ -40,7 +42,8 @@
 //! The parts: `resp.rs` reads requests and writes replies, `commands.rs`
 //! checks a request and runs it, `strings.rs`, `keys.rs` and `hashes.rs`
 //! are the commands on the keyspace of `store.rs`, `pubsub.rs` the
-//! subscriptions, `fanout.rs` publishing, and `glob.rs` Redis's pattern
+//! subscriptions, `fanout.rs` publishing, `writers.rs` the threads that
+//! share a large fan-out's writes, and `glob.rs` Redis's pattern
 //! matching.
 
 #[path = "../common/mod.rs"]
@@ -55,6 +58,7 @@ mod pubsub;
 mod resp;
 mod store;
 mod strings;
+mod writers;
 
 use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
@@ -66,17 +70,20 @@ use fanout::Fanout;
 use pubsub::{Registry, Session};
 use resp::{ProtocolError, TooBig};
 use store::Store;
+use writers::Writers;
 
 /// What every connection shares.
 pub struct Shared {
     pub store: Store,
     pub registry: Registry,
+    pub writers: Writers,
 }
 
 fn main() -> std::process::ExitCode {
     let shared = Arc::new(Shared {
         store: Store::default(),
         registry: Registry::default(),
+        writers: Writers::default(),
     });
     shared.store.sweep_in_background();
     common::serve(
@@ -126,7 +133,7 @@ fn serve_requests(
 ) -> io::Result<()> {
     let client = Client {
         conn,
-        fanout: Fanout::new(&shared.registry),
+        fanout: Fanout::new(&shared.registry, &shared.writers),
     };
     // 4 KiB: std's BufReader zero-fills all of its buffer before the
     // first read of a reader that cannot read into uninitialised memory,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use socketserver::{Addr, Connection, Handler, Server, ServerBuilder, ServerThread, Transport};
 
 pub mod haproxy;
+pub mod kv;
 pub mod logs;
 pub mod outside;
 pub mod proxy_check;
