@@ -1,12 +1,22 @@
 //! `kv_server`'s `PUBLISH` to many subscribers at once, in both serving
-//! modes: a fan-out this large is written by more than one thread, and
-//! each subscriber must still get every message whole and in the order
-//! published, as from redis-server, which a test here runs the same
+//! modes: a fan-out this large is written by more than one thread (here
+//! always 3 helpers beside the publisher's own, whatever the CPUs), and
+//! each subscriber must still get every message whole, once and in the
+//! order published, as from redis-server, which a test here runs the same
 //! requests against when it is installed (`.ci/run` installs it).
 
 mod common;
 
 use common::kv::*;
+
+/// `kv_server` sharing each large fan-out among 4 threads.
+fn start_sharing(park: bool) -> KvServer {
+    start_with_env(park, &[], &[("KV_WRITER_THREADS", "3")])
+}
+
+/// The reply to `PING` in subscribed mode: nothing pushed is left unread
+/// before it.
+const PONG: &[u8] = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
 
 /// Who listens to what, in the order they subscribe.
 const ON_CHANNEL: usize = 120;
@@ -58,6 +68,11 @@ fn fan_out(port: u16, count: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
             _ => 2 * news + nope,
         };
         peer.frames(frames);
+        assert_eq!(
+            peer.call(&["PING"]),
+            PONG,
+            "subscriber {i}: more than its messages"
+        );
     }
     let streams = peers.into_iter().map(|p| p.seen).collect();
     (publisher.seen, streams)
@@ -105,6 +120,7 @@ fn expected(count: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
         i if i < ON_CHANNEL + ON_PATTERN => pattern.clone().into_bytes(),
         _ => both.clone().into_bytes(),
     });
+    let streams = streams.map(|s| [s, PONG.to_vec()].concat());
     (replies.into_bytes(), streams.collect())
 }
 
@@ -132,7 +148,7 @@ both_modes!(a_large_fanout_reaches_each_subscriber_as_from_redis_server);
 fn a_large_fanout_reaches_each_subscriber_as_from_redis_server(park: bool) {
     const COUNT: usize = 600;
     let want = expected(COUNT);
-    let kv = start(park);
+    let kv = start_sharing(park);
     assert_same("kv_server", &fan_out(kv.port, COUNT), &want);
     if let Some(redis) = start_redis_server() {
         // The expectation itself, checked against the reference.
@@ -148,7 +164,7 @@ fn publishers_at_once_keep_each_ones_order(park: bool) {
     const PUBLISHERS: usize = 3;
     const EACH: usize = 400;
     const SUBSCRIBERS: usize = 150;
-    let kv = start(park);
+    let kv = start_sharing(park);
     let mut peers: Vec<Peer> = (0..SUBSCRIBERS)
         .map(|_| {
             let mut peer = Peer::connect(kv.port);
@@ -192,5 +208,10 @@ fn publishers_at_once_keep_each_ones_order(park: bool) {
             next[p] += 1;
         }
         assert_eq!(next, [EACH; PUBLISHERS], "subscriber {s}");
+        assert_eq!(
+            peer.call(&["PING"]),
+            PONG,
+            "subscriber {s}: more than its messages"
+        );
     }
 }

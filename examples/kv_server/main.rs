@@ -27,7 +27,8 @@
 //! connection's `Outbox` while its own handler waits for its next request
 //! (`pubsub.rs`); those of pipelined `PUBLISH`es go together (`fanout.rs`),
 //! and a fan-out to many subscribers is written by several threads at once
-//! (`writers.rs`).
+//! (`writers.rs`; `KV_WRITER_THREADS=N` sets how many helpers, 0 for none,
+//! by default one per CPU beyond the first, at most 3).
 //! A subscriber is cut once more than `--max-outbox` bytes (1 MiB by
 //! default) wait for it, as Redis cuts one past its pub/sub output limit.
 //!

@@ -19,6 +19,8 @@
 //! with them, for about as long as its own part takes.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 
@@ -29,8 +31,14 @@ use socketserver::Outbox;
 /// a few writes.
 const LEAST_PER_PART: usize = 32;
 
-/// The most helper threads, beside the publishers' own.
+/// The most helper threads, beside the publishers' own, unless
+/// `KV_WRITER_THREADS` says how many.
 const MOST_HELPERS: usize = 3;
+
+/// How many helper threads to start: `KV_WRITER_THREADS` (0: none, each
+/// publisher writes all of its fan-out), else one per CPU beyond the
+/// first, at most [`MOST_HELPERS`].
+const HELPERS_VAR: &str = "KV_WRITER_THREADS";
 
 /// One message for one subscriber.
 pub type Delivery = (Outbox, Arc<[u8]>);
@@ -46,7 +54,8 @@ pub struct Writers {
 struct Queue {
     parts: Mutex<VecDeque<Part>>,
     more: Condvar,
-    helpers: usize,
+    /// The helpers running.
+    helpers: AtomicUsize,
 }
 
 /// Counted down when dropped, written or not: a part lost to a panic
@@ -80,7 +89,8 @@ impl Writers {
     /// either's handler drops its subscriptions as it ends.
     pub fn send_all(&self, mut sends: Vec<Delivery>) {
         let queue = self.queue();
-        let parts = (sends.len() / LEAST_PER_PART).min(queue.helpers + 1);
+        let helpers = queue.helpers.load(Relaxed);
+        let parts = (sends.len() / LEAST_PER_PART).min(helpers + 1);
         if parts < 2 {
             return send(sends);
         }
@@ -91,11 +101,12 @@ impl Writers {
             while sends.len() > per_part {
                 let rest = sends.split_off(per_part);
                 let part = std::mem::replace(&mut sends, rest);
+                // Counted before it exists: dropping it counts it down.
+                *done.lock() += 1;
                 queued.push_back(Part {
                     sends: part,
                     done: Arc::clone(&done),
                 });
-                *done.lock() += 1;
             }
         }
         for _ in 1..parts {
@@ -120,24 +131,35 @@ impl Writers {
 
     fn queue(&self) -> &Arc<Queue> {
         self.shared.get_or_init(|| {
-            let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-            let queue = Arc::new(Queue {
-                helpers: (cpus - 1).min(MOST_HELPERS),
-                ..Queue::default()
-            });
-            for i in 0..queue.helpers {
-                let queue = Arc::clone(&queue);
+            let queue = Arc::new(Queue::default());
+            for i in 0..helpers_wanted() {
+                let helper = Arc::clone(&queue);
                 let spawned = thread::Builder::new()
                     .name(format!("kv-writer-{i}"))
-                    .spawn(move || queue.help());
-                if let Err(e) = spawned {
-                    // The publishers then write every part themselves.
-                    log::warn!("cannot start a writer thread: {e}");
+                    .spawn(move || helper.help());
+                match spawned {
+                    Ok(_) => {
+                        queue.helpers.fetch_add(1, Relaxed);
+                    }
+                    // Those started share the writes; with none, each
+                    // publisher writes all of its own.
+                    Err(e) => log::warn!("cannot start a writer thread: {e}"),
                 }
             }
             queue
         })
     }
+}
+
+fn helpers_wanted() -> usize {
+    if let Ok(value) = std::env::var(HELPERS_VAR) {
+        match value.parse() {
+            Ok(n) => return n,
+            Err(_) => log::warn!("{HELPERS_VAR}={value:?} is not a count; ignored"),
+        }
+    }
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus - 1).min(MOST_HELPERS)
 }
 
 impl Queue {
@@ -153,7 +175,12 @@ impl Queue {
             match queued.pop_front() {
                 Some(mut part) => {
                     drop(queued);
-                    send(std::mem::take(&mut part.sends));
+                    let sends = std::mem::take(&mut part.sends);
+                    // A send does not panic; were one to, the rest of the
+                    // part is lost, not the helper.
+                    if catch_unwind(AssertUnwindSafe(|| send(sends))).is_err() {
+                        log::error!("a writer thread's part of a fan-out panicked");
+                    }
                     drop(part);
                     queued = self.lock();
                 }

@@ -30,8 +30,14 @@ pub fn start(park: bool) -> KvServer {
 }
 
 pub fn start_with(park: bool, args: &[&str]) -> KvServer {
+    start_with_env(park, args, &[])
+}
+
+/// `kv_server` with `args` and the environment variables `env` set.
+pub fn start_with_env(park: bool, args: &[&str], env: &[(&str, &str)]) -> KvServer {
     let mut cmd = Command::new(example("kv_server"));
     cmd.args(["--bind", "127.0.0.1:0"]).args(args);
+    cmd.envs(env.iter().copied());
     if park {
         cmd.arg("--park-idle");
     }
