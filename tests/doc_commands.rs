@@ -337,6 +337,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The front door stays a few screens long: what a user needs first,
+/// the rest in `docs/`.
+#[test]
+fn the_readme_fits_in_400_lines() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 400,
+        "README.md has {lines} lines: move detail to docs/"
+    );
+}
+
 /// README.md and every page in `docs/`.
 fn pages() -> Vec<PathBuf> {
     let mut pages = vec![root().join("README.md")];

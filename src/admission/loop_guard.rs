@@ -28,12 +28,27 @@ use std::time::{Duration, Instant};
 /// memory without bound.
 const MAX_SOURCES: usize = 4096;
 
+/// How long a source's count lasts.
+const WINDOW: Duration = Duration::from_secs(1);
+
 /// Per-source counts of datagrams from service ports, in one-second windows.
 #[derive(Debug)]
 pub(crate) struct LoopGuard {
     ephemeral: RangeInclusive<u16>,
     per_second: u32,
-    windows: Mutex<HashMap<SocketAddr, (Instant, u32)>>,
+    windows: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    by_source: HashMap<SocketAddr, (Instant, u32)>,
+    /// While the table is full: no entry expires before this (the oldest
+    /// window's end at the last sweep; a window that restarts only ends
+    /// later). A flood of forged sources then costs a comparison each,
+    /// not a sweep of the whole table each.
+    no_expiry_before: Option<Instant>,
+    /// Sweeps made, for the tests.
+    sweeps: usize,
 }
 
 impl LoopGuard {
@@ -49,19 +64,31 @@ impl LoopGuard {
 
     /// Whether a datagram from `source` may be served now.
     pub(crate) fn admit(&self, source: SocketAddr) -> bool {
+        self.admit_at(source, Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at `now`.
+    fn admit_at(&self, source: SocketAddr, now: Instant) -> bool {
         if self.ephemeral.contains(&source.port()) {
             return true;
         }
-        let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= MAX_SOURCES && !windows.contains_key(&source) {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(1));
-            if windows.len() >= MAX_SOURCES {
+        let windows = &mut *windows;
+        let table = &mut windows.by_source;
+        if table.len() >= MAX_SOURCES && !table.contains_key(&source) {
+            if windows.no_expiry_before.is_some_and(|t| now < t) {
                 return false;
             }
+            windows.sweeps += 1;
+            table.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            if table.len() >= MAX_SOURCES {
+                windows.no_expiry_before = table.values().map(|(start, _)| *start + WINDOW).min();
+                return false;
+            }
+            windows.no_expiry_before = None;
         }
-        let (start, count) = windows.entry(source).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(1) {
+        let (start, count) = table.entry(source).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
             (*start, *count) = (now, 0);
         }
         if *count >= self.per_second {
@@ -97,6 +124,36 @@ mod tests {
             .filter(|ip| guard.admit(SocketAddr::from((*ip, 7))))
             .count();
         assert_eq!(admitted, MAX_SOURCES);
-        assert!(guard.windows.lock().unwrap().len() <= MAX_SOURCES);
+        assert!(guard.windows.lock().unwrap().by_source.len() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_sources_without_sweeping_each_time() {
+        let guard = LoopGuard::new(1, 60000..=60001);
+        let ips = (0..=255u8).flat_map(|a| (0..=255u8).map(move |b| [10, 0, a, b]));
+        let start = Instant::now();
+        let half_a_window_later = start + WINDOW / 2;
+        let admitted = ips
+            .take(MAX_SOURCES + 20_000)
+            .enumerate()
+            .filter(|(i, ip)| {
+                let now = if *i < MAX_SOURCES {
+                    start
+                } else {
+                    half_a_window_later
+                };
+                guard.admit_at(SocketAddr::from((*ip, 7)), now)
+            })
+            .count();
+        assert_eq!(admitted, MAX_SOURCES);
+        // The first refused found every window current, and no window can
+        // end before a whole one has passed since the first began.
+        assert_eq!(guard.windows.lock().unwrap().sweeps, 1);
+        assert!(!guard.admit_at(at(7), start + WINDOW - Duration::from_millis(1)));
+        assert_eq!(guard.windows.lock().unwrap().sweeps, 1);
+        assert!(
+            guard.admit_at(at(7), start + WINDOW),
+            "the first windows have ended"
+        );
     }
 }
