@@ -53,7 +53,6 @@ impl<H: Handler> EventLoop<H> {
             generation: self.generation,
             link,
             peer,
-            admitted,
             wait: Wait::Nothing,
             io_deadline: None,
             conn_deadline: core

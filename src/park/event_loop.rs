@@ -23,7 +23,6 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::accept::Backoff;
-use crate::admission::Admitted;
 use crate::conn::link::Link;
 use crate::conn::parked::Wake;
 use crate::core::Shared;
@@ -64,9 +63,6 @@ pub(super) struct Task {
     /// Its socket and state, shared with its coroutine's I/O.
     pub(super) link: Arc<Link>,
     pub(super) peer: Addr,
-    /// What admission counted for it, given back here if the loop dies
-    /// with it (its coroutine hands back its own copy when it ends).
-    pub(super) admitted: Admitted,
     pub(super) wait: Wait,
     pub(super) io_deadline: Option<Instant>,
     pub(super) conn_deadline: Option<Instant>,

@@ -364,12 +364,11 @@ pub(crate) fn run<H: Handler>(shared: &Arc<Shared<H>>) -> Result<ShutdownReport,
 mod tests {
     use std::io::{ErrorKind, Read, Write};
     use std::net::TcpStream;
-    use std::sync::atomic::Ordering::SeqCst;
     use std::time::{Duration, Instant};
 
-    use super::stopping::tests::DIE;
+    use super::stopping::tests::{doom, doomed};
     use crate::handlers::Echo;
-    use crate::{Server, ServerThread};
+    use crate::{ProxyProtocol, Server, ServerThread};
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -383,6 +382,39 @@ mod tests {
         client.read_exact(&mut back).unwrap();
         assert_eq!(back, msg);
         client
+    }
+
+    /// Has the server's one loop die at its next turn, which `held` (a
+    /// connection on it) wakes, and waits for its replacement.
+    fn kill_the_loop(server: &ServerThread, name: &'static str, mut held: TcpStream) {
+        doom(name);
+        held.write_all(b"x").unwrap();
+        let mut rest = Vec::new();
+        match held.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.len() <= 1, "{rest:?}"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset),
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while server.stats().active != 0 || server.stats().workers != 1 {
+            assert!(Instant::now() < deadline, "{:?}", server.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!doomed(name), "the loop took the defect");
+    }
+
+    /// A client that a PROXY header names, through a connection of its
+    /// own: its first message echoed.
+    fn proxied(server: &ServerThread, client: &str, msg: &[u8]) -> TcpStream {
+        let addr = server.local_addr().inet().unwrap();
+        let mut conn = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        conn.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 7\r\n");
+        conn.write_all(&[header.as_bytes(), msg].concat()).unwrap();
+        let mut back = vec![0; msg.len()];
+        conn.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+        conn
     }
 
     /// A defect that kills a loop (injected: a handler's own panics are
@@ -401,25 +433,54 @@ mod tests {
             .unwrap()
             .spawn()
             .unwrap();
-        let mut held = echoed(&server, b"held");
+        let held = echoed(&server, b"held");
         assert_eq!(server.stats().active, 1);
 
-        DIE.store(true, SeqCst);
-        // Wakes the loop for its next turn.
-        held.write_all(b"x").unwrap();
-        let mut rest = Vec::new();
-        match held.read_to_end(&mut rest) {
-            Ok(_) => assert!(rest.len() <= 1, "{rest:?}"),
-            Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset),
-        }
-        let deadline = Instant::now() + TIMEOUT;
-        while server.stats().active != 0 || server.stats().workers != 1 {
-            assert!(Instant::now() < deadline, "{:?}", server.stats());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(!DIE.load(SeqCst), "the loop took the defect");
+        kill_the_loop(&server, "doomed", held);
         drop(echoed(&server, b"served by the new loop"));
         assert_eq!(server.stats().panics, 1);
         server.stop().unwrap();
+    }
+
+    /// What a loop that dies gives back includes the client a PROXY
+    /// header named, counted against `max_per_source` by the connection's
+    /// coroutine: that client is served again, not refused for good.
+    #[test]
+    fn a_loop_that_dies_gives_back_the_clients_its_proxy_headers_named() {
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(true)
+            .workers(1)
+            .proxy_protocol(ProxyProtocol::new().trust_loopback())
+            .max_per_source(1)
+            .thread_name("doomed-proxied")
+            .build(Echo)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let held = proxied(&server, "203.0.113.7", b"held");
+        let deadline = Instant::now() + TIMEOUT;
+        proxied_refused(&server, "203.0.113.7");
+        while server.stats().rejected_per_source != 1 {
+            assert!(Instant::now() < deadline, "{:?}", server.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill_the_loop(&server, "doomed-proxied", held);
+        drop(proxied(&server, "203.0.113.7", b"served again"));
+        assert_eq!(server.stats().rejected_per_source, 1);
+        server.stop().unwrap();
+    }
+
+    /// A second connection for a client at its `max_per_source`: closed
+    /// unserved.
+    fn proxied_refused(server: &ServerThread, client: &str) {
+        let addr = server.local_addr().inet().unwrap();
+        let mut conn = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let header = format!("PROXY TCP4 {client} 127.0.0.1 40001 7\r\nping");
+        conn.write_all(header.as_bytes()).unwrap();
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+        assert!(!rest.starts_with(b"ping"), "served: {rest:?}");
     }
 }

@@ -105,23 +105,18 @@ impl<H: Handler> EventLoop<H> {
 
 /// A loop that ends with connections still on it died (a defect of the
 /// library's own: every panic of a handler is caught in its coroutine).
-/// What they held is given back here, before they are dropped (which
-/// closes them), so that `max_connections` and the gauges stay true and
-/// a replacement loop can serve new clients.
+/// Dropping their coroutines unwinds each suspended handler's stack, its
+/// locks and sockets let go, and gives back what each held on the books
+/// (`task.rs`'s `Held`), so that `max_connections`, `max_per_source` and
+/// the gauges stay true and a replacement loop can serve new clients.
 impl<H: Handler> Drop for EventLoop<H> {
     fn drop(&mut self) {
         if self.live > 0 {
-            let mut books = self.shared.core.books();
-            for task in self.tasks.iter().flatten() {
-                books.release(task.admitted);
-            }
             // `room_wanted` stays as it is: loops stalled at
             // `max_connections` learn of the places given back here when a
             // connection ends on one of them, or from the replacement loop
             // (which may not start, descriptors being short).
-            drop(books);
-            // Unwinds each suspended handler's stack (its locks and
-            // sockets let go) without calling that the handler's panic.
+            // Not counted as the handlers' panics.
             let _abandoning = Abandoning::begin();
             self.tasks.clear();
         }
@@ -133,14 +128,29 @@ impl<H: Handler> Drop for EventLoop<H> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Mutex;
 
-    /// Set by a test: the next turn of a loop of a server whose threads
-    /// are named `doomed` panics, as a defect in the loop would.
-    pub(crate) static DIE: AtomicBool = AtomicBool::new(false);
+    /// Set by a test to a server's thread name: the next turn of one of
+    /// that server's loops panics, as a defect in the loop would.
+    pub(crate) static DIE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    pub(crate) fn doom(thread_name: &'static str) {
+        DIE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(thread_name);
+    }
+
+    /// Whether the loops of the server named so have taken their defect.
+    pub(crate) fn doomed(thread_name: &str) -> bool {
+        let doomed = DIE.lock().unwrap_or_else(|e| e.into_inner());
+        doomed.contains(&thread_name)
+    }
 
     pub(crate) fn die_if_told(thread_name: &str) {
-        if thread_name == "doomed" && DIE.swap(false, SeqCst) {
+        let mut doomed = DIE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = doomed.iter().position(|n| *n == thread_name) {
+            doomed.swap_remove(i);
+            drop(doomed);
             panic!("an injected defect in the event loop");
         }
     }

@@ -10,7 +10,7 @@ use crate::conn::link::Link;
 use crate::conn::outbox_core::PushSetup;
 use crate::conn::parked::{ParkedStream, Wake};
 use crate::conn::serve::serve_stream;
-use crate::core::Shared;
+use crate::core::{Core, Shared};
 use crate::park::parking::{self, ParkYielder, COROUTINES};
 use crate::{Addr, Handler};
 
@@ -30,15 +30,60 @@ pub(crate) fn body<H: Handler>(
     push: Arc<PushSetup>,
     link: Arc<Link>,
     peer: Addr,
-    mut admitted: Admitted,
+    admitted: Admitted,
 ) -> impl FnOnce(&ParkYielder, Wake) -> Done + 'static {
+    let held = Held {
+        core: Arc::clone(&shared.core),
+        admitted,
+        armed: true,
+    };
     move |yielder, _first| {
+        // The whole of it, dropped with the closure whether or not it ran.
+        let mut held = held;
         parking::enter(yielder);
         let core = &*shared.core;
         let timeouts = (core.settings.read_timeout, core.settings.write_timeout);
         let stream = ParkedStream::new(Arc::clone(&link), timeouts, &COROUTINES);
         let io = SocketIo::parked(stream);
-        serve_stream(core, &shared.handler, &link, io, &push, peer, &mut admitted);
-        Done { admitted }
+        serve_stream(
+            core,
+            &shared.handler,
+            &link,
+            io,
+            &push,
+            peer,
+            &mut held.admitted,
+        );
+        Done {
+            admitted: held.hand_back(),
+        }
+    }
+}
+
+/// What a connection holds on the books, given back by its coroutine's
+/// drop if it never returns: when its loop dies (a defect of the
+/// library's own) and drops it suspended, or before it first ran. Only
+/// the coroutine knows the client that a PROXY header named and that was
+/// counted against `max_per_source`, so the loop cannot give it back.
+struct Held {
+    core: Arc<Core>,
+    admitted: Admitted,
+    /// Until it hands `admitted` back in [`Done`].
+    armed: bool,
+}
+
+impl Held {
+    /// For the loop to give back, the coroutine having returned.
+    fn hand_back(&mut self) -> Admitted {
+        self.armed = false;
+        self.admitted
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.armed {
+            self.core.books().release(self.admitted);
+        }
     }
 }

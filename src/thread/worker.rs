@@ -139,11 +139,14 @@ fn stream_loop<H: Handler>(
                 }
             }
         };
-        owed.held = Some(job.admitted);
-        become_busy(shared, workers, st, owed);
-        let mut admitted = job.admitted;
-        serve(shared, workers, serving, job, &mut admitted);
+        let admitted = job.admitted;
         owed.held = Some(admitted);
+        become_busy(shared, workers, st, owed);
+        // Counted in place: should a panic escape (a defect of the
+        // library's own), the thread's exit gives back the client a PROXY
+        // header named too.
+        let held = owed.held.get_or_insert(admitted);
+        serve(shared, workers, serving, job, held);
         st = finish(workers, owed);
     }
 }
