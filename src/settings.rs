@@ -85,11 +85,13 @@ pub(crate) const MAX_STACK: usize = 1 << 30;
 /// Default stack of a parked connection's handler: 256 KiB of address
 /// space, of which only the pages a handler touches become resident.
 pub(crate) const DEFAULT_PARKED_STACK: usize = 256 * 1024;
-/// Bounds of `parked_stack_size`: a handler's panic, with
-/// `RUST_BACKTRACE` set, prints its backtrace on the handler's own stack,
-/// which takes some 40 KiB; above 64 MiB a stack per connection is address
-/// space better spent on threads.
-pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=64 << 20;
+/// Bounds of `parked_stack_size`: the library's own work on a handler's
+/// stack must fit with room to spare. A TLS handshake in a debug build
+/// overflows 64 KiB and fits in 96; a handler's panic, with
+/// `RUST_BACKTRACE` set, prints its backtrace there, which takes some 40
+/// KiB. Above 64 MiB a stack per connection is address space better spent
+/// on threads.
+pub(crate) const PARKED_STACK_RANGE: std::ops::RangeInclusive<usize> = 128 * 1024..=64 << 20;
 
 /// Default of `queue_timeout`: as Go's `http.Server` gives a new
 /// connection before calling it idle; far longer than a worker is
@@ -221,11 +223,15 @@ impl Settings {
         if self.max_per_source == Some(0) {
             return invalid("max_per_source", "must be at least 1");
         }
+        // At least what a parked handler gets, for the same reasons: a
+        // worker thread runs its handler's TLS handshake and panics on its
+        // own stack (with RUST_BACKTRACE set, 16 and 24 KiB overflow at a
+        // panic and abort the process).
         if self
             .stack_size
-            .is_some_and(|b| !(16 * 1024..=MAX_STACK).contains(&b))
+            .is_some_and(|b| !(*PARKED_STACK_RANGE.start()..=MAX_STACK).contains(&b))
         {
-            return invalid("stack_size", "must be between 16 KiB and 1 GiB");
+            return invalid("stack_size", "must be between 128 KiB and 1 GiB");
         }
         if self.thread_name.contains('\0') {
             return invalid("thread_name", "must not contain a NUL byte");
@@ -234,7 +240,7 @@ impl Settings {
             return invalid("park_idle", "applies to stream servers only");
         }
         if !PARKED_STACK_RANGE.contains(&self.parked_stack_size) {
-            return invalid("parked_stack_size", "must be between 64 KiB and 64 MiB");
+            return invalid("parked_stack_size", "must be between 128 KiB and 64 MiB");
         }
         if self.max_outbox == 0 || self.max_outbox > MAX_OUTBOX {
             return invalid("max_outbox", "must be between 1 byte and 1 GiB");

@@ -91,6 +91,12 @@ fn out_of_range_settings_are_invalid() {
             Server::builder().read_timeout(std::time::Duration::ZERO),
         ),
         ("stack_size", Server::builder().stack_size(1024)),
+        // Too small for a TLS handshake in a debug build.
+        ("stack_size", Server::builder().stack_size(64 * 1024)),
+        (
+            "parked_stack_size",
+            Server::builder().parked_stack_size(64 * 1024),
+        ),
     ];
     for (name, builder) in cases {
         let err = builder.bind("127.0.0.1:0").build(Echo).unwrap_err();

@@ -266,7 +266,7 @@ fn overflow_child() {
         Server::builder()
             .bind("127.0.0.1:0")
             .park_idle(true)
-            .parked_stack_size(64 * 1024),
+            .parked_stack_size(128 * 1024),
         |conn: &mut Connection| {
             let mut pad = [0u8; 512];
             let n = deep(0, &mut pad);

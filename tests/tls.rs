@@ -79,6 +79,25 @@ fn an_echo_server_speaks_tls(park: bool) {
     server.stop().unwrap();
 }
 
+both_modes!(the_smallest_stack_holds_a_tls_session);
+/// The smallest stack a handler may be given, 128 KiB (`stack_size`, or
+/// `parked_stack_size`), holds a handshake and records both ways, in a
+/// debug build too (an overflow would end the test's process).
+fn the_smallest_stack_holds_a_tls_session(park: bool) {
+    let pki = Pki::new();
+    let builder = builder(park, pki.acceptor());
+    let builder = match park {
+        true => builder.parked_stack_size(128 * 1024),
+        false => builder.stack_size(128 * 1024),
+    };
+    let server = spawn(builder, Echo);
+    let config = client_config(&pki.ca, &[], None);
+    let mut client = connect(&server.local_addr(), "localhost", &config).unwrap();
+    let big: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    assert_eq!(exchange(&mut client, &big, big.len()), big);
+    server.stop().unwrap();
+}
+
 /// A handler that writes what the handshake settled, on one line.
 fn describe(conn: &mut Connection) -> io::Result<()> {
     let tls = conn.tls().expect("a TLS connection");

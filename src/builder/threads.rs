@@ -41,7 +41,9 @@ impl ServerBuilder {
     }
 
     /// Stack size of worker threads, in bytes. Default: Rust's default for
-    /// spawned threads (2 MiB, or `RUST_MIN_STACK`). Range: 16 KiB..=1 GiB.
+    /// spawned threads (2 MiB, or `RUST_MIN_STACK`). Range: 128 KiB..=1
+    /// GiB (a TLS handshake, and a handler's panic with its backtrace, run
+    /// on this stack).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.settings.stack_size = Some(bytes);
         self
@@ -125,8 +127,9 @@ impl ServerBuilder {
     }
 
     /// Stack size of each handler under [`park_idle`](Self::park_idle), in
-    /// bytes. Default: 256 KiB. Range: 64 KiB..=64 MiB (a panic's backtrace,
-    /// with `RUST_BACKTRACE` set, is printed on this stack).
+    /// bytes. Default: 256 KiB. Range: 128 KiB..=64 MiB (a TLS handshake,
+    /// and a panic's backtrace with `RUST_BACKTRACE` set, run on this
+    /// stack).
     ///
     /// This is address space: only the pages a handler touches become
     /// resident (4 KiB for a handler with a small buffer), and a stack

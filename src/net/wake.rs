@@ -69,6 +69,14 @@ pub(crate) fn set_inherited_options(listener: &Listener, settings: &Settings) ->
     if settings.proxy_protocol.is_some() {
         return false;
     }
+    // A read timeout shorter than the tick would wake every idle accepting
+    // thread that often: such a timeout goes on each connection instead.
+    if settings
+        .read_timeout
+        .is_some_and(|t| t < SHARED_SOCKET_TICK)
+    {
+        return false;
+    }
     let sock = listener.sock_ref();
     sock.set_tcp_nodelay(settings.nodelay).is_ok()
         && sock.set_read_timeout(settings.read_timeout).is_ok()
@@ -92,5 +100,38 @@ pub(crate) fn release(listener: &Listener, held_elsewhere: bool) {
     }
     if let Err(e) = crate::sys::fd::replace_with_unbound(listener.sock_ref()) {
         log::debug!("letting go of the datagram socket: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn listener() -> Listener {
+        Listener::Tcp(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    #[test]
+    fn a_read_timeout_shorter_than_the_tick_stays_off_the_listener() {
+        let settings = Settings {
+            read_timeout: Some(Duration::from_millis(1)),
+            ..Settings::default()
+        };
+        let l = listener();
+        assert!(!set_inherited_options(&l, &settings));
+        assert_eq!(l.sock_ref().read_timeout().unwrap(), None);
+
+        let settings = Settings {
+            read_timeout: Some(Duration::from_secs(2)),
+            ..Settings::default()
+        };
+        assert!(set_inherited_options(&l, &settings));
+        assert_eq!(
+            l.sock_ref().read_timeout().unwrap(),
+            Some(Duration::from_secs(2))
+        );
     }
 }

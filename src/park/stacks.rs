@@ -96,8 +96,9 @@ pub(crate) fn connection_cap(
                  page each), but vm.max_map_count is {maps}: with the process's other maps at \
                  most {cap} connections fit; lower max_connections or raise the limit \
                  (sysctl -w vm.max_map_count={})",
-                n * MAPS_PER_STACK,
-                n * MAPS_PER_STACK + (maps - cap * MAPS_PER_STACK)
+                n.saturating_mul(MAPS_PER_STACK),
+                n.saturating_mul(MAPS_PER_STACK)
+                    .saturating_add(maps - cap * MAPS_PER_STACK)
             ),
         }),
     }
@@ -118,11 +119,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("vm.max_map_count"), "{err}");
+        // "As many as can be": an error to read, not an overflow.
+        let err = connection_cap(Some(usize::MAX), 2, 16).unwrap_err();
+        assert!(err.to_string().contains("vm.max_map_count"), "{err}");
     }
 
     #[test]
     fn stacks_are_reused() {
-        let mut stacks = Stacks::new(64 * 1024);
+        let mut stacks = Stacks::new(128 * 1024);
         let a = stacks.take().unwrap();
         let at = mapping_start(&a);
         stacks.give_back(a);
