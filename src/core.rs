@@ -127,6 +127,26 @@ pub(crate) struct Core {
     pub(crate) signals: Mutex<Option<signal_hook::iterator::Handle>>,
 }
 
+impl Core {
+    /// Stops listening for SIGINT and SIGTERM, if `shutdown_on_signals`
+    /// did: the thread ends, and the next signal does what it would have
+    /// done without it (once no other server listens). Once per server,
+    /// whoever comes first: the first signal, the end of `run`, or a
+    /// server dropped without running.
+    #[cfg(feature = "signals")]
+    pub(crate) fn stop_listening_for_signals(&self) {
+        let listener = self
+            .signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(listener) = listener {
+            listener.close();
+            crate::lifecycle::signals::end();
+        }
+    }
+}
+
 impl Drop for Core {
     fn drop(&mut self) {
         // A server built but never run still leaves no file behind.
@@ -353,7 +373,7 @@ impl Core {
         let mut closed = 0;
         // Bounded: the backlog holds at most `backlog` connections, and
         // clients arriving meanwhile are few.
-        while closed < self.settings.backlog as usize * 2 {
+        while closed < (self.settings.backlog as usize).saturating_mul(2) {
             match self.listener.accept() {
                 Ok(_) => closed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}

@@ -85,15 +85,7 @@ impl<H: Handler> Server<H> {
         wake::release(&core.listener, core.held_elsewhere());
         core.remove_socket_file();
         #[cfg(feature = "signals")]
-        if let Some(signals) = core
-            .signals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            signals.close();
-            crate::lifecycle::signals::end();
-        }
+        core.stop_listening_for_signals();
     }
 
     /// Runs the server on a thread of its own and returns at once.
@@ -110,6 +102,16 @@ impl<H: Handler> Server<H> {
             local_addr,
             thread,
         })
+    }
+}
+
+/// A server dropped without running: its signal listener, which holds a
+/// handle to it, would keep it (and its socket) alive, and keep taking the
+/// signals, for good.
+impl<H> Drop for Server<H> {
+    fn drop(&mut self) {
+        #[cfg(feature = "signals")]
+        self.shared.core.stop_listening_for_signals();
     }
 }
 
@@ -180,9 +182,12 @@ impl ShutdownHandle {
     /// # }
     /// ```
     ///
-    /// Calling it again does nothing. When the server stops, the signal
-    /// handlers are taken away and the thread ends, so a later Ctrl-C acts
-    /// as it would have without this (or on whatever the program set up).
+    /// Calling it again does nothing. Once the first signal has begun the
+    /// shutdown, or the server has stopped (or was dropped without
+    /// running), the signal handlers are taken away and the thread ends, so
+    /// the next Ctrl-C acts as it would have without this (or on whatever
+    /// the program set up): a second Ctrl-C during a long drain ends the
+    /// process at once.
     #[cfg(feature = "signals")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
@@ -191,19 +196,33 @@ impl ShutdownHandle {
         if registered.is_some() || self.core.stopping() {
             return Ok(());
         }
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let handle = self.clone();
-        let listener = signals.handle();
-        std::thread::Builder::new()
-            .name(format!("{}-signals", self.core.settings.thread_name))
-            .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    log::info!("signal {signal}: shutting down {}", handle.core.local_addr);
-                    handle.shutdown();
-                }
-            })?;
+        // Disarms the default actions first: a signal that comes between
+        // the two would otherwise end the process.
         crate::lifecycle::signals::begin()?;
-        *registered = Some(listener);
+        let listen = || -> std::io::Result<signal_hook::iterator::Handle> {
+            let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+            let handle = self.clone();
+            let listener = signals.handle();
+            std::thread::Builder::new()
+                .name(format!("{}-signals", self.core.settings.thread_name))
+                .spawn(move || {
+                    if let Some(signal) = signals.forever().next() {
+                        log::info!("signal {signal}: shutting down {}", handle.core.local_addr);
+                        handle.shutdown();
+                        // A second signal, during the drain, is for the
+                        // process: it ends at once.
+                        handle.core.stop_listening_for_signals();
+                    }
+                })?;
+            Ok(listener)
+        };
+        match listen() {
+            Ok(listener) => *registered = Some(listener),
+            Err(e) => {
+                crate::lifecycle::signals::end();
+                return Err(e);
+            }
+        }
         Ok(())
     }
 }

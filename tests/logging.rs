@@ -6,8 +6,9 @@
 //! * a client that sends nothing for the read timeout is reported as an
 //!   idle timeout, in words that say so;
 //! * `shutdown_on_signals` starts one signal thread however often it is
-//!   called, the thread ends with the server, and the first Ctrl-C after
-//!   the server stopped acts as it would have without it.
+//!   called, the thread ends with the server (or with a server dropped
+//!   unrun), the first Ctrl-C after the server stopped acts as it would
+//!   have without it, and so does a second one during the drain.
 //!
 //! Each in both serving modes (`both_modes!`: a thread per connection, and
 //! `park_idle`).
@@ -353,8 +354,9 @@ fn sigint_disposition() -> &'static str {
 ///
 /// Builds a server, asks twice for shutdown on signals, checks there is one
 /// signal thread, runs the server and stops it with its handle, checks the
-/// signal thread is gone, says `ready` and waits up to 10 s for the parent's
-/// SIGINT to end it.
+/// signal thread is gone, does the same with a server dropped without
+/// running, says `ready` and waits up to 10 s for the parent's SIGINT to
+/// end it.
 #[test]
 fn helper_in_a_child_process() {
     let Ok(mode) = std::env::var(HELPER_VAR) else {
@@ -419,6 +421,23 @@ fn helper_in_a_child_process() {
         stopped.elapsed(),
         sigint_disposition()
     );
+    // A server dropped without running lets go of the signals too (its
+    // signal thread held it, and took every later Ctrl-C).
+    let never_run = Server::builder()
+        .bind("127.0.0.1:0")
+        .thread_name("logt-unrun")
+        .build(|_: &mut Connection| Ok(()))
+        .unwrap();
+    never_run.shutdown_handle().shutdown_on_signals().unwrap();
+    drop(never_run);
+    let dropped = Instant::now();
+    while threads_named("logt-unrun-signals") > 0 {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(2),
+            "a server dropped unrun kept its signal thread"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
     println!("ready");
     let waiting = Instant::now();
     while waiting.elapsed() < Duration::from_secs(10) {
@@ -471,5 +490,90 @@ fn the_first_ctrl_c_after_the_server_stopped_ends_the_process(park: bool) {
         status.signal(),
         Some(libc::SIGINT),
         "{status}; its output:\n{output}"
+    );
+}
+
+/// The child process's side of the second-Ctrl-C test: does nothing unless
+/// `DRAIN_HELPER_VAR` is set. Serves one client whose handler never ends
+/// (a 30 s `shutdown_timeout` waits for it), says `ready`, and once the
+/// first signal has begun the shutdown and the signal thread has ended,
+/// says `draining`.
+#[test]
+fn drain_helper_in_a_child_process() {
+    let Ok(mode) = std::env::var(DRAIN_HELPER_VAR) else {
+        return;
+    };
+    // Ends the harness's `test NAME ... ` line, which has no newline.
+    println!();
+    // SAFETY: sets the default disposition; no handler of ours is involved.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .park_idle(mode == "parked")
+        .workers(1)
+        .thread_name(THREAD_NAME)
+        .shutdown_timeout(Duration::from_secs(30))
+        .build(|conn: &mut Connection| {
+            // Busy, not idle: shutdown waits for it.
+            conn.offload(|| thread::sleep(Duration::from_secs(30)));
+            Ok(())
+        })
+        .unwrap();
+    let handle = server.shutdown_handle();
+    handle.shutdown_on_signals().unwrap();
+    let addr = common::inet(&server.local_addr());
+    let running = server.spawn().unwrap();
+    let _client = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    while handle.stats().active == 0 {
+        thread::sleep(Duration::from_millis(2));
+    }
+    println!("ready");
+    let signals_thread = format!("{THREAD_NAME}-signals");
+    while !handle.is_shutdown() || threads_named(&signals_thread) > 0 {
+        thread::sleep(Duration::from_millis(2));
+    }
+    println!("draining");
+    drop(running.join());
+    println!("drained: not ended by the second signal");
+}
+
+/// Set in the child process that runs `drain_helper_in_a_child_process`.
+const DRAIN_HELPER_VAR: &str = "SOCKETSERVER_LOGGING_DRAIN_HELPER";
+
+both_modes!(a_second_ctrl_c_during_the_drain_ends_the_process);
+/// The first SIGINT begins a graceful shutdown, which waits for a busy
+/// handler; the second ends the process at once, as it would without
+/// `shutdown_on_signals`, rather than being ignored until the drain ends.
+fn a_second_ctrl_c_during_the_drain_ends_the_process(park: bool) {
+    let exe = std::env::current_exe().unwrap();
+    let mode = if park { "parked" } else { "threads" };
+    let args = [
+        "drain_helper_in_a_child_process",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let (mut child, rx) = spawn_piped(exe, &args, &[(DRAIN_HELPER_VAR, mode)]);
+    let (_, mut seen) = wait_for_stdout(&rx, START_TIMEOUT, "ready line", |l| l == "ready");
+    let pid = libc::pid_t::try_from(child.0.id()).unwrap();
+    // SAFETY: a signal to our own child, which the guard still holds unreaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (_, more) = wait_for_stdout(&rx, TIMEOUT, "draining line", |l| l == "draining");
+    seen.extend(more);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.wait_for_exit(Duration::from_secs(2));
+    seen.extend(rx.try_iter());
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the second SIGINT did not end the process within 2 s; its output:\n{}",
+            shown(&seen)
+        )
+    });
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "{status}\n{}",
+        shown(&seen)
     );
 }

@@ -95,6 +95,16 @@ fn head_and_other_paths_and_methods() {
         post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
         "{post}"
     );
+    assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+    // The absolute form a proxy sends, and a blank line before the
+    // request line: both to be accepted (RFC 9112).
+    let absolute = http(
+        &addr,
+        "GET http://localhost:9100/metrics?x HTTP/1.1\r\n\r\n",
+    );
+    assert!(absolute.starts_with("HTTP/1.1 200 OK\r\n"), "{absolute}");
+    let late = http(&addr, "\r\nGET /metrics HTTP/1.1\r\n\r\n");
+    assert!(late.starts_with("HTTP/1.1 200 OK\r\n"), "{late}");
     let mut huge = connect(&addr);
     let _ = huge.write_all(&[b'a'; 9000]);
     let mut reply = Vec::new();

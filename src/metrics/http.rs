@@ -17,22 +17,44 @@ pub(super) fn respond(conn: &mut Connection, body: impl FnOnce() -> String) -> i
     let Some(head) = read_head(conn)? else {
         return write(conn, "400 Bad Request", false, "request head too long\n");
     };
-    let first = head.lines().next().unwrap_or_default();
-    let mut parts = first.split_whitespace();
+    // Blank lines before the request line are ignored (RFC 9112, 2.2).
+    let first = head.trim_start_matches(['\r', '\n']).lines().next();
+    let mut parts = first.unwrap_or_default().split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if method.is_empty() {
         // Connected and closed, or sent nothing but blank lines.
         return Ok(());
     }
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
+    let path = origin_form(target);
+    let path = path.split_once('?').map_or(path, |(path, _query)| path);
+    let head_only = method == "HEAD";
     match (method, path) {
-        ("GET" | "HEAD", PATH) => write(conn, "200 OK", method == "HEAD", &body()),
-        ("GET" | "HEAD", _) => write(conn, "404 Not Found", method == "HEAD", "try /metrics\n"),
-        _ => write(conn, "405 Method Not Allowed", false, "GET /metrics\n"),
+        ("GET" | "HEAD", PATH) => write(conn, "200 OK", head_only, &body()),
+        ("GET" | "HEAD", _) => write(conn, "404 Not Found", head_only, "try /metrics\n"),
+        _ => write(
+            conn,
+            "405 Method Not Allowed\r\nAllow: GET, HEAD",
+            false,
+            "GET /metrics\n",
+        ),
     }
 }
 
+/// The path and query of a request target: `/metrics?x` as it is, and
+/// the absolute form a proxy sends, `http://host:9100/metrics?x`, without
+/// its scheme and host (RFC 9112, 3.2.2: a server must accept both).
+fn origin_form(target: &str) -> &str {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target;
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return target;
+    }
+    rest.find(['/', '?']).map_or("/", |at| &rest[at..])
+}
+
 /// Writes a whole reply; `head_only` leaves the body out (for `HEAD`).
+/// `status` may carry further header lines after it.
 fn write(conn: &mut Connection, status: &str, head_only: bool, body: &str) -> io::Result<()> {
     let mut reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\

@@ -21,8 +21,9 @@ impl Stats {
     /// written too, with the same values, for dashboards that use them.
     ///
     /// Characters a metric name may not hold (anything but ASCII letters,
-    /// digits, `_` and `:`) are written as `_`; an empty prefix leaves the
-    /// bare names. Serve it as `text/plain; version=0.0.4`:
+    /// digits, `_` and `:`) are written as `_`, and a prefix that starts
+    /// with a digit gets a `_` before it; an empty prefix leaves the bare
+    /// names. Serve it as `text/plain; version=0.0.4`:
     /// [`metrics::serve`](crate::metrics::serve) does.
     ///
     /// ```
@@ -238,13 +239,18 @@ impl Stats {
                 "Connections closed unserved after waiting queue_timeout for a worker.",
             ),
         ];
-        let prefix: String = prefix
+        let mut prefix: String = prefix
             .chars()
             .map(|c| match c {
                 'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | ':' => c,
                 _ => '_',
             })
             .collect();
+        // A metric name may not begin with a digit: a scraper refuses the
+        // whole page for one.
+        if prefix.starts_with(|c: char| c.is_ascii_digit()) {
+            prefix.insert(0, '_');
+        }
         let mut out = String::with_capacity(4096);
         for (name, kind, value, help) in rows {
             let full = match prefix.is_empty() {
@@ -282,5 +288,14 @@ mod tests {
         assert!(text.contains("my_server_1_parked_connections 3\n"));
         assert_eq!(text.matches("# TYPE").count(), 34);
         assert_eq!(text.lines().count(), 102);
+    }
+
+    #[test]
+    fn a_prefix_that_starts_with_a_digit_is_made_a_name() {
+        let text = Stats::default().to_prometheus("9100");
+        assert!(text.contains("\n_9100_accepted_total 0\n"), "{text}");
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with(|c: char| c.is_ascii_digit())));
     }
 }
