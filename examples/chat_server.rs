@@ -86,7 +86,7 @@ fn relay(room: &Room, me: &Outbox, conn: &mut Connection) -> io::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    common::serve(
+    common::serve_listeners(
         "chat_server",
         "Relays every line a client sends to every other client.",
         "127.0.0.1:7077",

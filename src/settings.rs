@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub(crate) reuse_address: Option<bool>,
     pub(crate) reuse_port: bool,
     pub(crate) nodelay: bool,
+    pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) connection_timeout: Option<Duration>,
@@ -72,6 +73,9 @@ pub(crate) const MAX_UDP_PAYLOAD: usize = 65_507;
 /// usual soft limit on open files, so a process that holds more
 /// connections has raised its limits, and should raise this too.
 pub(crate) const DEFAULT_MAX_WORKERS: usize = 1024;
+/// The longest `tcp_keepalive` idle time Linux takes (`TCP_KEEPIDLE`).
+pub(crate) const MAX_KEEPALIVE_IDLE: Duration = Duration::from_secs(32767);
+
 /// Default of `loop_guard`: datagrams a second served to each source
 /// address whose port is outside the ephemeral range.
 pub(crate) const DEFAULT_LOOP_GUARD: u32 = 100;
@@ -119,6 +123,7 @@ impl Default for Settings {
             reuse_address: None,
             reuse_port: false,
             nodelay: true,
+            tcp_keepalive: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(60)),
             connection_timeout: None,
@@ -207,6 +212,17 @@ impl Settings {
         }
         if self.backlog == 0 {
             return invalid("backlog", "must be at least 1");
+        }
+        if let Some(idle) = self.tcp_keepalive {
+            if !(Duration::from_secs(1)..=MAX_KEEPALIVE_IDLE).contains(&idle) {
+                return invalid(
+                    "tcp_keepalive",
+                    "must be between 1 s and 32767 s (Linux's TCP_KEEPIDLE); None turns it off",
+                );
+            }
+            if self.transport == Transport::Datagram {
+                return invalid("tcp_keepalive", "applies to stream servers only");
+            }
         }
         if self.max_datagram == 0 || self.max_datagram > MAX_UDP_PAYLOAD {
             return invalid("max_datagram", "must be between 1 and 65507 bytes");

@@ -318,3 +318,35 @@ fn metric(addr: SocketAddr, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+both_modes!(a_silent_client_is_kept_and_probed_unless_read_timeout_says);
+/// Chat clients may only listen: by default none is cut for sending
+/// nothing, and keepalive probes start after 300 s of silence, as
+/// redis-server's; `--read-timeout 1` cuts one silent for a second.
+fn a_silent_client_is_kept_and_probed_unless_read_timeout_says(park: bool) {
+    let chat = Chat::start(park, &[]);
+    let listener = TcpStream::connect_timeout(&chat.addr, TIMEOUT).unwrap();
+    // A line from another client proves the listener is being served.
+    let mut talker = TcpStream::connect_timeout(&chat.addr, TIMEOUT).unwrap();
+    talker.write_all(b"hello\n").unwrap();
+    listener.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&listener).read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+    let (timer, when) = server_side_timer(chat.addr.port(), &listener);
+    assert_eq!(timer, 2, "the keepalive timer");
+    assert!(when > Duration::from_secs(290), "probes in {when:?}");
+    drop(chat);
+
+    let chat = Chat::start(park, &["--read-timeout", "1"]);
+    let mut silent = TcpStream::connect_timeout(&chat.addr, TIMEOUT).unwrap();
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest);
+    let after = start.elapsed();
+    assert!(
+        after > Duration::from_millis(900) && after < Duration::from_secs(4),
+        "cut after {after:?}"
+    );
+}

@@ -97,6 +97,20 @@ fn out_of_range_settings_are_invalid() {
             "parked_stack_size",
             Server::builder().parked_stack_size(64 * 1024),
         ),
+        (
+            "tcp_keepalive",
+            Server::builder().tcp_keepalive(Some(std::time::Duration::ZERO)),
+        ),
+        (
+            "tcp_keepalive",
+            Server::builder().tcp_keepalive(Some(std::time::Duration::from_secs(40_000))),
+        ),
+        (
+            "tcp_keepalive",
+            Server::builder()
+                .transport(socketserver::Transport::Datagram)
+                .tcp_keepalive(Some(std::time::Duration::from_secs(60))),
+        ),
     ];
     for (name, builder) in cases {
         let err = builder.bind("127.0.0.1:0").build(Echo).unwrap_err();

@@ -24,6 +24,30 @@ pub fn serve<H: Handler>(
     default_bind: &'static str,
     handler: H,
 ) -> ExitCode {
+    serve_with(name, about, default_bind, false, handler)
+}
+
+/// As [`serve`], for a server whose clients may listen for long without
+/// sending (subscribers, chat): no read timeout unless `--read-timeout`
+/// sets one, and TCP keepalive probes after 300 s idle find clients that
+/// vanished without closing (as redis-server's `timeout 0` and
+/// `tcp-keepalive 300`).
+pub fn serve_listeners<H: Handler>(
+    name: &'static str,
+    about: &'static str,
+    default_bind: &'static str,
+    handler: H,
+) -> ExitCode {
+    serve_with(name, about, default_bind, true, handler)
+}
+
+fn serve_with<H: Handler>(
+    name: &'static str,
+    about: &'static str,
+    default_bind: &'static str,
+    listeners: bool,
+    handler: H,
+) -> ExitCode {
     let command = Command::new(name)
         .about(about)
         .arg(
@@ -86,6 +110,14 @@ pub fn serve<H: Handler>(
                 .help("bytes pushed to one client and not yet written before it is cut as a slow consumer [default: 1 MiB]"),
         )
         .arg(
+            Arg::new("read-timeout")
+                .long("read-timeout")
+                .value_name("SECS")
+                .value_parser(value_parser!(u64))
+                .default_value(if listeners { "0" } else { "60" })
+                .help("close a connection whose client sends nothing for this long (0: no limit)"),
+        )
+        .arg(
             Arg::new("ready-timeout")
                 .long("ready-timeout")
                 .value_name("SECS")
@@ -124,6 +156,13 @@ pub fn serve<H: Handler>(
     }
     if let Some(&bytes) = args.get_one::<usize>("max-outbox") {
         builder = builder.max_outbox(bytes);
+    }
+    builder = match *args.get_one::<u64>("read-timeout").expect("has a default") {
+        0 => builder.read_timeout(None),
+        secs => builder.read_timeout(Some(std::time::Duration::from_secs(secs))),
+    };
+    if listeners && transport == Transport::Stream {
+        builder = builder.tcp_keepalive(Some(std::time::Duration::from_secs(300)));
     }
     if args.get_flag("proxy-protocol") {
         // Proxies on this machine: on loopback, or at the `--unix` socket.

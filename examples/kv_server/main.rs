@@ -87,7 +87,7 @@ fn main() -> std::process::ExitCode {
         writers: Writers::default(),
     });
     shared.store.sweep_in_background();
-    common::serve(
+    common::serve_listeners(
         "kv_server",
         "A key-value server speaking Redis's protocol (RESP2), pub/sub included.",
         "127.0.0.1:6380",

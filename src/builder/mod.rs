@@ -172,6 +172,21 @@ impl ServerBuilder {
         self
     }
 
+    /// TCP keepalive on accepted connections: once a connection has been
+    /// silent for `idle`, the kernel probes the client three times,
+    /// `idle / 3` apart (at least 1 s), and ends the connection if none is
+    /// answered; a handler waiting on it then gets an error. It finds
+    /// clients that vanished without closing (a machine switched off, a
+    /// network gone) on connections that may rightly be silent for long,
+    /// where `read_timeout` would end live ones too: subscribers, chat
+    /// clients (redis-server's `tcp-keepalive 300`). `None`: off. Default:
+    /// `None`. Range: 1 s to 32,767 s. TCP only: a Unix-domain socket has
+    /// no keepalive, and there it does nothing.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.settings.tcp_keepalive = idle;
+        self
+    }
+
     /// Timeout of each read on an accepted connection (`SO_RCVTIMEO`); a
     /// read that waits longer fails with `TimedOut`. `None`: no limit.
     /// Default: 60 s. Must not be zero.

@@ -202,6 +202,15 @@ impl SocketIo {
         }
     }
 
+    /// TCP keepalive (`tcp_keepalive`), which accepted sockets do not
+    /// inherit.
+    pub(crate) fn keepalive(&self, idle: Duration) {
+        // A failure means the peer is already gone; the handler will see it.
+        if let Some(stream) = self.stream() {
+            let _ = stream.set_keepalive(idle);
+        }
+    }
+
     /// Reads with one deadline for however many reads it takes (a PROXY
     /// header): `WouldBlock` once it has passed. A blocking socket's own
     /// read timeout is set to what is left for each read; call

@@ -66,6 +66,9 @@ fn steps<H: Handler>(
     if !core.inherits_options() {
         io.configure(settings.nodelay);
     }
+    if let Some(idle) = settings.tcp_keepalive {
+        io.keepalive(idle);
+    }
     let (peer, proxy) = match &settings.proxy_protocol {
         None => (peer, None),
         Some(pp) => match proxied_client(core, pp, &mut io, &peer, admitted) {

@@ -73,6 +73,21 @@ impl Stream {
             .is_ok_and(|n| n > 0)
     }
 
+    /// TCP keepalive: probes after `idle` of silence, three of them,
+    /// `idle / 3` apart (at least 1 s); nothing to do on a Unix socket.
+    pub(crate) fn set_keepalive(&self, idle: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                let probes = socket2::TcpKeepalive::new()
+                    .with_time(idle)
+                    .with_interval((idle / 3).max(Duration::from_secs(1)))
+                    .with_retries(3);
+                socket2::SockRef::from(s).set_tcp_keepalive(&probes)
+            }
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
     /// `TCP_NODELAY`; nothing to do on a Unix socket.
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {
