@@ -371,9 +371,11 @@ fn a_datagram_outbox_sends_each_message_as_one_datagram() {
     outbox.send(b"third").unwrap();
     let n = client.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"third");
+    assert!(!outbox.is_closed());
     server.stop().unwrap();
     // The server has stopped: its socket sends nothing more.
     assert_eq!(outbox.send(b"late"), Err(SendError::Closed));
+    assert!(outbox.is_closed());
 }
 
 /// The same over TLS: pushes are encrypted through the connection's own

@@ -77,7 +77,8 @@ impl Outbox {
     /// Whether the connection has ended, was cut as a slow consumer, its
     /// handler shut down its writing half
     /// ([`Connection::shutdown`](crate::Connection::shutdown)), or
-    /// [`close`](Self::close) was called.
+    /// [`close`](Self::close) was called; for a datagram peer, whether the
+    /// server has stopped. Once true, sends return [`SendError::Closed`].
     pub fn is_closed(&self) -> bool {
         self.core.is_closed()
     }

@@ -191,7 +191,11 @@ impl OutboxCore {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        let gone = matches!(&self.target, Target::Stream(link) if link.strong_count() == 0);
+        let gone = match &self.target {
+            Target::Stream(link) => link.strong_count() == 0,
+            // A datagram peer is reachable while the server runs.
+            Target::Datagram(_) => self.flusher.stopped(),
+        };
         gone || self.closed.load(Relaxed)
     }
 
