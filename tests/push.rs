@@ -237,6 +237,46 @@ fn close_ends_the_connection_after_what_is_queued(park: bool) {
     server.stop().unwrap();
 }
 
+both_modes!(close_to_a_client_that_does_not_read_ends_within_the_write_timeout);
+/// `close()` with bytes queued for a client that has stopped reading: the
+/// handler's read ends at once (no read timeout would end it), and the
+/// connection within the write timeout, the rest counted as dropped.
+fn close_to_a_client_that_does_not_read_ends_within_the_write_timeout(park: bool) {
+    let (tx, rx) = mpsc::channel();
+    let ended = std::sync::Mutex::new(tx);
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .read_timeout(None)
+            .write_timeout(Some(Duration::from_millis(500)))
+            .max_outbox(32 << 20),
+        move |conn: &mut Connection| {
+            let _ = ended.lock().unwrap().send(conn.outbox());
+            let mut buf = [0; 64];
+            while conn.read(&mut buf)? > 0 {}
+            Ok(())
+        },
+    );
+    let _client = slow_reader(&server);
+    let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+    let chunk: Arc<[u8]> = Arc::from(vec![b'p'; 1 << 20]);
+    for _ in 0..16 {
+        outbox.send_shared(Arc::clone(&chunk)).unwrap();
+    }
+    assert!(outbox.queued() > 0, "the kernel took all 16 MiB");
+    let closed = Instant::now();
+    outbox.close();
+    wait_until("the connection to end", || server.stats().active == 0);
+    let after = closed.elapsed();
+    assert!(after < Duration::from_secs(3), "ended after {after:?}");
+    let report = server.stop().unwrap();
+    assert_eq!(
+        report.unsent_bytes, 0,
+        "dropped before the shutdown: {report}"
+    );
+}
+
 /// A client of `server` with a small receive buffer, fixed (no
 /// autotuning, which may grow to tcp_rmem's 32 MiB): the kernel then holds
 /// at most the server's send buffer (tcp_wmem, up to 4 MiB) and this, so

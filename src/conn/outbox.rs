@@ -69,7 +69,10 @@ impl Outbox {
 
     /// Ends the connection once what is queued has been written: its
     /// client then reads end of file, and its handler's next read ends
-    /// too. Later sends return [`SendError::Closed`].
+    /// too. Later sends return [`SendError::Closed`]. With bytes still
+    /// queued, the handler's read ends at once, and the end of the
+    /// connection writes them within the write timeout: a client that has
+    /// stopped reading is then cut, and the bytes left counted as dropped.
     pub fn close(&self) {
         self.core.close();
     }

@@ -62,7 +62,11 @@ impl OutboxCore {
         self.closed.store(true, Relaxed);
     }
 
-    /// Ends the connection once what is queued has been written.
+    /// Ends the connection once what is queued has been written. With
+    /// bytes still queued, the handler's reading ends at once: its end
+    /// writes them within the write timeout, so a client that has stopped
+    /// reading cannot hold the connection (and, in the thread mode, its
+    /// thread) for as long as it does not read.
     pub(crate) fn close(self: &Arc<Self>) {
         let mut inner = self.lock();
         if inner.closed {
@@ -73,8 +77,11 @@ impl OutboxCore {
         inner.close_when_empty = true;
         let now = !inner.writing && inner.queue.is_empty();
         drop(inner);
-        if let (true, Some(link)) = (now, self.link()) {
-            link.cut();
+        if let Some(link) = self.link() {
+            match now {
+                true => link.cut(),
+                false => link.close_reading(),
+            }
         }
     }
 }
