@@ -3,7 +3,8 @@
 //!
 //! * `idle_connections_cannot_block_the_endpoint`: 200 clients that
 //!   connect and send nothing, and a scrape is still answered at once.
-//! * `a_query_string_is_answered`, `head_and_other_paths_and_methods`.
+//! * `a_query_string_is_answered`, `head_and_other_paths_and_methods`,
+//!   `an_error_reply_outlives_the_unread_request`.
 //! * `promtool_finds_the_text_clean`: Prometheus's own checker (Debian
 //!   `prometheus`), skipped without it unless every tool is required.
 
@@ -140,6 +141,34 @@ fn promtool_finds_the_text_clean() {
     );
     assert!(out.status.success(), "promtool: {said}");
     assert_eq!(said.trim(), "", "promtool had something to say");
+    endpoint.stop().unwrap();
+    server.stop().unwrap();
+}
+
+/// An error reply to a request the endpoint did not read to its end (a
+/// POST's body): the client reads the reply, not a reset.
+#[test]
+fn an_error_reply_outlives_the_unread_request() {
+    let (server, endpoint) = endpoint();
+    for _ in 0..5 {
+        let mut stream = connect(&endpoint.local_addr());
+        let body = vec![b'x'; 256 * 1024];
+        let head = format!(
+            "POST /metrics HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        // The server may stop reading at any point of the body.
+        let _ = stream.write_all(&body);
+        let mut reply = Vec::new();
+        let read = stream.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(read.is_ok(), "{read:?} after {reply:?}");
+        assert!(
+            reply.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{reply}"
+        );
+    }
     endpoint.stop().unwrap();
     server.stop().unwrap();
 }

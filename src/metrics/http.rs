@@ -3,6 +3,8 @@
 //! `curl` sends is understood; anything else gets its status code.
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
 
 use crate::Connection;
 
@@ -15,7 +17,8 @@ const PATH: &str = "/metrics";
 /// the metrics.
 pub(super) fn respond(conn: &mut Connection, body: impl FnOnce() -> String) -> io::Result<()> {
     let Some(head) = read_head(conn)? else {
-        return write(conn, "400 Bad Request", false, "request head too long\n");
+        write(conn, "400 Bad Request", false, "request head too long\n")?;
+        return close_gently(conn);
     };
     // Blank lines before the request line are ignored (RFC 9112, 2.2).
     let first = head.trim_start_matches(['\r', '\n']).lines().next();
@@ -31,13 +34,32 @@ pub(super) fn respond(conn: &mut Connection, body: impl FnOnce() -> String) -> i
     match (method, path) {
         ("GET" | "HEAD", PATH) => write(conn, "200 OK", head_only, &body()),
         ("GET" | "HEAD", _) => write(conn, "404 Not Found", head_only, "try /metrics\n"),
-        _ => write(
-            conn,
-            "405 Method Not Allowed\r\nAllow: GET, HEAD",
-            false,
-            "GET /metrics\n",
-        ),
+        _ => {
+            let status = "405 Method Not Allowed\r\nAllow: GET, HEAD";
+            write(conn, status, false, "GET /metrics\n")?;
+            close_gently(conn)
+        }
     }
+}
+
+/// After an error reply to a request not read to its end (a head too
+/// long, a body): the end of the reply, then what the client still sends
+/// is read and dropped for a moment. Closed with unread bytes, the socket
+/// would send a reset, and the client could lose the reply to it.
+fn close_gently(conn: &mut Connection) -> io::Result<()> {
+    const LINGER: Duration = Duration::from_millis(200);
+    const MOST: usize = 1 << 20;
+    conn.shutdown(Shutdown::Write)?;
+    conn.set_read_timeout(Some(LINGER))?;
+    let mut buf = [0u8; 4096];
+    let mut dropped = 0;
+    while dropped < MOST {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => dropped += n,
+        }
+    }
+    Ok(())
 }
 
 /// The path and query of a request target: `/metrics?x` as it is, and
