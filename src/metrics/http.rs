@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Connection;
 
@@ -44,16 +44,18 @@ pub(super) fn respond(conn: &mut Connection, body: impl FnOnce() -> String) -> i
 
 /// After an error reply to a request not read to its end (a head too
 /// long, a body): the end of the reply, then what the client still sends
-/// is read and dropped for a moment. Closed with unread bytes, the socket
-/// would send a reset, and the client could lose the reply to it.
+/// is read and dropped for a moment (a second, 1 MiB at most). Closed
+/// with unread bytes, the socket would send a reset, and the client could
+/// lose the reply to it.
 fn close_gently(conn: &mut Connection) -> io::Result<()> {
     const LINGER: Duration = Duration::from_millis(200);
     const MOST: usize = 1 << 20;
+    let until = Instant::now() + Duration::from_secs(1);
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(Some(LINGER))?;
     let mut buf = [0u8; 4096];
     let mut dropped = 0;
-    while dropped < MOST {
+    while dropped < MOST && Instant::now() < until {
         match conn.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => dropped += n,
