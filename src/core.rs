@@ -124,7 +124,21 @@ pub(crate) struct Core {
     /// The signal listener of `shutdown_on_signals`, closed when the
     /// server stops so that it leaves no thread or handler behind.
     #[cfg(feature = "signals")]
-    pub(crate) signals: Mutex<Option<signal_hook::iterator::Handle>>,
+    pub(crate) signals: Mutex<SignalListener>,
+}
+
+/// Where a server is with `shutdown_on_signals`.
+#[cfg(feature = "signals")]
+#[derive(Debug, Default)]
+pub(crate) enum SignalListener {
+    /// Not asked for (yet).
+    #[default]
+    None,
+    Listening(signal_hook::iterator::Handle),
+    /// Over: the first signal came, or the server stopped or was dropped
+    /// without running. Asking again does nothing: nothing would stop
+    /// listening again.
+    Done,
 }
 
 impl Core {
@@ -135,12 +149,10 @@ impl Core {
     /// server dropped without running.
     #[cfg(feature = "signals")]
     pub(crate) fn stop_listening_for_signals(&self) {
-        let listener = self
-            .signals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(listener) = listener {
+        let mut state = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        let before = std::mem::replace(&mut *state, SignalListener::Done);
+        drop(state);
+        if let SignalListener::Listening(listener) = before {
             listener.close();
             crate::lifecycle::signals::end();
         }
@@ -215,7 +227,7 @@ impl Core {
             spare: Mutex::new(spare),
             socket_file: Mutex::new(socket_file),
             #[cfg(feature = "signals")]
-            signals: Mutex::new(None),
+            signals: Mutex::default(),
         }
     }
 

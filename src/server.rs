@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::thread;
 
+#[cfg(feature = "signals")]
+use crate::core::SignalListener;
 use crate::core::{Core, Shared};
 use crate::lifecycle::report::ShutdownReport;
 use crate::lifecycle::Command;
@@ -182,7 +184,8 @@ impl ShutdownHandle {
     /// # }
     /// ```
     ///
-    /// Calling it again does nothing. Once the first signal has begun the
+    /// Calling it again does nothing, and so does calling it once the
+    /// server has stopped or was dropped. Once the first signal has begun the
     /// shutdown, or the server has stopped (or was dropped without
     /// running), the signal handlers are taken away and the thread ends, so
     /// the next Ctrl-C acts as it would have without this (or on whatever
@@ -193,7 +196,7 @@ impl ShutdownHandle {
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut registered = self.core.signals.lock().unwrap_or_else(|e| e.into_inner());
-        if registered.is_some() || self.core.stopping() {
+        if !matches!(*registered, SignalListener::None) || self.core.stopping() {
             return Ok(());
         }
         // Disarms the default actions first: a signal that comes between
@@ -217,7 +220,7 @@ impl ShutdownHandle {
             Ok(listener)
         };
         match listen() {
-            Ok(listener) => *registered = Some(listener),
+            Ok(listener) => *registered = SignalListener::Listening(listener),
             Err(e) => {
                 crate::lifecycle::signals::end();
                 return Err(e);

@@ -428,7 +428,8 @@ fn helper_in_a_child_process() {
         .thread_name("logt-unrun")
         .build(|_: &mut Connection| Ok(()))
         .unwrap();
-    never_run.shutdown_handle().shutdown_on_signals().unwrap();
+    let unrun = never_run.shutdown_handle();
+    unrun.shutdown_on_signals().unwrap();
     drop(never_run);
     let dropped = Instant::now();
     while threads_named("logt-unrun-signals") > 0 {
@@ -438,6 +439,9 @@ fn helper_in_a_child_process() {
         );
         thread::sleep(Duration::from_millis(2));
     }
+    // Asked again of the dropped server: nothing (were it to listen, the
+    // parent's SIGINT would only stop that dead server).
+    unrun.shutdown_on_signals().unwrap();
     println!("ready");
     let waiting = Instant::now();
     while waiting.elapsed() < Duration::from_secs(10) {

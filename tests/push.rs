@@ -277,6 +277,63 @@ fn close_to_a_client_that_does_not_read_ends_within_the_write_timeout(park: bool
     );
 }
 
+both_modes!(once_closed_a_clients_input_is_not_read);
+/// Once its outbox is closed, with bytes still queued for it or none, a
+/// connection's reads give end of file, whatever the client sent: on TCP,
+/// shutting the reading side down does not stop bytes already there or
+/// still coming, and a client that sends without pause would otherwise
+/// keep its handler reading.
+fn once_closed_a_clients_input_is_not_read(park: bool) {
+    for queued in [true, false] {
+        let (tx, rx) = mpsc::channel();
+        let handed = std::sync::Mutex::new(tx);
+        let (go, wait) = mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let (report, read_after) = mpsc::channel();
+        let report = std::sync::Mutex::new(report);
+        let server = spawn(
+            Server::builder()
+                .bind("127.0.0.1:0")
+                .park_idle(park)
+                .read_timeout(None)
+                .write_timeout(Some(Duration::from_millis(500)))
+                .max_outbox(32 << 20),
+            move |conn: &mut Connection| {
+                let _ = handed.lock().unwrap().send(conn.outbox());
+                // Reads only once the test has closed the outbox.
+                let _ = wait.lock().unwrap().recv_timeout(TIMEOUT);
+                let (mut buf, mut total) = ([0; 4096], 0);
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    total += n;
+                }
+                let _ = report.lock().unwrap().send(total);
+                Ok(())
+            },
+        );
+        let mut client = slow_reader(&server);
+        let outbox = rx.recv_timeout(TIMEOUT).unwrap();
+        client.write_all(&[b'c'; 32 * 1024]).unwrap();
+        let port = server.local_addr().inet().unwrap().port();
+        wait_until("the client's bytes to arrive", || {
+            server_side_unread(port, &client) == 32 * 1024
+        });
+        if queued {
+            let chunk: Arc<[u8]> = Arc::from(vec![b'p'; 1 << 20]);
+            for _ in 0..16 {
+                outbox.send_shared(Arc::clone(&chunk)).unwrap();
+            }
+            assert!(outbox.queued() > 0, "the kernel took all 16 MiB");
+        }
+        outbox.close();
+        go.send(()).unwrap();
+        let read = read_after.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(read, 0, "queued: {queued}");
+        wait_until("the handler to end", || server.stats().active == 0);
+        drop(client);
+        server.stop().unwrap();
+    }
+}
+
 /// A client of `server` with a small receive buffer, fixed (no
 /// autotuning, which may grow to tcp_rmem's 32 MiB): the kernel then holds
 /// at most the server's send buffer (tcp_wmem, up to 4 MiB) and this, so

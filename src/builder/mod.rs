@@ -179,9 +179,13 @@ impl ServerBuilder {
     /// clients that vanished without closing (a machine switched off, a
     /// network gone) on connections that may rightly be silent for long,
     /// where `read_timeout` would end live ones too: subscribers, chat
-    /// clients (redis-server's `tcp-keepalive 300`). `None`: off. Default:
-    /// `None`. Range: 1 s to 32,767 s. TCP only: a Unix-domain socket has
-    /// no keepalive, and there it does nothing.
+    /// clients (redis-server's `tcp-keepalive 300`). Probes go out only
+    /// while nothing sent is unacknowledged: a client that vanishes with
+    /// pushed bytes in flight is found by TCP's retransmission timeout
+    /// (about 15 minutes on Linux's defaults), or sooner by `max_outbox`
+    /// filling. `None`: off. Default: `None`. Range: 1 s to 32,767 s. TCP
+    /// only: a Unix-domain socket has no keepalive, and there it does
+    /// nothing.
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.settings.tcp_keepalive = idle;
         self

@@ -202,8 +202,9 @@ impl SocketIo {
         }
     }
 
-    /// TCP keepalive (`tcp_keepalive`), which accepted sockets do not
-    /// inherit.
+    /// TCP keepalive (`tcp_keepalive`), set on each connection rather than
+    /// on the listener, so that a listener shared with another process
+    /// (an upgrade, systemd) is left as it is.
     pub(crate) fn keepalive(&self, idle: Duration) {
         // A failure means the peer is already gone; the handler will see it.
         if let Some(stream) = self.stream() {
@@ -344,6 +345,9 @@ impl SocketIo {
 /// that bytes already received are still read, then end of file, instead
 /// of blocking.
 fn read_blocking(link: &Link, buf: &mut [u8]) -> io::Result<usize> {
+    if link.state.reading_ended() {
+        return Ok(0);
+    }
     if link.state.begin_read() {
         link.close_reading();
     }

@@ -55,9 +55,19 @@ impl Link {
     }
 
     /// Shuts the socket down both ways, so that blocked or parked reads
-    /// and writes return and every later one fails: the end of a
-    /// connection past its deadline, or of one a shutdown gave up on.
+    /// and writes return and every later one fails (a read gives end of
+    /// file, however much the client goes on sending): the end of a
+    /// connection past its deadline, of one a shutdown gave up on, or of a
+    /// slow consumer.
     pub(crate) fn cut(&self) {
+        self.state.end_reading();
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Ends the client's input for good: a blocked read returns, and every
+    /// later one gives end of file, whatever the client sends meanwhile.
+    pub(crate) fn end_reading(&self) {
+        self.state.end_reading();
+        self.close_reading();
     }
 }

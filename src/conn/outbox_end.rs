@@ -80,7 +80,7 @@ impl OutboxCore {
         if let Some(link) = self.link() {
             match now {
                 true => link.cut(),
-                false => link.close_reading(),
+                false => link.end_reading(),
             }
         }
     }

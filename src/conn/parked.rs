@@ -179,6 +179,9 @@ impl ParkedStream {
         if self.cut {
             return Err(cut());
         }
+        if self.link.state.reading_ended() {
+            return Ok(0);
+        }
         let (link, state) = (&*self.link, &self.link.state);
         let mut deadline = fixed;
         let mut waited = false;

@@ -17,24 +17,29 @@
 //! read-modify-writes of one location, so one of them sees the other
 //! (`CONCURRENCY.md`). Under `park_idle` only the loop's thread touches it.
 
-use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
 
 /// The handler is in a read (blocked in it, or parked on it).
-const READING: u8 = 1;
+const READING: u16 = 1;
 /// Nothing received since the last reply, or since the connection opened.
-const AWAITING: u8 = 2;
+const AWAITING: u16 = 2;
 /// Nothing received at all yet (no PROXY header, no TLS hello, no request).
-const NEW: u8 = 4;
+const NEW: u16 = 4;
 /// Shutdown has begun: an idle read gives end of file.
-const CLOSING: u8 = 8;
+const CLOSING: u16 = 8;
 /// Shutdown closed this connection as idle (counted once).
-const CLOSED_IDLE: u8 = 16;
+const CLOSED_IDLE: u16 = 16;
 /// Its outbox holds bytes not yet written.
-const QUEUED: u8 = 32;
+const QUEUED: u16 = 32;
 /// The grace of new connections is over: a new one is idle too.
-const LATE: u8 = 64;
+const LATE: u16 = 64;
 /// In the TLS handshake: what the server writes then is no reply.
-const OPENING: u8 = 128;
+const OPENING: u16 = 128;
+/// The server is done with the client's input (the connection was cut,
+/// or its outbox closed): reads give end of file, whatever comes. On TCP,
+/// `shutdown(SHUT_RD)` wakes a blocked read but does not stop bytes that
+/// arrive later from being read.
+const READ_ENDED: u16 = 256;
 
 /// A connection's phase, read off its [`ConnState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +61,7 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
-    fn of(bits: u8) -> Phase {
+    fn of(bits: u16) -> Phase {
         if bits & CLOSED_IDLE != 0 {
             Phase::ClosedIdle
         } else if bits & QUEUED != 0 {
@@ -87,11 +92,11 @@ impl Phase {
 
 /// One connection's state; see the module documentation.
 #[derive(Debug)]
-pub(crate) struct ConnState(AtomicU8);
+pub(crate) struct ConnState(AtomicU16);
 
 impl Default for ConnState {
     fn default() -> Self {
-        ConnState(AtomicU8::new(NEW | AWAITING))
+        ConnState(AtomicU16::new(NEW | AWAITING))
     }
 }
 
@@ -192,7 +197,7 @@ impl ConnState {
 
     /// Marks the connection closed as idle if `bits` say it is idle and it
     /// was not marked before; returns whether this call marked it.
-    fn close_idle(&self, bits: u8) -> bool {
+    fn close_idle(&self, bits: u16) -> bool {
         if !Phase::of(bits).is_idle(bits & LATE != 0) {
             return false;
         }
@@ -202,6 +207,17 @@ impl ConnState {
     /// Whether shutdown closed this connection as idle.
     pub(crate) fn closed_idle(&self) -> bool {
         self.0.load(SeqCst) & CLOSED_IDLE != 0
+    }
+
+    /// The server is done with the client's input: every read from now on
+    /// gives end of file.
+    pub(crate) fn end_reading(&self) {
+        self.0.fetch_or(READ_ENDED, SeqCst);
+    }
+
+    /// Whether [`end_reading`](Self::end_reading) was called.
+    pub(crate) fn reading_ended(&self) -> bool {
+        self.0.load(SeqCst) & READ_ENDED != 0
     }
 }
 

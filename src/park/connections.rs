@@ -85,7 +85,7 @@ impl<H: Handler> EventLoop<H> {
         self.gauges.set_peer(key, None);
         let room_wanted = {
             let mut books = self.shared.core.books();
-            books.release(done.admitted);
+            done.release(&mut books);
             std::mem::take(&mut books.room_wanted)
         };
         if room_wanted {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::admission::Admitted;
+use crate::admission::{Admitted, Books};
 use crate::conn::io::SocketIo;
 use crate::conn::link::Link;
 use crate::conn::outbox_core::PushSetup;
@@ -14,12 +14,27 @@ use crate::core::{Core, Shared};
 use crate::park::parking::{self, ParkYielder, COROUTINES};
 use crate::{Addr, Handler};
 
-/// What a finished coroutine hands back to its loop.
-#[derive(Debug)]
+/// What a finished coroutine hands back to its loop: the books to
+/// release, what admission and the PROXY header's client counted. Given
+/// back when dropped unless [`release`](Self::release) did, so that a loop
+/// that dies between the two does not keep them.
 pub(crate) struct Done {
-    /// The books to release: what admission, and the PROXY header's
-    /// client, counted.
-    pub(crate) admitted: Admitted,
+    held: Held,
+}
+
+impl Done {
+    /// Gives the books back, under the lock the caller holds.
+    pub(crate) fn release(mut self, books: &mut Books) {
+        books.release(self.held.hand_back());
+    }
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Done")
+            .field("admitted", &self.held.admitted)
+            .finish()
+    }
 }
 
 /// The body of the coroutine that serves one accepted connection.
@@ -54,17 +69,16 @@ pub(crate) fn body<H: Handler>(
             peer,
             &mut held.admitted,
         );
-        Done {
-            admitted: held.hand_back(),
-        }
+        Done { held }
     }
 }
 
-/// What a connection holds on the books, given back by its coroutine's
-/// drop if it never returns: when its loop dies (a defect of the
-/// library's own) and drops it suspended, or before it first ran. Only
-/// the coroutine knows the client that a PROXY header named and that was
-/// counted against `max_per_source`, so the loop cannot give it back.
+/// What a connection holds on the books, given back when dropped unless
+/// handed back first: by its coroutine's drop if it never returns (its
+/// loop dies, a defect of the library's own, and drops it suspended, or
+/// before it first ran), or by its [`Done`]'s. Only the coroutine knows
+/// the client that a PROXY header named and that was counted against
+/// `max_per_source`, so the loop cannot give it back.
 struct Held {
     core: Arc<Core>,
     admitted: Admitted,
@@ -73,7 +87,7 @@ struct Held {
 }
 
 impl Held {
-    /// For the loop to give back, the coroutine having returned.
+    /// For the caller to give back: this no longer will.
     fn hand_back(&mut self) -> Admitted {
         self.armed = false;
         self.admitted

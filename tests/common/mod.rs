@@ -498,21 +498,38 @@ pub fn tcp_migrate_req() -> bool {
     on
 }
 
-/// The timer of the server's side of `client`'s connection (IPv4), from
-/// `/proc/net/tcp`, where the kernel shows each socket's: which one (2:
-/// keepalive) and in how long.
-pub fn server_side_timer(server_port: u16, client: &std::net::TcpStream) -> (u8, Duration) {
+/// The server's side of `client`'s connection (IPv4) as `/proc/net/tcp`
+/// shows it: the kernel's own fields for the socket.
+fn server_side(server_port: u16, client: &std::net::TcpStream) -> Vec<String> {
     let client_port = client.local_addr().unwrap().port();
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    for line in table.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
-        if port(fields[1]) == server_port && port(fields[2]) == client_port {
-            let (timer, when) = fields[5].split_once(':').unwrap();
-            // In clock ticks of 1/100 s (USER_HZ).
-            let ticks = u64::from_str_radix(when, 16).unwrap();
-            return (timer.parse().unwrap(), Duration::from_millis(ticks * 10));
-        }
-    }
-    panic!("no server-side socket for port {client_port} in /proc/net/tcp");
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .find(|f| port(&f[1]) == server_port && port(&f[2]) == client_port)
+        .unwrap_or_else(|| panic!("no server-side socket for port {client_port} in /proc/net/tcp"))
+}
+
+/// The timer of the server's side of `client`'s connection: which one
+/// (2: keepalive) and in how long.
+pub fn server_side_timer(server_port: u16, client: &std::net::TcpStream) -> (u8, Duration) {
+    let fields = server_side(server_port, client);
+    let (timer, when) = fields[5].split_once(':').unwrap();
+    // In clock ticks of 1/100 s (USER_HZ).
+    let ticks = u64::from_str_radix(when, 16).unwrap();
+    (timer.parse().unwrap(), Duration::from_millis(ticks * 10))
+}
+
+/// Bytes the server's side of `client`'s connection has received and
+/// nobody has read yet.
+pub fn server_side_unread(server_port: u16, client: &std::net::TcpStream) -> usize {
+    let fields = server_side(server_port, client);
+    let (_, unread) = fields[4].split_once(':').unwrap();
+    usize::from_str_radix(unread, 16).unwrap()
 }
