@@ -237,6 +237,17 @@ fn close_ends_the_connection_after_what_is_queued(park: bool) {
     server.stop().unwrap();
 }
 
+/// A server whose connections wait for input with no read timeout (as
+/// listeners do) and write within 500 ms, 32 MiB of outbox each.
+fn listeners(park: bool) -> socketserver::ServerBuilder {
+    Server::builder()
+        .bind("127.0.0.1:0")
+        .park_idle(park)
+        .read_timeout(None)
+        .write_timeout(Some(Duration::from_millis(500)))
+        .max_outbox(32 << 20)
+}
+
 both_modes!(close_to_a_client_that_does_not_read_ends_within_the_write_timeout);
 /// `close()` with bytes queued for a client that has stopped reading: the
 /// handler's read ends at once (no read timeout would end it), and the
@@ -244,20 +255,12 @@ both_modes!(close_to_a_client_that_does_not_read_ends_within_the_write_timeout);
 fn close_to_a_client_that_does_not_read_ends_within_the_write_timeout(park: bool) {
     let (tx, rx) = mpsc::channel();
     let ended = std::sync::Mutex::new(tx);
-    let server = spawn(
-        Server::builder()
-            .bind("127.0.0.1:0")
-            .park_idle(park)
-            .read_timeout(None)
-            .write_timeout(Some(Duration::from_millis(500)))
-            .max_outbox(32 << 20),
-        move |conn: &mut Connection| {
-            let _ = ended.lock().unwrap().send(conn.outbox());
-            let mut buf = [0; 64];
-            while conn.read(&mut buf)? > 0 {}
-            Ok(())
-        },
-    );
+    let server = spawn(listeners(park), move |conn: &mut Connection| {
+        let _ = ended.lock().unwrap().send(conn.outbox());
+        let mut buf = [0; 64];
+        while conn.read(&mut buf)? > 0 {}
+        Ok(())
+    });
     let _client = slow_reader(&server);
     let outbox = rx.recv_timeout(TIMEOUT).unwrap();
     let chunk: Arc<[u8]> = Arc::from(vec![b'p'; 1 << 20]);
@@ -291,25 +294,17 @@ fn once_closed_a_clients_input_is_not_read(park: bool) {
         let wait = std::sync::Mutex::new(wait);
         let (report, read_after) = mpsc::channel();
         let report = std::sync::Mutex::new(report);
-        let server = spawn(
-            Server::builder()
-                .bind("127.0.0.1:0")
-                .park_idle(park)
-                .read_timeout(None)
-                .write_timeout(Some(Duration::from_millis(500)))
-                .max_outbox(32 << 20),
-            move |conn: &mut Connection| {
-                let _ = handed.lock().unwrap().send(conn.outbox());
-                // Reads only once the test has closed the outbox.
-                let _ = wait.lock().unwrap().recv_timeout(TIMEOUT);
-                let (mut buf, mut total) = ([0; 4096], 0);
-                while let Ok(n @ 1..) = conn.read(&mut buf) {
-                    total += n;
-                }
-                let _ = report.lock().unwrap().send(total);
-                Ok(())
-            },
-        );
+        let server = spawn(listeners(park), move |conn: &mut Connection| {
+            let _ = handed.lock().unwrap().send(conn.outbox());
+            // Reads only once the test has closed the outbox.
+            let _ = wait.lock().unwrap().recv_timeout(TIMEOUT);
+            let (mut buf, mut total) = ([0; 4096], 0);
+            while let Ok(n @ 1..) = conn.read(&mut buf) {
+                total += n;
+            }
+            let _ = report.lock().unwrap().send(total);
+            Ok(())
+        });
         let mut client = slow_reader(&server);
         let outbox = rx.recv_timeout(TIMEOUT).unwrap();
         client.write_all(&[b'c'; 32 * 1024]).unwrap();
