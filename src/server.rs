@@ -184,13 +184,12 @@ impl ShutdownHandle {
     /// # }
     /// ```
     ///
-    /// Calling it again does nothing, and so does calling it once the
-    /// server has stopped or was dropped. Once the first signal has begun the
-    /// shutdown, or the server has stopped (or was dropped without
-    /// running), the signal handlers are taken away and the thread ends, so
-    /// the next Ctrl-C acts as it would have without this (or on whatever
-    /// the program set up): a second Ctrl-C during a long drain ends the
-    /// process at once.
+    /// Once the first signal has begun the shutdown, or the server has
+    /// stopped (or was dropped without running), the signal handlers are
+    /// taken away and the thread ends, so the next Ctrl-C acts as it would
+    /// have without this (or on whatever the program set up): a second
+    /// Ctrl-C during a long drain ends the process at once. Calling this
+    /// again does nothing, and so does calling it after that.
     #[cfg(feature = "signals")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
