@@ -79,10 +79,13 @@ pub(crate) trait Parking: Sync {
 /// order (128).
 const BUDGET: u32 = 128;
 
+/// The error of I/O on a connection the server has ended: a shutdown
+/// that gave up waiting for it, or its `connection_timeout`.
 fn cut() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
-        "the server is shutting down and stopped waiting for this connection",
+        "the server ended this connection (its connection_timeout passed, or a shutdown \
+         stopped waiting for it)",
     )
 }
 
