@@ -122,7 +122,9 @@ pub struct Stats {
     /// middle of a request or a reply. Not counted in
     /// [`handler_errors`](Self::handler_errors): nothing the server did
     /// wrong. Still reported to `on_error` (the default hook logs them at
-    /// `debug`).
+    /// `debug`). A connection the server itself cut (forced at shutdown,
+    /// past its `connection_timeout`, a slow consumer) is counted as that
+    /// instead, whatever error its handler then returns.
     pub disconnects: u64,
     /// Connections that waited for a worker longer than
     /// [`queue_timeout`](crate::ServerBuilder::queue_timeout) in the thread

@@ -164,6 +164,49 @@ fn a_trickling_client_is_cut_at_the_connection_deadline(park: bool) {
     server.stop().unwrap();
 }
 
+both_modes!(a_handler_a_shutdown_gave_up_on_is_no_client_disconnect);
+/// A handler in the middle of a request, returning its read's error: the
+/// shutdown that gives up on it counts it as forced, not as the client
+/// hanging up (`disconnects`) nor as a handler failure, whatever error
+/// its read then returns (end of file in the thread mode,
+/// `ConnectionAborted` when parked).
+fn a_handler_a_shutdown_gave_up_on_is_no_client_disconnect(park: bool) {
+    let (tx, started) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = spawn(
+        Server::builder()
+            .bind("127.0.0.1:0")
+            .park_idle(park)
+            .workers(1)
+            .shutdown_timeout(Duration::from_millis(300)),
+        move |conn: &mut socketserver::Connection| {
+            let mut buf = [0u8; 64];
+            let mut first = true;
+            loop {
+                if conn.read(&mut buf)? == 0 {
+                    return Ok(());
+                }
+                if std::mem::take(&mut first) {
+                    let _ = tx.lock().unwrap().send(());
+                }
+            }
+        },
+    );
+    let handle = server.shutdown_handle();
+    let mut client = connect(&server.local_addr());
+    // Half a request: the connection is busy, not idle.
+    client.write_all(b"GET /par").unwrap();
+    started.recv_timeout(TIMEOUT).unwrap();
+    let report = server.stop().unwrap();
+    assert_eq!(report.forced, 1, "{report}");
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.disconnects, stats.handler_errors),
+        (0, 0),
+        "{stats:?}"
+    );
+}
+
 /// A client that never reads a large reply holds its worker only until
 /// `write_timeout`.
 #[test]

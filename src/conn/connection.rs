@@ -278,6 +278,14 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether the server ended this connection (a shutdown that gave up
+    /// on it, its `connection_timeout`, a slow consumer's cut, its
+    /// outbox's `close`): what the handler's I/O failed with then is
+    /// neither the client's doing nor the handler's.
+    pub(crate) fn cut_by_server(&self) -> bool {
+        self.io.link().is_some_and(|l| l.state.reading_ended())
+    }
+
     /// Whether `error`, as the handler returned it, is the TLS session's
     /// failure on the client's records (a fatal alert, a bad record), not
     /// the handler's own.

@@ -264,6 +264,10 @@ pub(crate) fn call_handler<H: Handler>(core: &Core, handler: &H, conn: &mut Conn
                         },
                     );
                 }
+                // The server cut it, and counted why where it did (forced,
+                // timed out, a slow consumer): the error that followed is
+                // no client's disconnect and no handler's failure.
+                _ if conn.cut_by_server() => {}
                 // The client hung up or reset: nothing the server did
                 // wrong, so no alert should see it as one.
                 _ if client_gone(error.kind()) => {
