@@ -363,12 +363,18 @@ impl Core {
                     engine.command(Command::Stop);
                 }
                 if !self.settings.reuse_port {
-                    let backlog = self.close_backlog();
-                    add(&self.counters.dropped_at_shutdown, backlog as u64);
-                    wake::wake_all(&self.listener, self.held_elsewhere());
+                    self.close_listener();
                 }
             }
         }
+    }
+
+    /// Shutdown's end of the listener: what waits in its backlog closed
+    /// and counted, then every thread waiting on it woken.
+    fn close_listener(&self) {
+        let backlog = self.close_backlog();
+        add(&self.counters.dropped_at_shutdown, backlog as u64);
+        wake::wake_all(&self.listener, self.held_elsewhere());
     }
 
     /// Accepts and closes every connection waiting in the listen backlog,
@@ -444,9 +450,7 @@ impl HandOver for Core {
         if self.stopping() {
             // A shutdown came while the upgrade was under way: what it left
             // for the socket, now this process's alone again.
-            let backlog = self.close_backlog();
-            add(&self.counters.dropped_at_shutdown, backlog as u64);
-            wake::wake_all(&self.listener, self.held_elsewhere());
+            self.close_listener();
         }
     }
 }

@@ -129,7 +129,7 @@ impl Upgrade {
     /// included, as if no upgrade had begun.
     pub fn start(&self) -> Result<u32, Error> {
         let failed = |reason: String| Error::Upgrade {
-            reason: match self.servers.iter().any(|(_, s)| s.is_stopping()) {
+            reason: match self.stopping() {
                 true => format!("{reason}; this process goes on with its shutdown"),
                 false => format!("{reason}; this process goes on serving"),
             },
@@ -137,7 +137,7 @@ impl Upgrade {
         if self.servers.is_empty() {
             return Err(failed("no server was given to hand over".into()));
         }
-        if self.servers.iter().any(|(_, s)| s.is_stopping()) {
+        if self.stopping() {
             return Err(failed("a server is shutting down already".into()));
         }
         let listener = ReadyListener::new()
@@ -183,6 +183,11 @@ impl Upgrade {
         Ok(pid)
     }
 
+    /// Whether one of the servers has begun to shut down.
+    fn stopping(&self) -> bool {
+        self.servers.iter().any(|(_, s)| s.is_stopping())
+    }
+
     /// Starts the new program with the sockets passed to it.
     fn spawn(&self, listener: &ReadyListener) -> Result<Child, String> {
         let program = program().map_err(|e| format!("cannot tell which program to start: {e}"))?;
@@ -213,7 +218,7 @@ impl Upgrade {
         loop {
             let left = until.saturating_duration_since(Instant::now());
             let ready = listener.ready_from(pid, left.min(LOOK));
-            if self.servers.iter().any(|(_, s)| s.is_stopping()) {
+            if self.stopping() {
                 stop_child(&mut child);
                 return Err(format!(
                     "this process began to shut down; the new process {pid} was killed"

@@ -98,10 +98,7 @@ fn stream_loop<H: Handler>(
                 None => return,
             },
             Step::TakeQueued => match st.queue.pop_front() {
-                Some(job) => {
-                    st.taken_while_stopping += usize::from(st.pool.stopping);
-                    job
-                }
+                Some(job) => job,
                 None => continue,
             },
             Step::TakeWaiting => {
@@ -111,10 +108,7 @@ fn stream_loop<H: Handler>(
                 let admitted;
                 (st, admitted) = admit(workers, st, w.stream, w.peer, w.since);
                 match admitted {
-                    Some(job) => {
-                        st.taken_while_stopping += usize::from(st.pool.stopping);
-                        job
-                    }
+                    Some(job) => job,
                     None => continue,
                 }
             }
@@ -139,6 +133,10 @@ fn stream_loop<H: Handler>(
                 }
             }
         };
+        if matches!(step, Step::TakeQueued | Step::TakeWaiting) {
+            // Drained with those in flight (`Pool::serving_accepted`).
+            st.taken_while_stopping += usize::from(st.pool.stopping);
+        }
         let admitted = job.admitted;
         owed.held = Some(admitted);
         become_busy(shared, workers, st, owed);
